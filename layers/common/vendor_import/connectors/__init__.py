@@ -1,0 +1,76 @@
+"""Registry of connectors. Modules are imported lazily so a vendor function loads only its own
+connector (and its dependencies: lxml for XML vendors only) - cold start matters."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ..errors import InputError, SettingsError
+from ..settings import validate_fields, validate_settings
+
+# vendor id -> "module:Class"
+CONNECTORS: dict[str, str] = {
+    "hopex": "vendor_import.connectors.hopex:HopexConnector",
+    "campaign": "vendor_import.connectors.campaign:CampaignConnector",
+    "aep": "vendor_import.connectors.aep:AepConnector",
+    "simplemente": "vendor_import.connectors.simplemente:SimplementeConnector",
+    "cirrus": "vendor_import.connectors.cirrus:CirrusConnector",
+}
+
+VENDORS = tuple(CONNECTORS)
+
+
+def connector_class(vendor: str):
+    target = CONNECTORS.get(vendor)
+    if target is None:
+        raise InputError(
+            f"unknown vendor {vendor!r}: the key must start with inbox/<vendor>/ where vendor is "
+            f"one of {', '.join(VENDORS)}"
+        )
+    module_name, cls_name = target.split(":")
+    return getattr(importlib.import_module(module_name), cls_name)
+
+
+def load_settings(vendor: str, doc: Any) -> dict[str, Any]:
+    cls = connector_class(vendor)
+    return validate_settings(doc, vendor, cls.settings_fields)
+
+
+def validate_options(vendor: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Validate per-import options against the connector's declared option fields."""
+    cls = connector_class(vendor)
+    fields = {f.name: f for f in cls.option_fields}
+    coerced = {k: _coerce(v, fields[k].type) if k in fields else v for k, v in (options or {}).items()}
+    try:
+        return validate_fields(coerced, cls.option_fields, "option ")
+    except SettingsError as exc:  # an option is the user's input, not the settings
+        raise InputError(exc.message.replace("setting option ", "option ")) from None
+
+
+def build_connector(vendor: str, settings: dict[str, Any], session=None):
+    return connector_class(vendor)(settings, session=session)
+
+
+def _coerce(value: Any, typ) -> Any:
+    """Options from key segments and S3 metadata arrive as strings: read them as their type."""
+    if not isinstance(value, str):
+        return value
+    types = typ if isinstance(typ, tuple) else (typ,)
+    if bool in types:
+        low = value.strip().lower()
+        if low in ("true", "1", "yes"):
+            return True
+        if low in ("false", "0", "no"):
+            return False
+    if int in types:
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    if float in types:
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value

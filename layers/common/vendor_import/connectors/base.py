@@ -1,0 +1,68 @@
+"""The connector protocol: one class per vendor, no AWS calls inside.
+
+The vendor function builds a ``StepContext`` (the upload as a ``Source``, the import options,
+a presigner, the time left in this Lambda run, a checkpoint callback) and calls:
+
+* ``validate(ctx)``  local checks only (format, size, per-record limits): raises InputError,
+                     or returns would-be rejects. Used before submit and for dry runs.
+* ``submit(ctx)``    starts the import at the vendor; returns a ``Progress``.
+* ``poll(job, ctx)`` one poll (or, for record vendors, one slice of sending); returns ``Progress``.
+
+Vendor quirks stay in the connector; the state machine and Finalize know nothing of vendors.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import requests
+
+from ..model import Progress, RejectRow
+from ..settings import Field
+from ..source import Source
+
+
+@dataclass
+class StepContext:
+    source: Source
+    options: dict[str, Any] = field(default_factory=dict)
+    # presigned GET URL of the upload, valid for N seconds (for vendors that fetch the file)
+    presign: Callable[[int], str] | None = None
+    # seconds left in this run; record vendors stop sending and save their cursor before it ends
+    time_left: Callable[[], float] = lambda: 600.0
+    # persist the connector's job state mid-step (a crash then resumes from there, not from 0)
+    checkpoint: Callable[[dict[str, Any]], None] = lambda job: None
+    dry_run: bool = False
+    job_id: str = ""
+    started_at: float = field(default_factory=time.time)
+
+
+class Connector:
+    """Base class of every vendor connector."""
+
+    vendor: ClassVar[str] = ""
+    # vendor-specific settings fields (COMMON_FIELDS are added by the loader)
+    settings_fields: ClassVar[tuple[Field, ...]] = ()
+    # per-import options (key segments name=value, S3 metadata, console "options")
+    option_fields: ClassVar[tuple[Field, ...]] = ()
+    # largest upload accepted (bytes); None = no limit
+    max_file_bytes: ClassVar[int | None] = None
+
+    def __init__(self, settings: dict[str, Any], session: requests.Session | None = None):
+        from ..http import new_session
+
+        self.settings = settings
+        self.session = session or new_session(settings)
+
+    # -- to override -------------------------------------------------------------------------
+    def validate(self, ctx: StepContext) -> list[RejectRow]:
+        return []
+
+    def submit(self, ctx: StepContext) -> Progress:
+        raise NotImplementedError
+
+    def poll(self, job: dict[str, Any], ctx: StepContext) -> Progress:
+        raise NotImplementedError

@@ -1,0 +1,98 @@
+"""One HTTP session per connector: timeouts on every call, urllib3 retries, named errors.
+
+Connectors call ``request(...)``: it applies the settings' timeout, turns connection errors
+and timeouts into VendorUnavailableError and never lets a URL with credentials through
+unscrubbed. ``raise_for_status`` maps HTTP codes to the named errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from .errors import (
+    VendorAuthError,
+    VendorProtocolError,
+    VendorRejectedError,
+    VendorThrottledError,
+    VendorUnavailableError,
+)
+from .scrub import scrub
+
+USER_AGENT = "s3-vendor-import/0.1"
+
+
+def new_session(settings: dict[str, Any], *, pool_size: int = 10) -> requests.Session:
+    """A kept-alive session. Only connection failures and idempotent calls are retried here
+    (POSTs that may have reached the vendor are never replayed by urllib3)."""
+    session = requests.Session()
+    retry = Retry(
+        total=2,
+        connect=2,
+        read=0,
+        status=2,
+        status_forcelist=(502, 503, 504),
+        allowed_methods=frozenset({"GET", "HEAD"}),
+        backoff_factor=0.5,
+        backoff_max=5,
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
+    adapter = HTTPAdapter(max_retries=retry, pool_connections=pool_size, pool_maxsize=pool_size)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.headers["User-Agent"] = USER_AGENT
+    session.verify = bool(settings.get("verify_tls", True))
+    session.timeout_seconds = float(settings.get("timeout_seconds", 30))  # type: ignore[attr-defined]
+    return session
+
+
+def request(session: requests.Session, method: str, url: str, *, what: str,
+            **kwargs: Any) -> requests.Response:
+    """Send a request with the session's timeout; transport failures become named errors."""
+    kwargs.setdefault("timeout", getattr(session, "timeout_seconds", 30))
+    try:
+        return session.request(method, url, **kwargs)
+    except requests.exceptions.Timeout:
+        raise VendorUnavailableError(
+            f"{what}: the vendor did not answer within {kwargs['timeout']} s"
+        ) from None
+    except requests.exceptions.SSLError as exc:
+        raise VendorUnavailableError(f"{what}: TLS error talking to the vendor: {scrub(exc)}") from None
+    except requests.exceptions.ConnectionError as exc:
+        raise VendorUnavailableError(f"{what}: cannot reach the vendor: {scrub(exc)}") from None
+    except requests.exceptions.RequestException as exc:
+        raise VendorProtocolError(f"{what}: {scrub(exc)}") from None
+
+
+def body_snippet(resp: requests.Response, limit: int = 300) -> str:
+    text = resp.text if resp.content else ""
+    text = " ".join(text.split())
+    return scrub(text[:limit] + ("..." if len(text) > limit else ""))
+
+
+def raise_for_status(resp: requests.Response, what: str) -> None:
+    """Map an HTTP error code to the named error; return quietly on 2xx."""
+    code = resp.status_code
+    if code < 400:
+        return
+    snippet = body_snippet(resp)
+    if code in (401, 403):
+        raise VendorAuthError(f"{what}: the vendor refused the credentials (HTTP {code}) {snippet}")
+    if code == 429:
+        raise VendorThrottledError(f"{what}: the vendor is throttling requests (HTTP 429)")
+    if code >= 500:
+        raise VendorUnavailableError(f"{what}: the vendor failed (HTTP {code}) {snippet}")
+    raise VendorRejectedError(f"{what}: the vendor refused the request (HTTP {code}) {snippet}")
+
+
+def json_body(resp: requests.Response, what: str) -> Any:
+    try:
+        return resp.json()
+    except ValueError:
+        raise VendorProtocolError(
+            f"{what}: expected JSON from the vendor, got: {body_snippet(resp, 120)}"
+        ) from None

@@ -1,0 +1,129 @@
+"""Vendor settings: one JSON document per vendor, same schema in Secrets Manager and locally.
+
+Each connector declares its fields with ``Field``; ``COMMON_FIELDS`` apply to every vendor.
+Validation names the field and what is wrong with it. Values of ``secret`` fields are
+registered with ``scrub`` so they can never reach a log line, an error or a status record.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import SettingsError
+from .scrub import register_secret
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    type: type | tuple[type, ...] = str
+    required: bool = False
+    default: Any = None
+    choices: tuple | None = None
+    secret: bool = False
+    doc: str = ""
+    minimum: float | None = None
+    fields: tuple[Field, ...] | None = None  # for nested objects (type=dict)
+
+
+def _type_name(t: type | tuple[type, ...]) -> str:
+    names = {str: "a string", int: "a whole number", float: "a number", bool: "true or false",
+             dict: "an object", list: "a list"}
+    if isinstance(t, tuple):
+        return " or ".join(names.get(x, x.__name__) for x in t)
+    return names.get(t, t.__name__)
+
+
+def validate_fields(doc: Any, fields: tuple[Field, ...], where: str) -> dict[str, Any]:
+    """Return a new dict with defaults filled; raise SettingsError naming the bad field."""
+    if not isinstance(doc, dict):
+        raise SettingsError(f"{where or 'settings'} must be a JSON object")
+    known = {f.name for f in fields}
+    unknown = sorted(set(doc) - known)
+    if unknown:
+        raise SettingsError(
+            f"unknown setting {where}{unknown[0]!s}: expected one of {', '.join(sorted(known))}"
+        )
+    out: dict[str, Any] = {}
+    for f in fields:
+        path = f"{where}{f.name}"
+        value = doc.get(f.name, _MISSING)
+        if value is _MISSING or value is None:
+            if f.required:
+                raise SettingsError(f"missing setting {path}: {f.doc or _type_name(f.type)}")
+            out[f.name] = (
+                validate_fields({}, f.fields, f"{path}.") if f.fields and f.default is None
+                else f.default
+            )
+            continue
+        allowed = f.type if isinstance(f.type, tuple) else (f.type,)
+        if float in allowed and int not in allowed and isinstance(value, int):
+            value = float(value)
+        if isinstance(value, bool) and bool not in allowed:
+            raise SettingsError(f"setting {path} must be {_type_name(f.type)}, not true/false")
+        if not isinstance(value, allowed):
+            raise SettingsError(f"setting {path} must be {_type_name(f.type)}")
+        if f.choices is not None and value not in f.choices:
+            raise SettingsError(
+                f"setting {path} must be one of {', '.join(map(str, f.choices))}, not {value!r}"
+            )
+        if f.minimum is not None and value < f.minimum:
+            raise SettingsError(f"setting {path} must be at least {f.minimum}")
+        if isinstance(value, str) and f.required and not value.strip():
+            raise SettingsError(f"setting {path} must not be empty")
+        if f.fields:
+            value = validate_fields(value, f.fields, f"{path}.")
+        if f.secret and isinstance(value, str):
+            register_secret(value)
+        out[f.name] = value
+    return out
+
+
+POLL_FIELDS = (
+    Field("first_wait_seconds", int, default=5, minimum=1,
+          doc="wait before the first poll"),
+    Field("max_wait_seconds", int, default=300, minimum=1,
+          doc="cap of the backoff between two polls"),
+    Field("factor", float, default=2.0, minimum=1.0, doc="backoff multiplier between polls"),
+)
+
+COMMON_FIELDS = (
+    Field("vendor", str, required=True, doc="the vendor id this document is for"),
+    Field("base_url", str, required=True, doc="the vendor API root URL"),
+    Field("timeout_seconds", (int, float), default=30, minimum=1,
+          doc="timeout of every HTTP call (connect and read)"),
+    Field("verify_tls", bool, default=True, doc="verify the vendor's TLS certificate"),
+    Field("allow_http", bool, default=False,
+          doc="allow a plain http:// base_url (simulators, on-premise); off by default"),
+    Field("deadline_seconds", int, default=86400, minimum=1,
+          doc="an import still running after this many seconds of waiting ends TIMED_OUT"),
+    Field("poll", dict, default=None, fields=POLL_FIELDS, doc="backoff of the poll loop"),
+)
+
+
+def validate_settings(doc: Any, vendor: str, vendor_fields: tuple[Field, ...]) -> dict[str, Any]:
+    """Validate a whole settings document for ``vendor``."""
+    if isinstance(doc, (str, bytes)):
+        try:
+            doc = json.loads(doc)
+        except ValueError as exc:
+            raise SettingsError(f"settings for {vendor} are not valid JSON: {exc}") from None
+    settings = validate_fields(doc, COMMON_FIELDS + vendor_fields, "")
+    if settings["vendor"] != vendor:
+        raise SettingsError(
+            f"setting vendor is {settings['vendor']!r} but this document is used for {vendor!r}"
+        )
+    base = settings["base_url"]
+    if not base.startswith(("https://", "http://")):
+        raise SettingsError("setting base_url must start with https://")
+    if base.startswith("http://") and not settings["allow_http"]:
+        raise SettingsError(
+            "setting base_url uses plain http://: use https://, or set allow_http to true "
+            "(simulators and on-premise servers only)"
+        )
+    settings["base_url"] = base.rstrip("/")
+    return settings

@@ -1,0 +1,1 @@
+"""Local runner and vendor simulators: development and demo only, never deployed."""
