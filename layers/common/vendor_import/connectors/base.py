@@ -35,6 +35,11 @@ class StepContext:
     time_left: Callable[[], float] = lambda: 600.0
     # persist the connector's job state mid-step (a crash then resumes from there, not from 0)
     checkpoint: Callable[[dict[str, Any]], None] = lambda job: None
+    # stage rejects right away (record vendors, before the checkpoint that moves past them):
+    # emit_rejects(part_id, rows, raw_bytes_or_None, RawRejects_or_None). part_id must be
+    # deterministic (e.g. the batch's start offset, zero-padded) so a retried step overwrites
+    # its part instead of adding a duplicate; Finalize assembles parts in part_id order.
+    emit_rejects: Callable[..., None] = lambda part_id, rows, raw=None, fmt=None: None
     dry_run: bool = False
     job_id: str = ""
     started_at: float = field(default_factory=time.time)
