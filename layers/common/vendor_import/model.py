@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
-class FinalState(str, enum.Enum):
+class FinalState(enum.StrEnum):
     SUCCEEDED = "SUCCEEDED"
     SUCCEEDED_WITH_REJECTS = "SUCCEEDED_WITH_REJECTS"
     FAILED = "FAILED"

@@ -1,0 +1,91 @@
+"""The jobs table: one item per import (job_id = execution name), status and checkpoints."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+BY_VENDOR_INDEX = "by-vendor"
+
+
+def _to_dynamo(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=str), parse_float=Decimal)
+
+
+def _from_dynamo(obj: Any) -> Any:
+    if isinstance(obj, list):
+        return [_from_dynamo(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _from_dynamo(v) for k, v in obj.items()}
+    if isinstance(obj, Decimal):
+        return int(obj) if obj == obj.to_integral_value() else float(obj)
+    return obj
+
+
+class JobsTable:
+    def __init__(self, dynamodb_resource, table_name: str):
+        self.table = dynamodb_resource.Table(table_name)
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        item = self.table.get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item")
+        return _from_dynamo(item) if item else None
+
+    def put_status(self, record: dict[str, Any]) -> None:
+        """Write the final status record (keeps nothing of the checkpoint: the job is over)."""
+        self.table.put_item(Item=_to_dynamo(record))
+
+    def claim_notification(self, job_id: str, when: str) -> bool:
+        """True the first time only: Finalize retries must not publish twice."""
+        try:
+            self.table.update_item(
+                Key={"job_id": job_id},
+                UpdateExpression="SET notified_at = :w",
+                ConditionExpression="attribute_not_exists(notified_at)",
+                ExpressionAttributeValues={":w": when},
+            )
+            return True
+        except self.table.meta.client.exceptions.ConditionalCheckFailedException:
+            return False
+
+    def release_notification(self, job_id: str) -> None:
+        self.table.update_item(Key={"job_id": job_id}, UpdateExpression="REMOVE notified_at")
+
+    def save_checkpoint(self, job_id: str, vendor: str, poll: int, connector_job: dict[str, Any],
+                        updated_at: str) -> None:
+        """Persist a record vendor's cursor mid-step: a retried step resumes from here."""
+        self.table.update_item(
+            Key={"job_id": job_id},
+            UpdateExpression="SET vendor = :v, checkpoint_poll = :p, checkpoint_job = :j, "
+                             "updated_at = :u, #s = if_not_exists(#s, :running)",
+            ExpressionAttributeNames={"#s": "state"},
+            ExpressionAttributeValues={":v": vendor, ":p": poll, ":j": json.dumps(connector_job),
+                                       ":u": updated_at, ":running": "RUNNING"},
+        )
+
+    def load_checkpoint(self, job_id: str, poll: int) -> dict[str, Any] | None:
+        item = self.get(job_id)
+        if item and item.get("checkpoint_poll") == poll and item.get("checkpoint_job"):
+            return json.loads(item["checkpoint_job"])
+        return None
+
+    def mark_running(self, job_id: str, vendor: str, fields: dict[str, Any]) -> None:
+        names = {f"#f{i}": k for i, k in enumerate(fields)}
+        values = {f":v{i}": v for i, v in enumerate(_to_dynamo(list(fields.values())))}
+        sets = ", ".join(f"#f{i} = :v{i}" for i in range(len(fields)))
+        self.table.update_item(
+            Key={"job_id": job_id},
+            UpdateExpression=f"SET vendor = :vendor, {sets}",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={":vendor": vendor, **values},
+        )
+
+    def recent(self, vendor: str, limit: int = 20) -> list[dict[str, Any]]:
+        resp = self.table.query(
+            IndexName=BY_VENDOR_INDEX,
+            KeyConditionExpression="vendor = :v",
+            ExpressionAttributeValues={":v": vendor},
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        return [_from_dynamo(i) for i in resp.get("Items", [])]

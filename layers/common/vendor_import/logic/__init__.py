@@ -1,0 +1,1 @@
+"""Business logic: plain Python with injected clients (no handler, no global AWS client)."""

@@ -1,0 +1,192 @@
+"""Finalize: the one place an import ends. Rejects to S3, status record to DynamoDB and S3,
+one SNS message. Knows nothing of vendors: everything vendor-shaped was staged by the steps."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from ..dal.jobs_table import JobsTable
+from ..dal.notifier import Notifier
+from ..dal.s3_layout import S3Store, rejects_prefix, status_key
+from ..model import FinalState
+from ..scrub import scrub, scrub_obj
+
+# Step Functions error names that mean "the vendor never finished in time".
+_TIMEOUT_ERRORS = {"States.Timeout"}
+
+
+def iso(ts: float | None = None) -> str:
+    return datetime.fromtimestamp(ts if ts is not None else time.time(), UTC).strftime(
+        "%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def error_from_catch(error: dict[str, Any] | None) -> tuple[str | None, str | None]:
+    """(error type, user message) from a Catch's $.error ({"Error", "Cause"})."""
+    if not error:
+        return None, None
+    name = error.get("Error") or "Error"
+    cause = error.get("Cause") or ""
+    message = cause
+    try:
+        parsed = json.loads(cause)
+        if isinstance(parsed, dict):
+            message = parsed.get("errorMessage") or parsed.get("message") or cause
+            name = parsed.get("errorType") or name
+    except (ValueError, TypeError):
+        pass
+    if name in _TIMEOUT_ERRORS and not message:
+        message = "a step did not finish in time"
+    return scrub(name), scrub(message or name)
+
+
+class Finalizer:
+    def __init__(self, store: S3Store, jobs: JobsTable, notifier: Notifier, clock=time.time):
+        self.store = store
+        self.jobs = jobs
+        self.notifier = notifier
+        self.clock = clock
+
+    def from_state(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Finalize called by the state machine (success, vendor failure or caught error)."""
+        inp = event.get("input") or {}
+        job = inp.get("job") or {}
+        err_type, err_msg = error_from_catch(inp.get("error"))
+        if err_type:
+            state = FinalState.TIMED_OUT if err_type in _TIMEOUT_ERRORS else FinalState.FAILED
+            message = err_msg
+        else:
+            state = FinalState(job.get("state") or FinalState.FAILED.value)
+            message = job.get("message") or ""
+            if job.get("error_type"):
+                err_type, err_msg = job["error_type"], message
+        return self.record(
+            job_id=event.get("execution_name") or job.get("job_id") or "unknown",
+            vendor=job.get("vendor") or _vendor_from_key(inp.get("key")),
+            inp=inp, job=job, state=state, message=message, error_type=err_type,
+            error_message=err_msg, execution_arn=event.get("execution_arn"),
+            started_at=event.get("started_at"),
+        )
+
+    def from_execution_event(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        """EventBridge 'Execution Status Change' for an execution that ended without Finalize
+        (execution timeout, abort, Finalize itself failing): write the status if none exists."""
+        detail = event.get("detail") or {}
+        job_id = detail.get("name") or "unknown"
+        existing = self.jobs.get(job_id)
+        if existing and existing.get("state") in {s.value for s in FinalState} and existing.get("notified_at"):
+            return None
+        try:
+            inp = json.loads(detail.get("input") or "{}")
+        except ValueError:
+            inp = {}
+        status = detail.get("status", "FAILED")
+        state = FinalState.TIMED_OUT if status == "TIMED_OUT" else FinalState.FAILED
+        err_type = detail.get("error") or f"Execution{status.title().replace('_', '')}"
+        message = scrub(detail.get("cause") or f"the execution ended {status} before finalizing")
+        started = detail.get("startDate")
+        return self.record(
+            job_id=job_id, vendor=_vendor_from_key(inp.get("key")), inp=inp if isinstance(inp, dict) else {},
+            job={}, state=state, message=message, error_type=err_type, error_message=message,
+            execution_arn=detail.get("executionArn"),
+            started_at=iso(started / 1000) if isinstance(started, (int, float)) else started,
+        )
+
+    def record(self, *, job_id: str, vendor: str, inp: dict[str, Any], job: dict[str, Any],
+               state: FinalState, message: str, error_type: str | None = None,
+               error_message: str | None = None, execution_arn: str | None = None,
+               started_at: str | None = None) -> dict[str, Any]:
+        """Assemble rejects, write the status record everywhere, notify once. Idempotent."""
+        now = self.clock()
+        rejects = self._assemble_rejects(vendor, job_id, job)
+        counts = dict(job.get("counts") or {})
+        if rejects.get("rows") is not None:
+            counts.setdefault("rejected", rejects["rows"])
+        if state == FinalState.SUCCEEDED and rejects.get("rows"):
+            state = FinalState.SUCCEEDED_WITH_REJECTS
+        bucket = inp.get("bucket")
+        key = inp.get("key")
+        record: dict[str, Any] = {
+            "job_id": job_id,
+            "vendor": vendor,
+            "state": state.value,
+            "dry_run": bool(inp.get("dry_run") or job.get("dry_run")),
+            "message": message or _default_message(state),
+            "source": {
+                "uri": f"s3://{bucket}/{key}" if bucket and key else None,
+                "bucket": bucket, "key": key,
+                "version_id": inp.get("version_id"), "size": inp.get("size") or job.get("size"),
+                "etag": inp.get("etag"),
+            },
+            "vendor_ref": job.get("vendor_ref"),
+            "counts": counts,
+            "rejects": rejects,
+            "error": {"type": error_type, "message": error_message} if error_type else None,
+            "execution_arn": execution_arn,
+            "started_at": started_at or job.get("submitted_at") or iso(now),
+            "finished_at": iso(now),
+            "updated_at": iso(now),
+            "polls": int(job.get("polls") or 0),
+            "waited_seconds": int(job.get("waited_seconds") or 0),
+        }
+        record["duration_seconds"] = _duration(record["started_at"], now)
+        record = scrub_obj(record)
+        record["status_uri"] = self.store.uri(status_key(vendor, job_id))
+        self.store.put_json(status_key(vendor, job_id), record)
+        self.jobs.put_status(record)
+        if self.jobs.claim_notification(job_id, iso(now)):
+            try:
+                self.notifier.publish(record)
+            except Exception:
+                self.jobs.release_notification(job_id)
+                raise
+        return record
+
+    def _assemble_rejects(self, vendor: str, job_id: str, job: dict[str, Any]) -> dict[str, Any]:
+        csv_keys, raw_keys = self.store.staged_parts(job_id)
+        out: dict[str, Any] = {"csv_uri": None, "raw_uri": None, "rows": 0}
+        if not csv_keys and not raw_keys:
+            return out
+        prefix = rejects_prefix(vendor, job_id)
+        base = (job.get("source_name") or "upload").rsplit("/", 1)[-1]
+        if csv_keys:
+            dest = f"{prefix}{base}.rejects.csv"
+            self.store.concatenate(dest, csv_keys, head=self.store.header_csv(), content_type="text/csv")
+            out["csv_uri"] = self.store.uri(dest)
+            out["rows"] = self.store.count_lines(csv_keys)
+        if raw_keys:
+            fmt = job.get("raw_format") or {}
+            dest = f"{prefix}{fmt.get('name') or base + '.rejects'}"
+            self.store.concatenate(
+                dest, raw_keys, head=(fmt.get("header") or "").encode(),
+                tail=(fmt.get("footer") or "").encode(),
+                content_type=fmt.get("content_type") or "application/octet-stream",
+            )
+            out["raw_uri"] = self.store.uri(dest)
+        return out
+
+
+def _vendor_from_key(key: Any) -> str:
+    if isinstance(key, str) and key.startswith("inbox/") and key.count("/") >= 2:
+        return key.split("/")[1]
+    return "unknown"
+
+
+def _default_message(state: FinalState) -> str:
+    return {
+        FinalState.SUCCEEDED: "the vendor imported the file",
+        FinalState.SUCCEEDED_WITH_REJECTS: "the vendor imported the file and rejected some records",
+        FinalState.FAILED: "the import failed",
+        FinalState.TIMED_OUT: "the vendor job did not finish before the deadline",
+        FinalState.VALIDATED: "dry run: the file passed the local checks; nothing was sent",
+    }[state]
+
+
+def _duration(started_at: str, now: float) -> float | None:
+    try:
+        start = datetime.fromisoformat(started_at.replace("Z", "+00:00")).timestamp()
+    except (ValueError, AttributeError):
+        return None
+    return round(max(0.0, now - start), 3)

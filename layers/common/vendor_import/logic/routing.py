@@ -1,0 +1,132 @@
+"""From an S3 key (or a console input) to an import request: vendor, options, dry run, job id.
+
+Key convention: ``inbox/<vendor>/[dry-run/][name=value/...]<path>/<file>``. Segments of the form
+``name=value`` are per-import options; a ``dry-run`` segment (or option dry_run=true, or S3
+metadata ``dry-run: true``) runs the local checks only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote_plus
+
+from ..errors import InputError
+
+INBOX = "inbox/"
+_NAME_SAFE = re.compile(r"[^A-Za-z0-9_-]+")
+_TRUE = {"true", "1", "yes"}
+
+
+@dataclass
+class ImportRequest:
+    bucket: str
+    key: str
+    vendor: str
+    options: dict[str, Any] = field(default_factory=dict)
+    dry_run: bool = False
+    version_id: str | None = None
+    etag: str | None = None
+    size: int | None = None
+
+    def to_input(self) -> dict[str, Any]:
+        """The execution input (what a console user would type, plus what S3 told us)."""
+        out: dict[str, Any] = {"bucket": self.bucket, "key": self.key}
+        for name in ("version_id", "etag", "size"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        if self.options:
+            out["options"] = self.options
+        if self.dry_run:
+            out["dry_run"] = True
+        return out
+
+
+def decode_event_key(raw_key: str) -> str:
+    """S3 event keys are URL-encoded with + for spaces."""
+    return unquote_plus(raw_key)
+
+
+def vendor_of(key: str) -> str:
+    if not key.startswith(INBOX):
+        raise InputError(f"key {key!r} is not under {INBOX}: upload to {INBOX}<vendor>/<file>")
+    parts = key[len(INBOX):].split("/")
+    if len(parts) < 2 or not parts[0]:
+        raise InputError(f"key {key!r} names no vendor: upload to {INBOX}<vendor>/<file>")
+    return parts[0]
+
+
+def options_from_key(key: str) -> tuple[dict[str, str], bool]:
+    """name=value segments between the vendor and the file name, and the dry-run flag."""
+    segments = key[len(INBOX):].split("/")[1:-1]
+    options: dict[str, str] = {}
+    dry_run = False
+    for seg in segments:
+        if seg.lower() in ("dry-run", "dry_run", "dryrun"):
+            dry_run = True
+        elif "=" in seg:
+            name, _, value = seg.partition("=")
+            options[name.strip()] = value
+    return options, dry_run
+
+
+def build_request(bucket: str, key: str, *, metadata: dict[str, str] | None = None,
+                  console_options: dict[str, Any] | None = None, dry_run: bool | None = None,
+                  version_id: str | None = None, etag: str | None = None,
+                  size: int | None = None) -> ImportRequest:
+    """Merge options: key segments < S3 metadata < console input (the most explicit wins)."""
+    vendor = vendor_of(key)
+    options: dict[str, Any] = {}
+    key_options, key_dry = options_from_key(key)
+    options.update(key_options)
+    meta_dry = False
+    for name, value in (metadata or {}).items():
+        norm = name.lower().replace("-", "_")
+        if norm == "dry_run":
+            meta_dry = value.strip().lower() in _TRUE
+        else:
+            options[norm] = value
+    options.update(console_options or {})
+    opt_dry = str(options.pop("dry_run", "")).lower() in _TRUE
+    is_dry = bool(dry_run) if dry_run is not None else (key_dry or meta_dry or opt_dry)
+    return ImportRequest(bucket, key, vendor, options, is_dry or key_dry or meta_dry or opt_dry,
+                         version_id, etag, size)
+
+
+def execution_name(bucket: str, key: str, version: str | None) -> str:
+    """A Step Functions execution name unique per object version: a duplicated S3 event maps to
+    the same name, so StartExecution starts nothing new. Readable prefix, 80 chars at most."""
+    digest = hashlib.sha256(f"{bucket}\n{key}\n{version or ''}".encode()).hexdigest()[:32]
+    vendor = key[len(INBOX):].split("/")[0] if key.startswith(INBOX) else "unrouted"
+    stem = _NAME_SAFE.sub("-", key.rsplit("/", 1)[-1]).strip("-")[:30] or "file"
+    return f"{_NAME_SAFE.sub('-', vendor)[:12]}-{stem}-{digest}"[:80]
+
+
+def parse_console_input(inp: Any) -> ImportRequest:
+    """Validate an execution input (console start or our own submit): clear errors per field."""
+    if not isinstance(inp, dict):
+        raise InputError('the execution input must be a JSON object like {"bucket": "...", "key": "..."}')
+    for name in ("bucket", "key"):
+        value = inp.get(name)
+        if value is None:
+            raise InputError(
+                f'input field "{name}" is missing: start with {{"bucket": "<bucket>", "key": "inbox/<vendor>/<file>"}}'
+            )
+        if not isinstance(value, str) or not value.strip():
+            raise InputError(f'input field "{name}" must be a non-empty string')
+    options = inp.get("options") or {}
+    if not isinstance(options, dict):
+        raise InputError('input field "options" must be an object of option names to values')
+    dry = inp.get("dry_run")
+    if dry is not None and not isinstance(dry, bool):
+        raise InputError('input field "dry_run" must be true or false')
+    version_id = inp.get("version_id")
+    if version_id is not None and not isinstance(version_id, str):
+        raise InputError('input field "version_id" must be a string')
+    req = build_request(inp["bucket"], inp["key"], console_options=options, dry_run=dry,
+                        version_id=version_id, etag=inp.get("etag"), size=inp.get("size"))
+    # options already merged by the submit function (key + metadata) arrive in "options";
+    # key segments are re-read so a console start with only bucket/key behaves like an upload.
+    return req

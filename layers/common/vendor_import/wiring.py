@@ -1,0 +1,121 @@
+"""Builds the logic objects from the Lambda environment (clients created once per container).
+
+Environment: JOBS_TABLE, IMPORT_BUCKET, COMPLETION_TOPIC_ARN, IDEMPOTENCY_TABLE, STATE_MACHINES
+(submit), VENDOR and SETTINGS_SECRET_ARN (vendor functions). S3_PRESIGN_ENDPOINT is for the local
+runner only (presigned URLs must point at the emulated S3 there).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from .errors import SettingsError
+
+_BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=10,
+                      read_timeout=60, signature_version="s3v4")
+
+
+def env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise SettingsError(f"environment variable {name} is not set (check the function's configuration)")
+    return value
+
+
+@cache
+def client(service: str):
+    return boto3.client(service, config=_BOTO_CONFIG)
+
+
+@cache
+def presign_client():
+    endpoint = os.environ.get("S3_PRESIGN_ENDPOINT")
+    if endpoint:
+        return boto3.client("s3", endpoint_url=endpoint, config=_BOTO_CONFIG)
+    return client("s3")
+
+
+@cache
+def dynamodb():
+    return boto3.resource("dynamodb", config=_BOTO_CONFIG)
+
+
+def store():
+    from .dal.s3_layout import S3Store
+
+    return S3Store(client("s3"), env("IMPORT_BUCKET"))
+
+
+def jobs():
+    from .dal.jobs_table import JobsTable
+
+    return JobsTable(dynamodb(), env("JOBS_TABLE"))
+
+
+def finalizer():
+    from .dal.notifier import Notifier
+    from .logic.finalize import Finalizer
+
+    return Finalizer(store(), jobs(), Notifier(client("sns"), env("COMPLETION_TOPIC_ARN")))
+
+
+def upload_router(logger=None):
+    from .logic.submit_upload import UploadRouter
+
+    try:
+        machines = json.loads(env("STATE_MACHINES"))
+    except ValueError:
+        raise SettingsError("environment variable STATE_MACHINES is not JSON") from None
+    return UploadRouter(sfn_client=client("stepfunctions"), s3_client=client("s3"),
+                        state_machines=machines, finalizer=finalizer(), logger=logger)
+
+
+_settings_cache: dict[str, Any] = {}
+_connector_cache: dict[Any, Any] = {}
+
+
+def load_vendor_settings(vendor: str, secret_arn: str) -> dict[str, Any]:
+    """The vendor settings secret, validated; the same dict object while the secret is unchanged
+    (so the connector and its cached token survive across warm invocations)."""
+    from aws_lambda_powertools.utilities import parameters
+
+    from .connectors import load_settings
+
+    try:
+        raw = parameters.get_secret(secret_arn, max_age=300)
+    except parameters.exceptions.GetParameterError as exc:
+        reason = type(exc.__cause__ or exc).__name__
+        raise SettingsError(f"cannot read the {vendor} settings secret ({reason}): check that it exists") from None
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8")
+    cached = _settings_cache.get(secret_arn)
+    if cached and cached[0] == raw:
+        return cached[1]
+    settings = load_settings(vendor, raw)
+    _settings_cache[secret_arn] = (raw, settings)
+    return settings
+
+
+def vendor_step(context=None):
+    from .logic.vendor_step import VendorStep
+
+    vendor = env("VENDOR")
+    secret_arn = env("SETTINGS_SECRET_ARN")
+    s3 = client("s3")
+
+    def time_left() -> float:
+        if context is not None and hasattr(context, "get_remaining_time_in_millis"):
+            return context.get_remaining_time_in_millis() / 1000.0
+        return 600.0
+
+    step = VendorStep(vendor=vendor, settings_loader=lambda: load_vendor_settings(vendor, secret_arn),
+                      s3_client=s3, store=store(), jobs=jobs(), time_left=time_left,
+                      connector_cache=_connector_cache)
+    step.presign_s3 = presign_client()
+    return step

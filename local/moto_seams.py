@@ -1,0 +1,131 @@
+"""The two places where the local runner reaches into moto (pinned in requirements; a test in
+tests/unit/test_moto_seams.py fails loudly if an upgrade moves them):
+
+1. ``moto.awslambda.models.LambdaFunction._invoke_lambda``: moto would start a Docker container;
+   we run the real handler in-process instead (Task states, invoke calls, anything).
+2. Waits: the ASL interpreter's Wait states and Retry intervals sleep for real; we scale them
+   (time_scale 0.001 turns a 300 s wait into 0.3 s) so demos and tests are fast.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+import uuid
+from pathlib import Path
+from typing import Any
+
+from moto.awslambda import models as lambda_models
+from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
+
+_invoke_lock = threading.RLock()  # os.environ is process-wide: one invocation at a time
+
+
+class LambdaContext:
+    def __init__(self, function_name: str, memory: int, timeout: float):
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.memory_limit_in_mb = memory
+        self.aws_request_id = str(uuid.uuid4())
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}"
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = "local"
+        self._deadline = time.monotonic() + timeout
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+class InProcessLambdas:
+    """Runs each deployed function's handler from its code folder, with its environment."""
+
+    def __init__(self, code_dirs: dict[str, tuple[Path, str]], layer_dirs: list[Path]):
+        self.code_dirs = code_dirs  # function name -> (folder, handler)
+        self.layer_dirs = [str(p) for p in layer_dirs]
+        self.modules: dict[str, Any] = {}
+        self.invocations: list[dict[str, Any]] = []
+        self.crash_next: dict[str, int] = {}  # function name -> crashes to inject (fault tests)
+        for d in self.layer_dirs:
+            if d not in sys.path:
+                sys.path.insert(0, d)
+
+    def _module(self, fname: str):
+        if fname not in self.modules:
+            folder, handler = self.code_dirs[fname]
+            mod_name = handler.rsplit(".", 1)[0]
+            spec = importlib.util.spec_from_file_location(f"lambda_{fname.replace('-', '_')}_{mod_name}",
+                                                          folder / f"{mod_name}.py")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            self.modules[fname] = module
+        return self.modules[fname]
+
+    def invoke(self, fn, event: Any) -> tuple[str, bool, str]:
+        fname = fn.function_name
+        if isinstance(event, (str, bytes)):
+            event = json.loads(event or "{}")
+        with _invoke_lock:
+            saved = dict(os.environ)
+            os.environ.update({k: str(v) for k, v in (fn.environment_vars or {}).items()})
+            os.environ["AWS_LAMBDA_FUNCTION_NAME"] = fname
+            os.environ["POWERTOOLS_LOG_LEVEL"] = saved.get("S3VI_LOCAL_LOG_LEVEL", "WARNING")
+            started = time.perf_counter()
+            try:
+                module = self._module(fname)
+                handler_name = self.code_dirs[fname][1].rsplit(".", 1)[1]
+                if self.crash_next.get(fname):
+                    self.crash_next[fname] -= 1
+                    raise RuntimeError("injected crash: the function died in the middle of the step")
+                ctx = LambdaContext(fname, int(fn.memory_size or 128), float(fn.timeout or 3))
+                result = getattr(module, handler_name)(event, ctx)
+                payload, errored = json.dumps(result, default=str), False
+            except Exception as exc:  # noqa: BLE001 - reported as Lambda does: errorType/errorMessage
+                from vendor_import.scrub import scrub
+
+                payload = json.dumps({"errorMessage": scrub(str(exc)), "errorType": type(exc).__name__,
+                                      "stackTrace": [scrub(line) for line in traceback.format_tb(exc.__traceback__)[-3:]]})
+                errored = True
+            finally:
+                os.environ.clear()
+                os.environ.update(saved)
+            self.invocations.append({"function": fname, "seconds": time.perf_counter() - started,
+                                     "errored": errored, "memory_mb": int(fn.memory_size or 128),
+                                     "action": event.get("action") if isinstance(event, dict) else None})
+        return payload, errored, ""
+
+
+_installed: dict[str, Any] = {}
+
+
+def install(lambdas: InProcessLambdas, time_scale: float) -> None:
+    """Patch moto (idempotent; the latest call wins)."""
+    _installed["lambdas"] = lambdas
+    _installed["scale"] = time_scale
+    if _installed.get("patched"):
+        return
+
+    def _invoke_lambda(self, event=None):
+        return _installed["lambdas"].invoke(self, event)
+
+    def _wait_interval(self, env, wait_seconds):
+        if wait_seconds > 0:
+            env.program_state_event.wait(wait_seconds * _installed["scale"])
+
+    class _ScaledTime:
+        def __getattr__(self, name):
+            return getattr(time, name)
+
+        @staticmethod
+        def sleep(seconds):
+            time.sleep(seconds * _installed["scale"])
+
+    lambda_models.LambdaFunction._invoke_lambda = _invoke_lambda
+    wait_function.WaitFunction._wait_interval = _wait_interval
+    retrier_decl.time = _ScaledTime()
+    _installed["patched"] = True
