@@ -34,6 +34,8 @@ def connector_class(vendor: str):
 
 def load_settings(vendor: str, doc: Any) -> dict[str, Any]:
     cls = connector_class(vendor)
+    if cls.default_base_url and isinstance(doc, dict) and not doc.get("base_url"):
+        doc = {**doc, "base_url": cls.default_base_url}
     return validate_settings(doc, vendor, cls.settings_fields)
 
 

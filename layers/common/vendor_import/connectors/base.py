@@ -53,6 +53,10 @@ class Connector:
     settings_fields: ClassVar[tuple[Field, ...]] = ()
     # per-import options (key segments name=value, S3 metadata, console "options")
     option_fields: ClassVar[tuple[Field, ...]] = ()
+    # the vendor's public API root, used when the settings give no base_url (None = required)
+    default_base_url: ClassVar[str | None] = None
+    # a 0-byte upload is refused unless the vendor's trigger can be empty (Campaign: key names it)
+    allow_empty_file: ClassVar[bool] = False
     # largest upload accepted (bytes); None = no limit
     max_file_bytes: ClassVar[int | None] = None
 

@@ -190,7 +190,7 @@ class VendorStep:
 
 
 def _check_size(connector, source) -> None:
-    if source.size == 0:
+    if source.size == 0 and not connector.allow_empty_file:
         raise InputError(f"{source.name} is empty (0 bytes): nothing to import")
     limit = connector.max_file_bytes
     if limit is not None and source.size > limit:
@@ -214,7 +214,7 @@ def _dry_run_message(n: int) -> str:
 def precheck(vendor: str, size: int, options: dict[str, Any]) -> None:
     """Cheap checks the submit function runs before starting an execution."""
     cls = connector_class(vendor)
-    if size == 0:
+    if size == 0 and not cls.allow_empty_file:
         raise InputError("the uploaded file is empty (0 bytes): nothing to import")
     if cls.max_file_bytes is not None and size > cls.max_file_bytes:
         raise InputError(
