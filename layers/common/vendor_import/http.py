@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -63,6 +64,11 @@ def request(session: requests.Session, method: str, url: str, *, what: str,
     except requests.exceptions.SSLError as exc:
         raise VendorUnavailableError(f"{what}: TLS error talking to the vendor: {scrub(exc)}") from None
     except requests.exceptions.ConnectionError as exc:
+        # urllib3 retries wrap a read timeout on a GET into a ConnectionError: say what it was
+        if "Read timed out" in str(exc) or isinstance(getattr(exc.args[0] if exc.args else None, "reason", None),
+                                                        urllib3.exceptions.ReadTimeoutError):
+            raise VendorUnavailableError(
+                f"{what}: the vendor did not answer within {kwargs['timeout']} s") from None
         raise VendorUnavailableError(f"{what}: cannot reach the vendor: {scrub(exc)}") from None
     except requests.exceptions.RequestException as exc:
         raise VendorProtocolError(f"{what}: {scrub(exc)}") from None
