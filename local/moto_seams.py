@@ -88,8 +88,9 @@ class InProcessLambdas:
             except Exception as exc:  # noqa: BLE001 - reported as Lambda does: errorType/errorMessage
                 from vendor_import.scrub import scrub
 
+                trace = [scrub(line) for line in traceback.format_tb(exc.__traceback__)[-3:]]
                 payload = json.dumps({"errorMessage": scrub(str(exc)), "errorType": type(exc).__name__,
-                                      "stackTrace": [scrub(line) for line in traceback.format_tb(exc.__traceback__)[-3:]]})
+                                      "stackTrace": trace})
                 errored = True
             finally:
                 os.environ.clear()

@@ -12,7 +12,7 @@ _secrets: set[str] = set()
 # Query parameters that carry credentials in vendor URLs (Cirrus puts them in the URL).
 _QUERY_SECRET = re.compile(
     r"(?i)([?&](?:authtoken|password|username|token|access_token|client_secret|secret|sig|"
-    r"x-amz-signature|x-amz-credential|x-amz-security-token)=)[^&\s\"'#]*"
+    r"x-amz-signature|x-amz-credential|x-amz-security-token|signature|awsaccesskeyid)=)[^&\s\"'#]*"
 )
 _AUTH_HEADER = re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)(basic|bearer)\s+[^\s\"',}]+")
 

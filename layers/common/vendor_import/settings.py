@@ -67,6 +67,9 @@ def validate_fields(doc: Any, fields: tuple[Field, ...], where: str) -> dict[str
             raise SettingsError(f"setting {path} must be {_type_name(f.type)}, not true/false")
         if not isinstance(value, allowed):
             raise SettingsError(f"setting {path} must be {_type_name(f.type)}")
+        if f.choices is not None and isinstance(value, str) and value not in f.choices:
+            # "atend" means "AtEnd": users type option values in keys and metadata by hand
+            value = next((c for c in f.choices if isinstance(c, str) and c.lower() == value.lower()), value)
         if f.choices is not None and value not in f.choices:
             raise SettingsError(
                 f"setting {path} must be one of {', '.join(map(str, f.choices))}, not {value!r}"

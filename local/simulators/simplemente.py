@@ -1,0 +1,288 @@
+"""simplement-e (Altazion) mediation API simulator, following seed 000 (tutorial "Importer un flux
+en mode RAW via API") and VENDORS.md section 1.
+
+Routes (all need ``Authorization: Basic <b64 app_id:secret>``; the tutorial's ``basic:<b64>`` is
+accepted too, unless ``strict_auth`` is set; anything else answers 401):
+
+* ``PUT /app/mediations/standard/{flux}``  body ``{"Url": "..."}`` with a JSON Content-Type
+  (application/json or text/json, else 415). Answers a JSON-quoted GUID. A background thread
+  fetches the URL with a real HTTP GET after ``fetch_delay`` seconds (like the vendor server does).
+* ``GET /app/mediations/status/{guid}``     tutorial route: ``{"IsCompleted", "Messages"}``
+* ``GET /app/mediations/{guid}/status``     reference route: the richer MediationStatus
+  (DefinitionLibelle, MediationGuid, Debut, Etat, EtatDetails, IsCompleted, Messages).
+  ``Etat`` values (EnAttente, EnCours, Termine, TermineAvecErreurs, Echec) are this simulator's
+  invention: the real ones are not documented.
+
+How the fetched file decides the messages (durations count in status requests, not seconds):
+
+* every status request before the fetch finished, and the first ``empty_polls`` after it, shows
+  an empty message list; each later request reveals one more group of messages:
+  "Début du traitement du flux X", "Lecture du fichier : N lignes", then the errors, then the end;
+* clean file: ends with "Import terminé : N lignes importées";
+* lines containing ``ERREUR`` or ``INVALID``: one Kind=1 message per line ("Ligne N : valeur
+  invalide ..."), then "Import terminé avec erreurs : ...";
+* ``FAIL-FLOW`` anywhere: Kind=1 "Erreur fatale ..." then "Échec de l'import du flux X";
+* ``SILENT`` anywhere: never any message (the processing service is down);
+* the download fails (403 of an expired presigned URL, connection refused...): Kind=1
+  "Impossible de télécharger le fichier <url> : HTTP 403", then "Échec de l'import du flux X".
+
+The download is a real HTTP GET (``http_fetch``). A runner whose S3 is moto in-process (no
+server) plugs ``fetch=s3_client_fetch(s3_client)`` instead, which reads the object through boto3
+and still answers 403 for an expired URL.
+
+``IsCompleted`` is null, as the tutorial says it is for API submissions; with
+``report_is_completed=True`` it is false while running and true at the end (mediation runs).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from .base import DemoCase, Reply, Request, Simulator
+
+APP_ID = "sim-app"
+SECRET = "sim-secret-5e3b"
+
+_PUT = re.compile(r"^/app/mediations/standard/(?P<flux>[^/]+)$")
+_STATUS_TUTORIAL = re.compile(r"^/app/mediations/status/(?P<guid>[^/]+)$")
+_STATUS_REFERENCE = re.compile(r"^/app/mediations/(?P<guid>[^/]+)/status$")
+
+DEMO_CASES = [
+    DemoCase("clean RAW file: imported", file="events/files/simplemente/articles-clean.csv",
+             key="inbox/simplemente/flux=articles/articles-clean.csv", expect="SUCCEEDED"),
+    DemoCase("RAW file with invalid rows: error messages become rejects",
+             file="events/files/simplemente/articles-with-errors.csv",
+             key="inbox/simplemente/flux=articles/articles-with-errors.csv",
+             expect="SUCCEEDED_WITH_REJECTS"),
+    DemoCase("file not in RAW format: refused locally, nothing sent",
+             file="events/files/simplemente/articles-bad-format.csv",
+             key="inbox/simplemente/flux=articles/articles-bad-format.csv", expect="FAILED"),
+    DemoCase("the vendor fails the flow (flux given as S3 metadata)",
+             file="events/files/simplemente/articles-fail-flow.csv",
+             key="inbox/simplemente/articles-fail-flow.csv", expect="FAILED",
+             metadata={"flux": "articles"}),
+]
+
+
+@dataclass
+class _Import:
+    guid: str
+    flux: str
+    url: str
+    started: str
+    fetched: bool = False
+    groups: list[list[dict[str, Any]]] = field(default_factory=list)  # revealed one per poll
+    outcome: str = "EnAttente"  # Etat once every group is revealed
+    polls_after_fetch: int = 0
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _message(text: str, kind: int = 0) -> dict[str, Any]:
+    return {"Date": _now(), "Message": text, "Kind": kind}
+
+
+def http_fetch(url: str) -> tuple[int, bytes]:
+    """A real HTTP GET, as the vendor server does (no credentials: the URL is presigned)."""
+    if not url.startswith(("http://", "https://")):
+        return 0, b""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - http(s) checked above
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, b""
+    except (urllib.error.URLError, OSError):
+        return 0, b""
+
+
+def s3_client_fetch(s3_client) -> Callable[[str], tuple[int, bytes]]:
+    """A fetcher for a runner whose S3 is in-process (moto's mock_aws): reads the object a presigned
+    URL names through ``s3_client`` instead of the network, and answers 403 once the URL has
+    expired, as S3 does. Plug it in with ``fetch=``."""
+
+    def fetch(url: str) -> tuple[int, bytes]:
+        parts = urlsplit(url)
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        if _expired(query):
+            return 403, b""
+        host, path = parts.hostname or "", unquote(parts.path.lstrip("/"))
+        if ".s3" in host and not host.startswith("s3"):  # virtual-hosted style: bucket.s3...
+            bucket, key = host.split(".s3", 1)[0], path
+        else:  # path style: s3.../bucket/key (moto server, custom endpoints)
+            bucket, _, key = path.partition("/")
+        try:
+            return 200, s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except Exception:  # noqa: BLE001 - any S3 error is a failed download for the vendor
+            return 404, b""
+
+    return fetch
+
+
+def _expired(query: dict[str, str]) -> bool:
+    """SigV4 (X-Amz-Date + X-Amz-Expires) or SigV2 (Expires, epoch seconds) presigned URL."""
+    now = datetime.now(UTC)
+    signed_at, lifetime = query.get("X-Amz-Date"), query.get("X-Amz-Expires")
+    if signed_at and lifetime:
+        start = datetime.strptime(signed_at, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        return (now - start).total_seconds() > int(lifetime)
+    if query.get("Expires"):
+        return now.timestamp() > int(query["Expires"])
+    return False
+
+
+class SimplementeSimulator(Simulator):
+    vendor = "simplemente"
+
+    def __init__(self, *, empty_polls: int = 1, fetch_delay: float = 0.05,
+                 report_is_completed: bool = False, strict_auth: bool = False,
+                 known_fluxes: set[str] | None = None,
+                 fetch: Callable[[str], tuple[int, bytes]] = http_fetch, **kwargs):
+        super().__init__(**kwargs)
+        self.empty_polls = empty_polls
+        self.fetch_delay = fetch_delay
+        self.report_is_completed = report_is_completed
+        self.strict_auth = strict_auth  # only the standard "Basic <b64>" form
+        self.known_fluxes = known_fluxes  # None: every flux exists
+        self.fetch = fetch  # the local runner may plug a fetcher that reads moto's S3
+        self.imports: dict[str, _Import] = {}
+        self._fetchers: list[threading.Thread] = []
+
+    # -- settings ----------------------------------------------------------------------------------
+    def settings(self) -> dict[str, Any]:
+        return {
+            "vendor": "simplemente",
+            "base_url": self.base_url,
+            "allow_http": True,
+            "timeout_seconds": 10,
+            "app_id": APP_ID,
+            "secret": SECRET,
+            "silence_seconds": 2,
+            "silence_min_polls": 3,
+            "poll": {"first_wait_seconds": 2, "max_wait_seconds": 10, "factor": 1.5},
+        }
+
+    # -- routing -----------------------------------------------------------------------------------
+    def handle(self, req: Request) -> Reply:
+        if not self._authorized(req):
+            return Reply(401, {"Message": "Authorization has been denied for this request."},
+                         {"WWW-Authenticate": 'Basic realm="simplement-e"'})
+        if req.method == "PUT" and (m := _PUT.match(req.path)):
+            return self._submit(req, unquote(m["flux"]))
+        if req.method == "GET":
+            for route, rich in ((_STATUS_TUTORIAL, False), (_STATUS_REFERENCE, True)):
+                if m := route.match(req.path):
+                    return self._status(m["guid"], rich)
+        return Reply(404, {"Message": f"No HTTP resource was found that matches {req.path}"})
+
+    def _authorized(self, req: Request) -> bool:
+        header = req.header("Authorization").strip()
+        schemes = ("basic ",) if self.strict_auth else ("basic ", "basic:")
+        token = header[6:].strip() if header[:6].lower() in schemes else ""
+        if not token:
+            return False
+        try:
+            user, _, password = base64.b64decode(token, validate=True).decode("utf-8").partition(":")
+        except ValueError:
+            return False
+        return user == APP_ID and password == SECRET
+
+    # -- PUT standard/{flux} -----------------------------------------------------------------------
+    def _submit(self, req: Request, flux: str) -> Reply:
+        content_type = req.header("Content-Type").split(";")[0].strip().lower()
+        if content_type not in ("application/json", "text/json"):
+            return Reply(415, {"Message": f"The request entity's media type '{content_type}' is not "
+                                          "supported for this resource."})
+        if self.known_fluxes is not None and flux not in self.known_fluxes:
+            return Reply(404, {"Message": f"Flux '{flux}' inconnu"})
+        try:
+            body = req.json()
+        except ValueError:
+            body = None
+        url = body.get("Url") if isinstance(body, dict) else None
+        if not isinstance(url, str) or not url:
+            return Reply(400, {"Message": "Url est obligatoire"})
+        imp = _Import(guid=str(uuid.uuid4()), flux=flux, url=url, started=_now())
+        with self._lock:
+            self.imports[imp.guid] = imp
+        worker = threading.Thread(target=self._fetch_and_plan, args=(imp,), daemon=True,
+                                  name=f"sim-simplemente-fetch-{imp.guid[:8]}")
+        self._fetchers.append(worker)
+        worker.start()
+        return Reply(200, f'"{imp.guid}"', {"Content-Type": "application/json; charset=utf-8"})
+
+    def _fetch_and_plan(self, imp: _Import) -> None:
+        time.sleep(self.fetch_delay)
+        status, content = self.fetch(imp.url)
+        if status == 200:
+            groups, outcome = plan_messages(imp.flux, content)
+        else:
+            reason = f"HTTP {status}" if status else "connexion impossible"
+            groups = [[_message(f"Impossible de télécharger le fichier {imp.url} : {reason}", 1)],
+                      [_message(f"Échec de l'import du flux {imp.flux}", 1)]]
+            outcome = "Echec"
+        with self._lock:
+            imp.groups, imp.outcome, imp.fetched = groups, outcome, True
+
+    def wait_fetched(self, timeout: float = 5.0) -> None:
+        """Tests: wait until every background download has finished."""
+        for worker in list(self._fetchers):
+            worker.join(timeout)
+
+    # -- GET status --------------------------------------------------------------------------------
+    def _status(self, guid: str, rich: bool) -> Reply:
+        with self._lock:
+            imp = self.imports.get(guid.lower())
+            if imp is None:
+                return Reply(404, {"Message": f"Médiation {guid} introuvable"})
+            if imp.fetched:
+                imp.polls_after_fetch += 1
+            shown = max(0, imp.polls_after_fetch - self.empty_polls) if imp.fetched else 0
+            shown = min(shown, len(imp.groups))
+            messages = [m for group in imp.groups[:shown] for m in group]
+            ended = imp.fetched and imp.outcome != "Silence" and shown == len(imp.groups)
+        completed = (ended if self.report_is_completed else None)
+        body: dict[str, Any] = {"IsCompleted": completed, "Messages": messages}
+        if rich:
+            etat = imp.outcome if ended else ("EnCours" if messages else "EnAttente")
+            body = {"DefinitionLibelle": f"Import standard {imp.flux}", "DefinitionStandardGuid": None,
+                    "DefinitionGuid": str(uuid.uuid5(uuid.NAMESPACE_URL, imp.flux)),
+                    "MediationGuid": imp.guid, "Debut": imp.started, "Etat": etat,
+                    "EtatDetails": "", **body}
+        return Reply(200, body)
+
+
+def plan_messages(flux: str, content: bytes) -> tuple[list[list[dict[str, Any]]], str]:
+    """Message groups (one revealed per poll) and the final Etat, decided by the file."""
+    text = content.decode("utf-8", "replace")
+    if "SILENT" in text:
+        return [], "Silence"
+    lines = [line for line in re.split(r"\r\n|\n", text) if line.strip()]
+    rows = lines[1:]
+    groups = [[_message(f"Début du traitement du flux {flux}")],
+              [_message(f"Lecture du fichier : {len(rows)} lignes")]]
+    if "FAIL-FLOW" in text:
+        groups.append([_message(f"Erreur fatale lors du traitement du flux {flux} : la médiation a été "
+                                "interrompue", 1)])
+        groups.append([_message(f"Échec de l'import du flux {flux}", 1)])
+        return groups, "Echec"
+    bad = [n for n, line in enumerate(rows, 2) if "ERREUR" in line or "INVALID" in line]
+    if bad:
+        groups.append([_message(f"Ligne {n} : valeur invalide, l'enregistrement est ignoré", 1) for n in bad])
+        groups.append([_message(f"Import terminé avec erreurs : {len(rows) - len(bad)} lignes importées, "
+                                f"{len(bad)} lignes en erreur")])
+        return groups, "TermineAvecErreurs"
+    groups.append([_message(f"Import terminé : {len(rows)} lignes importées")])
+    return groups, "Termine"
