@@ -65,9 +65,11 @@ class UploadRouter:
                     f"unknown vendor {vendor!r} in {key!r}: upload under inbox/<vendor>/ with vendor "
                     f"one of {', '.join(VENDORS)}"
                 )
-            metadata = self._metadata(bucket, key, version)
-            request = build_request(bucket, key, metadata=metadata, version_id=version, etag=etag,
-                                    size=size)
+            head = self._head(bucket, key, version)
+            if size is None:
+                size = head.get("ContentLength")
+            request = build_request(bucket, key, metadata=head.get("Metadata") or {}, version_id=version,
+                                    etag=etag, size=size)
             precheck(vendor, int(size if size is not None else 1), request.options)
         except InputError as exc:
             return self._reject(job_id, bucket, key, version, etag, size, exc)
@@ -79,12 +81,12 @@ class UploadRouter:
                            detail="an execution for this object version already exists")
         return Outcome(key=key, action="started", job_id=job_id)
 
-    def _metadata(self, bucket: str, key: str, version: str | None) -> dict[str, str]:
+    def _head(self, bucket: str, key: str, version: str | None) -> dict[str, Any]:
         kwargs = {"Bucket": bucket, "Key": key}
         if version:
             kwargs["VersionId"] = version
         try:
-            return self.s3.head_object(**kwargs).get("Metadata") or {}
+            return self.s3.head_object(**kwargs)
         except self.s3.exceptions.ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("404", "NoSuchKey", "NotFound"):
