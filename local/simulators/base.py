@@ -75,6 +75,7 @@ class Simulator:
         self.latency = latency
         self.requests: list[Request] = []
         self._faults: list[Fault] = []
+        self.record_bodies = True  # benchmarks turn it off to keep memory flat
         self.random_fault_rate = 0.0
         self.random_faults_injected = 0
         self._rng = random.Random(seed)
@@ -158,7 +159,8 @@ class Simulator:
     # -- dispatch ----------------------------------------------------------------------------------
     def _dispatch(self, handler: BaseHTTPRequestHandler, req: Request) -> None:
         with self._lock:
-            self.requests.append(req)
+            self.requests.append(req if self.record_bodies else Request(
+                req.method, req.path, req.query, req.headers, b"", req.raw_path))
         if self.latency:
             time.sleep(self.latency)
         fault = self._take_fault(req)

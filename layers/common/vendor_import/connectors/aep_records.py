@@ -1,0 +1,425 @@
+"""Record readers for the AEP connector: NDJSON, JSON array and CSV read as streams.
+
+Every reader yields ``Item``s in file order, each with the byte offset where the record starts
+and the offset where the next one may start, so a later Lambda run resumes with
+``source.open(offset)`` exactly after the last record it committed: nothing is read twice and
+nothing is skipped. Memory stays flat: at most one record (bounded by ``max_item_bytes``) and
+one read chunk are held at a time.
+
+A record that cannot be sent (bad JSON, not an object, wrong CSV field count, too large to
+read) comes out as an ``Item`` with ``error`` set instead of raising, so the connector can
+refuse it locally and go on. Problems that make the rest of the file unreadable (a JSON array
+with broken syntax, a bad CSV header, a quote never closed) raise ``InputError``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from ..errors import InputError
+from ..source import Source
+
+FORMATS = ("ndjson", "json", "csv")
+_EXTENSIONS = {".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json", ".csv": "csv", ".tsv": "csv"}
+_CHUNK = 256 * 1024
+_BOM = b"\xef\xbb\xbf"
+_WS = " \t\r\n"
+
+
+@dataclass(slots=True)
+class Item:
+    """One record of the file (or one refused locally: ``error`` set, ``record`` None)."""
+
+    number: int  # 1-based record number in the file
+    line: int  # 1-based line where the record starts
+    start: int  # byte offset of the record
+    end: int  # byte offset where the next record may start (the resume point)
+    next_line: int  # line number at ``end``
+    record: dict | None = None
+    error: str | None = None
+    code: str = ""
+    # the record's text when it was refused locally and could be read (for the raw rejects file)
+    text: str | None = None
+
+
+@dataclass(slots=True)
+class Position:
+    """Where reading resumes: a byte offset and the record/line numbers reached there."""
+
+    offset: int = 0
+    number: int = 0  # records before ``offset``
+    line: int = 1  # line number at ``offset``
+
+
+def detect_format(name: str, source: Source, option: str | None = None) -> str:
+    """The upload's format: the ``format`` option, else the file extension. A ``.json`` file
+    whose first character is ``{`` is read as NDJSON (one object per line is common there)."""
+    if option:
+        if option not in FORMATS:
+            raise InputError(f"option format={option!r} is not supported: use one of {', '.join(FORMATS)}")
+        return option
+    lower = name.lower()
+    ext = lower[lower.rfind("."):] if "." in lower else ""
+    fmt = _EXTENSIONS.get(ext)
+    if fmt is None:
+        raise InputError(
+            f"cannot tell the format of {name!r} from its extension: name it .ndjson, .jsonl, .json "
+            "or .csv, or give the option format=ndjson|json|csv (key segment format=ndjson/)"
+        )
+    if fmt == "json" and _first_char(source) == "{":
+        return "ndjson"
+    return fmt
+
+
+def _first_char(source: Source) -> str:
+    with source.open(0) as stream:
+        head = stream.read(4096).removeprefix(_BOM).lstrip()
+    return head[:1].decode("ascii", "replace")
+
+
+def read_items(source: Source, fmt: str, position: Position | None = None, *,
+               max_item_bytes: int, delimiter: str = ",") -> Iterator[Item]:
+    """Yield the file's items from ``position`` (default: the start of the file)."""
+    position = position or Position()
+    if fmt == "ndjson":
+        return _read_ndjson(source, position, max_item_bytes)
+    if fmt == "json":
+        return _read_json_array(source, position, max_item_bytes)
+    if fmt == "csv":
+        return _read_csv(source, position, max_item_bytes, delimiter)
+    raise InputError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+
+
+# -- lines -----------------------------------------------------------------------------------------
+def _read_line(stream: BinaryIO, limit: int) -> tuple[bytes | None, int]:
+    """One physical line (with its newline) and its size in bytes. A line longer than
+    ``limit`` is consumed without being kept: (None, size)."""
+    line = stream.readline(limit + 1)
+    if len(line) <= limit or line.endswith(b"\n"):
+        return line, len(line)
+    size = len(line)
+    while True:
+        rest = stream.readline(_CHUNK)
+        size += len(rest)
+        if not rest or rest.endswith(b"\n"):
+            return None, size
+
+
+def _strip_bom(line: bytes, offset: int) -> tuple[bytes, int]:
+    """Drop a UTF-8 byte order mark at the very start of the file."""
+    if offset == 0 and line.startswith(_BOM):
+        return line[len(_BOM):], len(_BOM)
+    return line, 0
+
+
+# -- NDJSON ----------------------------------------------------------------------------------------
+def _read_ndjson(source: Source, pos: Position, max_item_bytes: int) -> Iterator[Item]:
+    offset, number, line_no = pos.offset, pos.number, pos.line
+    with source.open(offset) as stream:
+        while True:
+            raw, size = _read_line(stream, max_item_bytes)
+            if size == 0:
+                return
+            start = offset
+            offset += size
+            if raw is not None:
+                raw, bom = _strip_bom(raw, start)
+                start += bom
+            if raw is not None and not raw.strip():
+                line_no += 1
+                continue  # blank lines are not records
+            number += 1
+            item = Item(number, line_no, start, offset, line_no + 1)
+            line_no += 1
+            if raw is None:
+                item.error = (f"line {item.line}: the line is {size:,} bytes, over the "
+                              f"{max_item_bytes:,} byte limit of one record; it was not read")
+                item.code = "oversize"
+            else:
+                _parse_json_record(raw, item, f"line {item.line}")
+            yield item
+
+
+def _parse_json_record(raw: bytes, item: Item, where: str) -> None:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        item.error, item.code = f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})", "encoding"
+        return
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        item.error, item.code = f"{where}: not valid JSON ({exc})", "invalid_json"
+        item.text = text.rstrip("\r\n")
+        return
+    if not isinstance(value, dict):
+        item.error = f"{where}: a record must be a JSON object, not {_json_kind(value)}"
+        item.code = "not_object"
+        item.text = text.strip()
+        return
+    item.record = value
+
+
+def _json_kind(value: object) -> str:
+    return {list: "an array", str: "a string", bool: "true/false", type(None): "null"}.get(
+        type(value), "a number")
+
+
+# -- JSON array ------------------------------------------------------------------------------------
+class _ArrayScanner:
+    """A sliding window over a JSON array: ``raw_decode`` one element at a time, keeping the
+    byte offset and line number of the window start."""
+
+    def __init__(self, stream: BinaryIO, offset: int, line: int, max_item_bytes: int):
+        self.stream = stream
+        self.decoder = json.JSONDecoder()
+        self.text = ""  # decoded window
+        self.pos = 0  # position in ``text``
+        self.offset = offset  # byte offset of text[pos]
+        self.line = line  # line number at text[pos]
+        self.pending = b""  # bytes of an incomplete UTF-8 sequence
+        self.eof = False
+        self.limit = max_item_bytes
+
+    def fill(self) -> bool:
+        """Read one more chunk into the window; False at the end of the file."""
+        if self.eof:
+            return False
+        chunk = self.stream.read(_CHUNK)
+        if not chunk:
+            self.eof = True
+            if self.pending:
+                raise InputError(f"byte {self.offset:,}: the file ends inside a UTF-8 character")
+            return False
+        data = self.pending + chunk
+        try:
+            decoded = data.decode("utf-8")
+            self.pending = b""
+        except UnicodeDecodeError as exc:
+            if exc.start < len(data) - 3:
+                raise InputError(
+                    f"near byte {self.offset:,}: the file is not UTF-8 text ({exc.reason})") from None
+            decoded = data[:exc.start].decode("utf-8")
+            self.pending = data[exc.start:]
+        self.text = self.text[self.pos:] + decoded
+        self.pos = 0
+        return True
+
+    def advance(self, n: int) -> None:
+        """Move the window start ``n`` characters on, counting bytes and lines."""
+        segment = self.text[self.pos:self.pos + n]
+        self.offset += len(segment.encode("utf-8"))
+        self.line += segment.count("\n")
+        self.pos += n
+
+    def skip_ws(self) -> str:
+        """Skip whitespace; return the next character ('' at the end of the file)."""
+        while True:
+            text, i = self.text, self.pos
+            while i < len(text) and text[i] in _WS:
+                i += 1
+            if i > self.pos:
+                self.advance(i - self.pos)
+            if self.pos < len(self.text):
+                return self.text[self.pos]
+            if not self.fill():
+                return ""
+
+    def decode(self, number: int) -> tuple[object, int]:
+        """Decode the value at the window start; return it and its length in characters."""
+        while True:
+            try:
+                value, end = self.decoder.raw_decode(self.text, self.pos)
+                # a number cut at the window edge would decode short: wait for more text
+                if end < len(self.text) or self.eof:
+                    return value, end - self.pos
+            except ValueError as exc:
+                if self.eof:
+                    raise InputError(
+                        f"record {number} (line {self.line}): the JSON array is not valid ({exc}); "
+                        "fix the file or send it as NDJSON, one object per line") from None
+            if len(self.text) - self.pos > self.limit * 4:
+                raise InputError(
+                    f"record {number} (line {self.line}): the element is over "
+                    f"{self.limit * 4:,} bytes, or the JSON array is not valid from here")
+            if not self.fill():
+                self.eof = True
+
+
+def _read_json_array(source: Source, pos: Position, max_item_bytes: int) -> Iterator[Item]:
+    number = pos.number
+    if pos.offset and _byte_before(source, pos.offset) == b"]":
+        return  # resumed after the closing ']': the array is done
+    with source.open(pos.offset) as stream:
+        scan = _ArrayScanner(stream, pos.offset, pos.line, max_item_bytes)
+        if pos.offset == 0:
+            scan.fill()
+            if scan.text.startswith("\ufeff"):
+                scan.text = scan.text[1:]
+                scan.offset += len(_BOM)
+            first = scan.skip_ws()
+            if first != "[":
+                found = "an empty file" if first == "" else repr(first)
+                raise InputError(f"a .json upload must be a JSON array of objects starting with '[', "
+                                 f"found {found}; for one object per line name the file .ndjson")
+            scan.advance(1)
+            if scan.skip_ws() == "]":
+                scan.advance(1)
+                _expect_end(scan)
+                return
+        while True:
+            ch = scan.skip_ws()
+            if ch == "":
+                raise InputError(f"line {scan.line}: the JSON array is not closed with ']'")
+            number += 1
+            start, line = scan.offset, scan.line
+            value, length = scan.decode(number)
+            text = scan.text[scan.pos:scan.pos + length]
+            scan.advance(length)
+            sep = scan.skip_ws()
+            if sep not in (",", "]"):
+                raise InputError(f"record {number} (line {scan.line}): expected ',' or ']' after the "
+                                 f"element, found {sep!r}" if sep else
+                                 f"line {scan.line}: the JSON array is not closed with ']'")
+            scan.advance(1)
+            item = Item(number, line, start, scan.offset, scan.line)
+            size = len(text.encode("utf-8"))
+            if not isinstance(value, dict):
+                item.error = f"record {number} (line {line}): a record must be a JSON object, not " \
+                             f"{_json_kind(value)}"
+                item.code = "not_object"
+                item.text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+            elif size > max_item_bytes:
+                item.error = (f"record {number} (line {line}): the record is {size:,} bytes, over the "
+                              f"{max_item_bytes:,} byte limit of one record")
+                item.code = "oversize"
+                item.text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+            else:
+                item.record = value
+            if sep == "]":
+                _expect_end(scan)
+                yield item
+                return
+            if scan.skip_ws() == "]":
+                raise InputError(f"record {number} (line {scan.line}): a ',' is followed by ']' "
+                                 "(trailing comma): remove it")
+            yield item
+
+
+def _byte_before(source: Source, offset: int) -> bytes:
+    """Resume offsets sit right after the ',' or ']' that ended an element."""
+    with source.open(offset - 1) as stream:
+        return stream.read(1)
+
+
+def _expect_end(scan: _ArrayScanner) -> None:
+    if scan.skip_ws() != "":
+        raise InputError(f"line {scan.line}: text after the closing ']' of the JSON array")
+
+
+# -- CSV -------------------------------------------------------------------------------------------
+def read_csv_header(source: Source, max_item_bytes: int, delimiter: str = ",") -> tuple[list[str], Position]:
+    """The CSV header (column names) and the position of the first data row."""
+    with source.open(0) as stream:
+        for raw, _start, end, line, next_line in _csv_records(stream, 0, 1, max_item_bytes):
+            if raw is None:
+                raise InputError(f"line {line}: the CSV header is over {max_item_bytes:,} bytes")
+            if not raw.strip():
+                continue
+            row = _csv_row(raw, delimiter, line)
+            if row is None:
+                raise InputError("line 1: the CSV header is not UTF-8 text")
+            names = [name.strip() for name in row]
+            _check_header(names, line)
+            return names, Position(end, 0, next_line)
+    raise InputError("the CSV file is empty: it needs a header line naming the columns")
+
+
+def _check_header(names: list[str], line: int) -> None:
+    for i, name in enumerate(names, 1):
+        if not name:
+            raise InputError(f"line {line}: CSV header column {i} has no name; name every column")
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise InputError(f"line {line}: CSV header names column {name!r} twice; column names "
+                             "must be unique")
+        seen.add(name)
+
+
+def _csv_records(stream: BinaryIO, offset: int, line: int,
+                 max_item_bytes: int) -> Iterator[tuple[bytes | None, int, int, int, int]]:
+    """Physical lines joined into CSV records (a quoted field may hold newlines):
+    (bytes or None when too large, start, end, line, next_line)."""
+    while True:
+        start, first_line = offset, line
+        parts: list[bytes] = []
+        size = quotes = 0
+        while True:
+            raw, n = _read_line(stream, max_item_bytes)
+            if n == 0:
+                if parts:
+                    raise InputError(f"line {first_line}: a quoted CSV field is not closed before the "
+                                     "end of the file")
+                return
+            if raw is not None and offset == 0:
+                raw, bom = _strip_bom(raw, 0)
+                start += bom
+            offset += n
+            line += 1
+            if raw is None:
+                yield None, start, offset, first_line, line
+                break
+            parts.append(raw)
+            size += n
+            quotes += raw.count(b'"')
+            if quotes % 2 == 0:  # every quoted field closed: the record ends here
+                yield b"".join(parts), start, offset, first_line, line
+                break
+            if size > max_item_bytes:
+                raise InputError(f"line {first_line}: a quoted CSV field is not closed (or the record "
+                                 f"is over {max_item_bytes:,} bytes)")
+
+
+def _csv_row(raw: bytes, delimiter: str, line: int) -> list[str] | None:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=False))
+    return rows[0] if rows else []
+
+
+def _read_csv(source: Source, pos: Position, max_item_bytes: int, delimiter: str) -> Iterator[Item]:
+    header, first = read_csv_header(source, max_item_bytes, delimiter)
+    if pos.offset < first.offset:
+        pos = first
+    number = pos.number
+    with source.open(pos.offset) as stream:
+        for raw, start, end, line, next_line in _csv_records(stream, pos.offset, pos.line, max_item_bytes):
+            if raw is not None and not raw.strip():
+                continue
+            number += 1
+            item = Item(number, line, start, end, next_line)
+            if raw is None:
+                item.error = (f"line {line}: the CSV record is over the {max_item_bytes:,} byte limit "
+                              "of one record; it was not read")
+                item.code = "oversize"
+                yield item
+                continue
+            row = _csv_row(raw, delimiter, line)
+            if row is None:
+                item.error, item.code = f"line {line}: not UTF-8 text", "encoding"
+            elif len(row) != len(header):
+                item.error = (f"line {line}: {len(row)} fields but the header has {len(header)}; "
+                              "quote fields that contain the delimiter")
+                item.code = "csv_fields"
+            else:
+                # an empty cell is an absent value, not an empty string
+                item.record = {name: value for name, value in zip(header, row, strict=True) if value != ""}
+            yield item
