@@ -5,6 +5,7 @@
     s3-vendor-import run --file F --key inbox/hopex/F --simulator
     s3-vendor-import start --vendor hopex --input '{"bucket": "...", "key": "..."}' --file F
     s3-vendor-import provision-aep --settings aep-provision.json
+    s3-vendor-import simulator --vendor hopex --write-settings hopex.json   (a vendor to try run --settings on)
 
 Exit code: 0 when every import ended SUCCEEDED, SUCCEEDED_WITH_REJECTS or VALIDATED (demo: when
 every case ended as expected), 1 otherwise, 2 for a usage error.
@@ -182,10 +183,28 @@ def cmd_start(args: argparse.Namespace) -> int:
     return _report(result)
 
 
-def cmd_provision_aep(args: argparse.Namespace) -> int:
-    from vendor_import.connectors.aep_provision import main as provision_main
+def cmd_simulator(args: argparse.Namespace) -> int:
+    """Serve one vendor simulator on 127.0.0.1 until interrupted (or --seconds), so `run --settings`
+    and `provision-aep` can be tried against a real HTTP endpoint from another terminal."""
+    from .simulators import simulator_class
 
-    return provision_main(args.rest)
+    sim = simulator_class(args.vendor)().start(port=args.port)
+    doc = json.dumps(sim.settings(), indent=2)
+    if args.write_settings:
+        Path(args.write_settings).write_text(doc + "\n")
+        print(f"settings for {args.vendor} written to {args.write_settings}", file=sys.stderr)
+    else:
+        print(doc)
+    print(f"{args.vendor} simulator listening on {sim.base_url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    deadline = time.monotonic() + args.seconds if args.seconds else None
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -219,13 +238,23 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--timeout", type=float, default=3600.0, help="give up after this many wall seconds")
         p.set_defaults(func=func)
 
-    prov = sub.add_parser("provision-aep", help="create (or find) the AEP streaming dataflow", add_help=False)
-    prov.add_argument("rest", nargs=argparse.REMAINDER)
-    prov.set_defaults(func=cmd_provision_aep)
+    simp = sub.add_parser("simulator", help="serve a vendor simulator on 127.0.0.1 and print its settings")
+    simp.add_argument("--vendor", required=True)
+    simp.add_argument("--port", type=int, default=0, help="0 = any free port")
+    simp.add_argument("--write-settings", help="write the settings JSON to this file instead of stdout")
+    simp.add_argument("--seconds", type=float, default=0, help="stop after this many seconds (0 = until Ctrl-C)")
+    simp.set_defaults(func=cmd_simulator)
+
+    sub.add_parser("provision-aep", help="create (or find) the AEP streaming dataflow (see its --help)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["provision-aep"]:  # its own argument parser (and --help)
+        from vendor_import.connectors.aep_provision import main as provision_main
+
+        return int(provision_main(argv[1:]) or 0)
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 

@@ -10,5 +10,8 @@ def next_wait(poll_number: int, poll: dict[str, Any]) -> int:
     first = int(poll.get("first_wait_seconds", 5))
     cap = int(poll.get("max_wait_seconds", 300))
     factor = float(poll.get("factor", 2.0))
-    wait = first * (factor ** max(0, poll_number))
+    try:
+        wait = first * (factor ** max(0, poll_number))
+    except OverflowError:  # thousands of polls (long jobs, record vendors): far past the cap
+        wait = cap
     return int(max(1, min(cap, round(wait))))

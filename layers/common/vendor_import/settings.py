@@ -61,10 +61,11 @@ def validate_fields(doc: Any, fields: tuple[Field, ...], where: str) -> dict[str
             )
             continue
         allowed = f.type if isinstance(f.type, tuple) else (f.type,)
-        if float in allowed and int not in allowed and isinstance(value, int):
-            value = float(value)
+        # bool before the int->float widening: True is an int to Python, not a number to a user
         if isinstance(value, bool) and bool not in allowed:
             raise SettingsError(f"setting {path} must be {_type_name(f.type)}, not true/false")
+        if float in allowed and int not in allowed and isinstance(value, int):
+            value = float(value)
         if not isinstance(value, allowed):
             raise SettingsError(f"setting {path} must be {_type_name(f.type)}")
         if f.choices is not None and isinstance(value, str) and value not in f.choices:

@@ -32,8 +32,20 @@ class JobsTable:
         return _from_dynamo(item) if item else None
 
     def put_status(self, record: dict[str, Any]) -> None:
-        """Write the final status record (keeps nothing of the checkpoint: the job is over)."""
-        self.table.put_item(Item=_to_dynamo(record))
+        """Write the final status record (keeps nothing of the checkpoint: the job is over).
+
+        An update, not a put: a put would also erase ``notified_at``, and a retried Finalize
+        would then publish its SNS message a second time."""
+        fields = {k: v for k, v in record.items() if k != "job_id"}
+        names = {f"#f{i}": k for i, k in enumerate(fields)}
+        values = {f":v{i}": v for i, v in enumerate(_to_dynamo(list(fields.values())))}
+        sets = ", ".join(f"#f{i} = :v{i}" for i in range(len(fields)))
+        self.table.update_item(
+            Key={"job_id": record["job_id"]},
+            UpdateExpression=f"SET {sets} REMOVE checkpoint_poll, checkpoint_job, source_key",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
 
     def claim_notification(self, job_id: str, when: str) -> bool:
         """True the first time only: Finalize retries must not publish twice."""

@@ -7,7 +7,8 @@ from typing import Any
 
 
 def subject_for(record: dict[str, Any]) -> str:
-    name = record["source"]["key"].rsplit("/", 1)[-1]
+    # a console start without a key still gets its message
+    name = (record["source"].get("key") or "(no key)").rsplit("/", 1)[-1]
     dry = " (dry run)" if record.get("dry_run") else ""
     subject = f"[{record['vendor']}] {record['state']}{dry}: {name}"
     # SNS subjects: ASCII printable, no newlines, at most 100 characters

@@ -79,11 +79,11 @@ class S3Store:
         self.s3.upload_fileobj(stream, self.bucket, dest_key, ExtraArgs={"ContentType": content_type})
         return stream.total
 
-    def count_lines(self, keys: list[str]) -> int:
-        n = 0
-        for chunk in self._iter_parts(keys):
-            n += chunk.count(b"\n")
-        return n
+    def count_rows(self, keys: list[str]) -> int:
+        """CSV records in the parts (a quoted reason may hold a line break: not a new row)."""
+        stream = io.TextIOWrapper(io.BufferedReader(_ChunkStream(self._iter_parts(keys))),
+                                  encoding="utf-8", errors="replace", newline="")
+        return sum(1 for _ in csv.reader(stream))
 
     def put_json(self, key: str, doc: dict[str, Any]) -> None:
         self.s3.put_object(Bucket=self.bucket, Key=key, ContentType="application/json",

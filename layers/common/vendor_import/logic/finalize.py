@@ -64,7 +64,7 @@ class Finalizer:
                 err_type, err_msg = job["error_type"], message
         return self.record(
             job_id=event.get("execution_name") or job.get("job_id") or "unknown",
-            vendor=job.get("vendor") or _vendor_from_key(inp.get("key")),
+            vendor=job.get("vendor") or _vendor_from(inp.get("key"), event.get("state_machine_arn")),
             inp=inp, job=job, state=state, message=message, error_type=err_type,
             error_message=err_msg, execution_arn=event.get("execution_arn"),
             started_at=event.get("started_at"),
@@ -87,8 +87,9 @@ class Finalizer:
         err_type = detail.get("error") or f"Execution{status.title().replace('_', '')}"
         message = scrub(detail.get("cause") or f"the execution ended {status} before finalizing")
         started = detail.get("startDate")
+        inp = inp if isinstance(inp, dict) else {}
         return self.record(
-            job_id=job_id, vendor=_vendor_from_key(inp.get("key")), inp=inp if isinstance(inp, dict) else {},
+            job_id=job_id, vendor=_vendor_from(inp.get("key"), detail.get("stateMachineArn")), inp=inp,
             job={}, state=state, message=message, error_type=err_type, error_message=message,
             execution_arn=detail.get("executionArn"),
             started_at=iso(started / 1000) if isinstance(started, (int, float)) else started,
@@ -155,7 +156,7 @@ class Finalizer:
             dest = f"{prefix}{base}.rejects.csv"
             self.store.concatenate(dest, csv_keys, head=self.store.header_csv(), content_type="text/csv")
             out["csv_uri"] = self.store.uri(dest)
-            out["rows"] = self.store.count_lines(csv_keys)
+            out["rows"] = self.store.count_rows(csv_keys)
         if raw_keys:
             fmt = job.get("raw_format") or {}
             dest = f"{prefix}{fmt.get('name') or base + '.rejects'}"
@@ -172,6 +173,18 @@ def _vendor_from_key(key: Any) -> str:
     if isinstance(key, str) and key.startswith("inbox/") and key.count("/") >= 2:
         return key.split("/")[1]
     return "unknown"
+
+
+def _vendor_from(key: Any, state_machine_arn: Any) -> str:
+    """The key's vendor; for an input without a usable key (a console start with a typo), the
+    vendor of the state machine (``<stack>-<vendor>-import``), so subscribers filtering on
+    vendor still hear about it."""
+    vendor = _vendor_from_key(key)
+    if vendor == "unknown" and isinstance(state_machine_arn, str):
+        name = state_machine_arn.rsplit(":", 1)[-1]
+        if name.endswith("-import"):
+            vendor = name[: -len("-import")].rsplit("-", 1)[-1] or "unknown"
+    return vendor
 
 
 def _default_message(state: FinalState) -> str:
