@@ -7,6 +7,7 @@ unscrubbed. ``raise_for_status`` maps HTTP codes to the named errors.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import requests
@@ -21,9 +22,15 @@ from .errors import (
     VendorThrottledError,
     VendorUnavailableError,
 )
-from .scrub import scrub
+from .scrub import ScrubFilter, scrub
 
 USER_AGENT = "s3-vendor-import/0.1"
+
+
+# urllib3 logs full URLs (query strings with tokens, presigned signatures) at DEBUG: a filter on
+# the loggers that emit them (logger filters do not apply to child loggers' records).
+for _name in ("urllib3.connectionpool", "urllib3.util.retry", "urllib3.connection"):
+    logging.getLogger(_name).addFilter(ScrubFilter())
 
 
 def new_session(settings: dict[str, Any], *, pool_size: int = 10) -> requests.Session:

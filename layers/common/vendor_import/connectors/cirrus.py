@@ -1,0 +1,482 @@
+"""Cirrus Shield DataAction connector (seed 004, VENDORS.md section 5).
+
+An upload is an XML ``<Data>`` file of records of one object type. It is sent to
+``POST {base}/RestApi/DataAction/{object}?authToken&action&matchingFieldName&useExternalId``
+in batches; the poll loop is the cursor:
+
+* ``validate`` streams the whole file (lxml iterparse, entities never expanded) and refuses
+  what cannot be imported; records missing the matching field are would-be rejects.
+* ``submit`` checks the head of the file, resolves the options, signs in, and returns
+  ``next_wait_seconds=0``: nothing is sent yet.
+* ``poll`` opens the file at the saved byte offset and sends batches while the Lambda has
+  time left; after each answer it stages that batch's rejects (``ctx.emit_rejects``) and then
+  saves the cursor (``ctx.checkpoint``).
+
+Exactly-once sending: before a batch is posted the job is checkpointed with that batch marked
+``inflight``. If the step dies before the answer is saved, the retried step finds the mark
+and, rather than sending the batch again, reports its records as UNCONFIRMED rejects (the
+user checks them and re-uploads the rejects file). ``resend_unconfirmed`` re-sends instead,
+for upsert and update only (idempotent). When the vendor answered an error (401, 429, 5xx,
+400 without results) or the connection was never opened, the batch is known not applied: the
+mark is cleared and the retry sends it normally.
+
+Body encoding: ``application/x-www-form-urlencoded`` with ``"=" + quote_plus(xml)``, an
+unnamed field (ASP.NET Web API ``[FromBody] string``), so a datetime's ``+`` survives.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from itertools import islice
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+import requests
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+
+from .. import http
+from ..errors import (
+    InputError,
+    SettingsError,
+    VendorAuthError,
+    VendorImportError,
+    VendorProtocolError,
+    VendorRejectedError,
+    VendorThrottledError,
+    VendorUnavailableError,
+)
+from ..model import FinalState, Progress, RawRejects, RejectRow
+from ..scrub import ScrubFilter, register_secret, scrub
+from ..settings import Field, validate_fields
+from . import cirrus_xml as cx
+from .base import Connector, StepContext
+
+ACTIONS = ("insert", "update", "upsert", "delete")
+IDEMPOTENT_ACTIONS = ("upsert", "update")
+FORM = "application/x-www-form-urlencoded"
+_IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+CODE_REFUSED = "REFUSED"
+CODE_UNCONFIRMED = "UNCONFIRMED"
+CODE_MISSING_FIELD = "MISSING_MATCHING_FIELD"
+UNCONFIRMED_REASON = (
+    "outcome unknown: the import stopped after sending this record and before saving Cirrus "
+    "Shield's answer, so it was not sent again; check it in Cirrus Shield, then re-upload this "
+    "file if it is missing"
+)
+
+# Per-object defaults ("objects": {"Account": {...}}): every field optional, they layer.
+OBJECT_FIELDS = (
+    Field("action", str, choices=ACTIONS, doc="insert, update, upsert or delete"),
+    Field("matching_field", str, doc="the field Cirrus Shield treats as unique (matchingFieldName)"),
+    Field("use_external_id", bool, doc="lookup fields carry the parent's External Id (true) or Id"),
+)
+DEFAULT_FIELDS = (
+    Field("action", str, default="upsert", choices=ACTIONS, doc="action when no option/object says"),
+    Field("matching_field", str, default="Name", doc="matchingFieldName when no option/object says"),
+    Field("use_external_id", bool, default=True, doc="useExternalId when no option/object says"),
+)
+
+
+# urllib3 logs request URLs - with their query string: the password, the token - at DEBUG
+# (request lines, retries). A filter on a logger only sees that logger's own records, so each
+# module logger gets one.
+_TRANSPORT_LOGGERS = ("urllib3", "urllib3.connectionpool", "urllib3.connection", "urllib3.poolmanager",
+                      "urllib3.response", "urllib3.util.retry", "urllib3.http2.connection",
+                      "urllib3.contrib.pyopenssl", "requests")
+
+
+def _guard_transport_logs() -> None:
+    for name in _TRANSPORT_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, ScrubFilter) for f in logger.filters):
+            logger.addFilter(ScrubFilter())
+
+
+_guard_transport_logs()
+
+
+class CirrusConnector(Connector):
+    vendor = "cirrus"
+    settings_fields = (
+        Field("username", str, required=True, doc="Cirrus Shield user the import signs in as"),
+        Field("password", str, required=True, secret=True, doc="that user's password"),
+        Field("batch_size", int, default=50, minimum=1, doc="records per DataAction call"),
+        Field("safety_margin_seconds", (int, float), default=30, minimum=0,
+              doc="a poll stops sending when the Lambda has less time left than this"),
+        Field("body_field", str, default="",
+              doc="form field name of the XML: '' sends '=<xml>' (ASP.NET [FromBody]); or xmlData"),
+        Field("accept", str, default="application/xml",
+              doc="Accept header of DataAction calls (application/json asks for JSON answers)"),
+        Field("token_ttl_seconds", int, default=3600, minimum=0,
+              doc="sign in again after this many seconds (0: only when a call answers 401)"),
+        Field("max_record_bytes", int, default=1_000_000, minimum=1024,
+              doc="largest single record accepted (bytes)"),
+        Field("resend_unconfirmed", bool, default=False,
+              doc="re-send a batch whose answer was lost (upsert/update only) instead of "
+                  "reporting its records as UNCONFIRMED"),
+        Field("defaults", dict, default=None, fields=DEFAULT_FIELDS,
+              doc="action, matching_field, use_external_id for objects not listed in objects"),
+        Field("objects", dict, default=None,
+              doc='per-object defaults, e.g. {"Account": {"action": "upsert", "matching_field": "Name"}}'),
+    )
+    option_fields = (
+        Field("object", str, doc="Cirrus Shield object name (default: the record element name)"),
+        Field("action", str, choices=ACTIONS, doc="insert, update, upsert or delete"),
+        Field("matching_field", str, doc="matchingFieldName"),
+        Field("use_external_id", bool, doc="useExternalId (true/false)"),
+    )
+    max_file_bytes = None  # streamed: memory does not depend on the file size
+
+    def __init__(self, settings: dict[str, Any], session: requests.Session | None = None):
+        super().__init__(settings, session=session)
+        objects = settings.get("objects") or {}
+        if not isinstance(objects, dict):
+            raise SettingsError("setting objects must be an object: {\"Account\": {...}}")
+        self.objects = {name: validate_fields(value, OBJECT_FIELDS, f"objects.{name}.")
+                        for name, value in objects.items()}
+        self.defaults = settings.get("defaults") or validate_fields({}, DEFAULT_FIELDS, "defaults.")
+        self._token_value: str | None = None
+        self._token_at = 0.0
+
+    # ============================================================================================
+    # validate / submit / poll
+    # ============================================================================================
+    def validate(self, ctx: StepContext) -> list[RejectRow]:
+        """Local checks only, no vendor call. The whole file is streamed twice, with flat
+        memory: lxml iterparse (well-formedness, the matching field of each record), then the
+        byte reader the import itself uses (root, record boundaries and sizes, one type)."""
+        head, first = self._read_head(ctx)
+        params = self._resolve(ctx.options, first.tag)
+        with ctx.source.open(0) as stream:
+            summary = cx.check_document(stream, first.tag, params["matching_field"])
+        scanned = 0
+        with ctx.source.open(head.body_offset) as stream:
+            reader = cx.RecordReader(stream, offset=head.body_offset,
+                                     max_record_bytes=self.settings["max_record_bytes"])
+            for chunk in reader.records(head):
+                _check_same_type(chunk, first.tag)
+                scanned += 1
+        if scanned != summary.records:  # both readers must agree, or the cursor would be wrong
+            raise InputError(f"the file's record structure is ambiguous ({summary.records} records "
+                             f"parsed, {scanned} delimited): simplify the markup between records")
+        field_name = params["matching_field"]
+        rows = [RejectRow(str(n), f"the matching field <{field_name}> is missing or empty",
+                          CODE_MISSING_FIELD) for n in summary.missing_matching_field]
+        if summary.missing_total > len(rows):
+            rows.append(RejectRow("...", f"and {summary.missing_total - len(rows)} more records "
+                                         f"without <{field_name}>", CODE_MISSING_FIELD))
+        return rows
+
+    def submit(self, ctx: StepContext) -> Progress:
+        head, first = self._read_head(ctx)
+        params = self._resolve(ctx.options, first.tag)
+        self._token()  # wrong credentials fail the import now, before any record is sent
+        job = {
+            **params,
+            "record_tag": first.tag,
+            "offset": head.body_offset,  # where the next record is searched from
+            "next_record": 1,
+            "inflight": None,
+            "counts": {"records": 0, "sent": 0, "accepted": 0, "rejected": 0, "batches": 0},
+        }
+        return Progress(
+            job=job, next_wait_seconds=0, counts=dict(job["counts"]),
+            message=f"Sending {first.tag} records to Cirrus Shield ({self._describe(job)}).",
+        )
+
+    def poll(self, job: dict[str, Any], ctx: StepContext) -> Progress:
+        job = {**job, "counts": dict(job["counts"])}
+        head = self._head_only(ctx)
+        force_emit: int | None = None
+        if job.get("inflight"):
+            force_emit = self._settle_inflight(job, ctx, head)
+        # a batch may take up to timeout_seconds: never start one that could outlive the run
+        margin = max(float(self.settings["safety_margin_seconds"]), float(self.settings["timeout_seconds"]))
+        batch_size = int(self.settings["batch_size"])
+        with ctx.source.open(job["offset"]) as stream:
+            reader = cx.RecordReader(stream, offset=job["offset"],
+                                     max_record_bytes=self.settings["max_record_bytes"])
+            records = reader.records(head, job["next_record"])
+            sent_here = 0
+            while True:
+                # always make progress: at least one batch per poll, then only with time left
+                if sent_here and ctx.time_left() <= margin:
+                    return self._progress(job)
+                batch = list(islice(records, batch_size))
+                if not batch:
+                    return self._finish(job)
+                self._send_batch(job, ctx, head, batch, force_emit == batch[0].number)
+                sent_here += 1
+
+    # ============================================================================================
+    # Batches
+    # ============================================================================================
+    def _send_batch(self, job: dict[str, Any], ctx: StepContext, head: cx.Head,
+                    batch: list[cx.RecordChunk], force_emit: bool) -> None:
+        elements = [self._record_element(head, chunk, job) for chunk in batch]
+        first, last = batch[0].number, batch[-1].number
+        what = f"Cirrus Shield {job['action']} of {job['object']} records {first}-{last}"
+        job["inflight"] = {"first": first, "count": len(batch), "end": batch[-1].end}
+        ctx.checkpoint(job)
+        try:
+            results = self._post_batch(job, cx.payload_xml(elements), len(batch), what)
+        except VendorImportError as exc:
+            if exc.detail.get("outcome") != "unknown":  # the vendor did not apply the batch
+                job["inflight"] = None
+                ctx.checkpoint(job)
+            raise
+        rows: list[RejectRow] = []
+        raw: list[str] = []
+        for chunk, element, result in zip(batch, elements, results, strict=True):
+            if not result.success:
+                reason = result.error or "Cirrus Shield refused the record (no ErrorMessage)"
+                rows.append(RejectRow(self._record_label(chunk, element, job), reason, CODE_REFUSED))
+                raw.append(cx.reject_xml(element, reason))
+        if rows or force_emit:
+            ctx.emit_rejects(_part_id(first), rows, _raw_part(raw), self._raw_format(ctx))
+        accepted = len(batch) - len(rows)
+        self._advance(job, batch, accepted=accepted, rejected=len(rows))
+        ctx.checkpoint(job)
+
+    def _settle_inflight(self, job: dict[str, Any], ctx: StepContext, head: cx.Head) -> int:
+        """A previous attempt posted a batch and stopped before saving the answer. Report its
+        records as UNCONFIRMED (nothing is sent twice) or, if allowed, send it again."""
+        inflight = job["inflight"]
+        if self.settings["resend_unconfirmed"] and job["action"] in IDEMPOTENT_ACTIONS:
+            job["inflight"] = None
+            return int(inflight["first"])  # its rejects part is rewritten even if now empty
+        with ctx.source.open(job["offset"]) as stream:
+            reader = cx.RecordReader(stream, offset=job["offset"],
+                                     max_record_bytes=self.settings["max_record_bytes"])
+            batch = list(islice(reader.records(head, job["next_record"]), int(inflight["count"])))
+        if not batch or batch[0].number != inflight["first"] or batch[-1].end != inflight["end"]:
+            raise VendorProtocolError("the saved cursor does not match the file: the upload changed "
+                                      "during the import; upload it again as a new file")
+        rows, raw = [], []
+        for chunk in batch:
+            element = self._record_element(head, chunk, job)
+            rows.append(RejectRow(self._record_label(chunk, element, job), UNCONFIRMED_REASON,
+                                  CODE_UNCONFIRMED))
+            raw.append(cx.reject_xml(element, UNCONFIRMED_REASON))
+        ctx.emit_rejects(_part_id(batch[0].number), rows, _raw_part(raw), self._raw_format(ctx))
+        self._advance(job, batch, accepted=0, rejected=len(batch))
+        job["counts"]["unconfirmed"] = job["counts"].get("unconfirmed", 0) + len(batch)
+        ctx.checkpoint(job)
+        return 0
+
+    @staticmethod
+    def _advance(job: dict[str, Any], batch: list[cx.RecordChunk], *, accepted: int, rejected: int) -> None:
+        counts = job["counts"]
+        counts["records"] += len(batch)
+        counts["sent"] += len(batch)
+        counts["accepted"] += accepted
+        counts["rejected"] += rejected
+        counts["batches"] += 1
+        job["offset"] = batch[-1].end
+        job["next_record"] = batch[-1].number + 1
+        job["inflight"] = None
+
+    @staticmethod
+    def _record_element(head: cx.Head, chunk: cx.RecordChunk, job: dict[str, Any]):
+        _check_same_type(chunk, job["record_tag"])
+        element = cx.parse_record(head, chunk)
+        # a re-uploaded rejects file carries <ErrorMessage> (and maybe <Success>): never send them
+        return cx.drop_result_fields(element) if cx.has_result_fields(chunk.data) else element
+
+    @staticmethod
+    def _record_label(chunk: cx.RecordChunk, element, job: dict[str, Any]) -> str:
+        value = cx.field_value(element, job["matching_field"])
+        return f"{chunk.number} {job['matching_field']}={value}" if value else str(chunk.number)
+
+    def _raw_format(self, ctx: StepContext) -> RawRejects:
+        stem = re.sub(r"\.xml$", "", ctx.source.name or "upload", flags=re.I)
+        return RawRejects(f"{stem}.rejects.xml", "application/xml", header="<Data>", footer="</Data>")
+
+    # ============================================================================================
+    # Progress
+    # ============================================================================================
+    def _progress(self, job: dict[str, Any]) -> Progress:
+        counts = job["counts"]
+        return Progress(job=job, next_wait_seconds=0, counts=dict(counts),
+                        message=f"{counts['sent']} {job['object']} records sent so far "
+                                f"({counts['accepted']} accepted, {counts['rejected']} refused).")
+
+    def _finish(self, job: dict[str, Any]) -> Progress:
+        counts = job["counts"]
+        total, accepted, rejected = counts["records"], counts["accepted"], counts["rejected"]
+        obj = job["object"]
+        if rejected == 0:
+            state = FinalState.SUCCEEDED
+            message = f"Cirrus Shield accepted all {total} {obj} records ({self._describe(job)})."
+        elif accepted == 0:
+            state = FinalState.FAILED
+            message = (f"Cirrus Shield refused all {total} {obj} records: the rejects file holds each "
+                       f"with its ErrorMessage; fix them and drop it back in the inbox.")
+        else:
+            state = FinalState.SUCCEEDED_WITH_REJECTS
+            message = (f"Cirrus Shield accepted {accepted} of {total} {obj} records and refused "
+                       f"{rejected}: fix them in the rejects file and drop it back in the inbox.")
+        if counts.get("unconfirmed"):
+            message += f" {counts['unconfirmed']} records have an unknown outcome (UNCONFIRMED)."
+        return Progress(job=job, done=True, state=state, counts=dict(counts), message=message)
+
+    @staticmethod
+    def _describe(job: dict[str, Any]) -> str:
+        return (f"{job['action']} on {job['object']} matching {job['matching_field']}, "
+                f"useExternalId={'true' if job['use_external_id'] else 'false'}")
+
+    # ============================================================================================
+    # Reading the head, resolving options
+    # ============================================================================================
+    def _head_only(self, ctx: StepContext) -> cx.Head:
+        with ctx.source.open(0) as stream:
+            return cx.RecordReader(stream, max_record_bytes=self.settings["max_record_bytes"]).read_head()
+
+    def _read_head(self, ctx: StepContext) -> tuple[cx.Head, cx.RecordChunk]:
+        """The root and the first record (parsed: a broken first record fails here)."""
+        if ctx.source.size == 0:
+            raise InputError("the file is empty (0 bytes): upload an XML <Data> file of records")
+        with ctx.source.open(0) as stream:
+            reader = cx.RecordReader(stream, max_record_bytes=self.settings["max_record_bytes"])
+            head = reader.read_head()
+            first = next(reader.records(head), None)
+        if first is None:
+            raise InputError("the file holds no record: <Data> is empty")
+        cx.parse_record(head, first)
+        return head, first
+
+    def _resolve(self, options: dict[str, Any] | None, record_tag: str) -> dict[str, Any]:
+        """object, action, matching_field, use_external_id: the option (key segment, metadata,
+        console), else the settings' objects.<object>, else the settings' defaults."""
+        from . import validate_options
+
+        known = {f.name for f in self.option_fields}
+        given = {k: v for k, v in (options or {}).items() if k in known and v not in (None, "")}
+        if isinstance(given.get("action"), str):
+            given["action"] = given["action"].strip().lower()
+        opts = validate_options(self.vendor, given)
+        obj = (opts.get("object") or record_tag.rsplit(":", 1)[-1]).strip()
+        if not _IDENTIFIER.match(obj):
+            raise InputError(f"object name {obj!r} is not a Cirrus Shield object name: use letters, "
+                             f"digits and _ (option object=...)")
+        per_object = self.objects.get(obj) or next(
+            (v for k, v in self.objects.items() if k.lower() == obj.lower()), {})
+
+        def pick(name: str) -> Any:
+            for source in (opts, per_object, self.defaults):
+                if source.get(name) is not None:
+                    return source[name]
+            return None
+
+        params = {"object": obj, "action": pick("action"), "matching_field": pick("matching_field"),
+                  "use_external_id": bool(pick("use_external_id"))}
+        if not params["matching_field"] or not _IDENTIFIER.match(params["matching_field"]):
+            raise InputError(f"matching field {params['matching_field']!r} is not a field name: give "
+                             f"it as option matching_field=<Field> or in the settings' objects.{obj}")
+        return params
+
+    # ============================================================================================
+    # HTTP: token and DataAction
+    # ============================================================================================
+    def _token(self) -> str:
+        ttl = int(self.settings["token_ttl_seconds"])
+        if self._token_value and (ttl == 0 or time.monotonic() - self._token_at < ttl):
+            return self._token_value
+        return self._sign_in()
+
+    def _sign_in(self) -> str:
+        what = "Cirrus Shield sign-in"
+        self._token_value = None
+        resp = http.request(
+            self.session, "GET", f"{self.settings['base_url']}/RestApi/AuthToken",
+            params={"Username": self.settings["username"], "password": self.settings["password"]},
+            headers={"Accept": "application/json"}, what=what,
+        )
+        if resp.status_code == 404:
+            raise VendorAuthError(f"{what}: Cirrus Shield does not know the user in the settings "
+                                  f"(HTTP 404): check the username setting")
+        http.raise_for_status(resp, what)
+        token = resp.text.strip().strip('"').strip()
+        if not token or any(c in token for c in "<>{} \n"):
+            raise VendorProtocolError(f"{what}: expected a token string, got: {http.body_snippet(resp, 80)}")
+        register_secret(token)
+        self._token_value, self._token_at = token, time.monotonic()
+        return token
+
+    def _post_batch(self, job: dict[str, Any], xml: str, count: int, what: str) -> list[cx.RecordResult]:
+        url = f"{self.settings['base_url']}/RestApi/DataAction/{quote(job['object'], safe='')}"
+        body = (self.settings["body_field"] + "=" + quote_plus(xml)).encode("ascii")
+        headers = {"Content-Type": FORM, "Accept": self.settings["accept"]}
+        for attempt in (1, 2):
+            params = {"authToken": self._token(), "action": job["action"],
+                      "matchingFieldName": job["matching_field"],
+                      "useExternalId": "true" if job["use_external_id"] else "false"}
+            try:
+                resp = http.request(self.session, "POST", url, params=params, data=body,
+                                    headers=headers, what=what)
+            except VendorUnavailableError as exc:
+                if _never_sent(exc.__context__):
+                    raise
+                raise VendorUnavailableError(
+                    f"{exc.message}; the batch may have reached Cirrus Shield", detail={"outcome": "unknown"}
+                ) from None
+            if resp.status_code == 401 and attempt == 1:
+                self._token_value = None  # expired or revoked: sign in once more
+                continue
+            return self._read_answer(resp, count, what)
+        raise AssertionError("unreachable")
+
+    def _read_answer(self, resp: requests.Response, count: int, what: str) -> list[cx.RecordResult]:
+        code = resp.status_code
+        if code in (401, 403):
+            raise VendorAuthError(f"{what}: Cirrus Shield refused the token even after signing in "
+                                  f"again (HTTP {code}): check the user's API rights")
+        if code == 429:
+            raise VendorThrottledError(f"{what}: Cirrus Shield is throttling requests (HTTP 429)")
+        if code >= 500:
+            raise VendorUnavailableError(f"{what}: Cirrus Shield failed (HTTP {code}) {http.body_snippet(resp)}")
+        try:
+            results, message = cx.parse_results(resp.content, resp.headers.get("Content-Type", ""))
+        except cx.ResponseFormatError as exc:
+            raise VendorProtocolError(f"{what}: {exc}", detail={"outcome": "unknown"}) from None
+        if code == 400 and not results:
+            text = scrub(message) if message else http.body_snippet(resp)
+            raise VendorRejectedError(f"{what}: Cirrus Shield refused the batch (HTTP 400): {text}")
+        if code >= 300 and not (code == 400 and results):
+            http.raise_for_status(resp, what)
+            raise VendorProtocolError(f"{what}: unexpected HTTP {code}")
+        if results is None:
+            raise VendorProtocolError(f"{what}: the answer has no per-record results: "
+                                      f"{http.body_snippet(resp, 120)}", detail={"outcome": "unknown"})
+        if len(results) != count:
+            raise VendorProtocolError(f"{what}: {count} records sent but {len(results)} results "
+                                      f"answered; cannot tell which failed", detail={"outcome": "unknown"})
+        return results
+
+
+def _check_same_type(chunk: cx.RecordChunk, record_tag: str) -> None:
+    if chunk.tag != record_tag:
+        raise InputError(f"mixed object types: record {chunk.number} is <{chunk.tag}> but record 1 is "
+                         f"<{record_tag}>; put each object type in its own file")
+
+
+def _never_sent(exc: BaseException | None) -> bool:
+    """True when the connection was never opened (the request cannot have reached the vendor)."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        reason = getattr(exc.args[0], "reason", None) if exc.args else None
+        return isinstance(reason, (NewConnectionError, ConnectTimeoutError, NameResolutionError))
+    return False
+
+
+def _part_id(first_record: int) -> str:
+    return f"{first_record:012d}"
+
+
+def _raw_part(records: list[str]) -> bytes:
+    """One staged part of the rejects file (b"" rewrites a retried batch's part as empty)."""
+    return ("\n" + "\n".join(records) + "\n").encode("utf-8") if records else b""

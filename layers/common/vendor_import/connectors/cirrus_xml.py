@@ -1,0 +1,560 @@
+"""Streaming XML helpers for the Cirrus Shield connector.
+
+A Cirrus upload is ``<Data><Account>...</Account><Account>...</Account></Data>``: one root,
+one record element per record. Two readers walk it, both with flat memory:
+
+* ``check_document``: lxml ``iterparse`` over the whole stream (entities not expanded, no
+  network, no DTD, no huge trees), clearing each record and its previous siblings. It is the
+  authority on well-formedness, the root name, one record type per file, and it collects
+  records missing the matching field. ``validate()`` runs it before any vendor call.
+* ``RecordReader``: a small tokenizer over the raw bytes that finds where each top-level
+  record starts and ends. lxml gives no byte offsets, and the import must resume from a byte
+  offset (the job's cursor) without re-reading the file from the start. Each record's bytes
+  are then parsed on their own by lxml (``parse_record``) with the same safe parser.
+
+The tokenizer only needs to recognise markup boundaries, so it relies on two XML facts: a
+``<`` in character data is always escaped, and markup characters are ASCII (a UTF-8
+multi-byte sequence never contains a byte below 0x80). The file must therefore be UTF-8.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from lxml import etree
+
+from ..errors import InputError
+
+CHUNK_BYTES = 64 * 1024
+DROPPED_CHILDREN = {"success", "errormessage"}  # response fields a re-uploaded rejects file carries
+ROOT_NAME = "Data"
+
+# One markup token at a '<'. Each alternative needs its terminator, so an incomplete token at
+# the end of the buffer does not match (the reader then reads more). The start-tag branch
+# consumes quoted attribute values whole ('>' may appear inside them), one char at a time so
+# a failed match cannot backtrack exponentially.
+_TOKEN = re.compile(
+    rb"""
+      <\?.*?\?>                                  # processing instruction, XML declaration
+    | <!--.*?-->                                 # comment
+    | <!\[CDATA\[.*?\]\]>                        # CDATA section
+    | <!DOCTYPE                                  # refused: entity declarations live there
+    | </[^>]*>                                   # end tag
+    | <[^!?/\s>](?:[^>"']|"[^"]*"|'[^']*')*>     # start tag or empty-element tag
+    """,
+    re.S | re.X,
+)
+# A record whose children are all simple fields (text, or empty), attributes allowed: the
+# common case, matched in one C-level pass. Every '<' in well-formed XML starts markup, names
+# and quoted attribute values are matched exactly and quantifiers are possessive, so a match
+# is the record's true extent and a failure is fast.
+_N = rb"[^\s/<>!?=\"']+"
+_A = rb"""(?:\s(?:[^<>"'/]|"[^"<]*"|'[^'<]*')*+)?"""
+_FLAT_RECORD = re.compile(
+    rb"<(?P<t>" + _N + rb")" + _A + rb">"
+    rb"(?:[^<]++|<(?P<n>" + _N + rb")" + _A + rb">[^<]*+</(?P=n)\s*>|<" + _N + _A + rb"/>)*+"
+    rb"</(?P=t)\s*>"
+)
+_NAME = re.compile(rb"</?([^\s/>]+)")
+_ENCODING = re.compile(rb"""encoding\s*=\s*["']([A-Za-z0-9._:-]+)["']""")
+_UTF8_NAMES = {"utf-8", "utf8", "us-ascii", "ascii"}
+_BOMS_NOT_UTF8 = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+_local = threading.local()
+
+
+def safe_parser() -> etree.XMLParser:
+    """A parser that never expands entities, loads a DTD or touches the network (one per thread:
+    lxml parsers are not thread-safe)."""
+    parser = getattr(_local, "parser", None)
+    if parser is None:
+        parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
+                                 huge_tree=False, remove_comments=True, remove_pis=True)
+        _local.parser = parser
+    return parser
+
+
+def local_name(elem: Any) -> str:
+    """The tag without namespace ('' for comments and processing instructions)."""
+    tag = elem.tag
+    return etree.QName(tag).localname if isinstance(tag, str) else ""
+
+
+# ----------------------------------------------------------------------------------------------
+# The byte-level record reader
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class Head:
+    """What precedes the records: the root start tag as written (namespace declarations
+    included: each record is parsed inside it) and the offset where the records begin."""
+
+    root_open: bytes
+    root_name: bytes
+    body_offset: int
+
+
+@dataclass
+class RecordChunk:
+    number: int  # 1-based position of the record in the file
+    start: int  # absolute byte offset of its '<'
+    end: int  # absolute byte offset just after its end tag
+    data: bytes
+    tag: str
+
+
+@dataclass
+class _Token:
+    kind: str  # start, empty, end, pi, comment, cdata, doctype
+    name: bytes
+    start: int
+    end: int
+    text_before: bool  # non-blank character data between the previous token and this one
+    raw: bytes = field(repr=False, default=b"")
+
+
+class RecordReader:
+    """Reads a ``<Data>`` document from a byte stream, one record at a time.
+
+    ``offset`` is the absolute position of the stream's first byte in the file (the stream
+    was opened there): every offset reported is absolute, so it can be saved as a cursor.
+    The buffer holds at most one chunk plus the record being read (``max_record_bytes``).
+    """
+
+    def __init__(self, stream: BinaryIO, *, offset: int = 0, max_record_bytes: int = 1_000_000,
+                 chunk_bytes: int = CHUNK_BYTES):
+        self._stream = stream
+        self._buf = b""
+        self._base = offset  # absolute offset of _buf[0]
+        self._pos = 0  # index in _buf where scanning resumes
+        self._keep_from: int | None = None  # absolute offset the buffer must keep (record start)
+        self._eof = False
+        self._text_pending = False
+        self._max = max_record_bytes
+        self._chunk = chunk_bytes
+        self._record_number = 0
+
+    # -- buffering ------------------------------------------------------------------------------
+    def _fill(self) -> bool:
+        """Drop what is no longer needed, append the next chunk; False at the end of the stream."""
+        if self._eof:
+            return False
+        keep = self._pos if self._keep_from is None else min(self._pos, self._keep_from - self._base)
+        if keep:
+            self._buf = self._buf[keep:]
+            self._base += keep
+            self._pos -= keep
+        if self._keep_from is not None and len(self._buf) > self._max:
+            raise InputError(
+                f"record {self._record_number} (from byte {self._keep_from}) is larger than "
+                f"{self._max} bytes: split it or raise the setting max_record_bytes"
+            )
+        data = self._stream.read(self._chunk)
+        if not data:
+            self._eof = True
+            return False
+        self._buf += data
+        return True
+
+    def _slice(self, start: int, end: int) -> bytes:
+        return self._buf[start - self._base:end - self._base]
+
+    def _next_token(self) -> _Token | None:
+        """The next markup token (None at the end of the stream)."""
+        while True:
+            lt = self._buf.find(b"<", self._pos)
+            if lt < 0:
+                if self._buf[self._pos:].strip():
+                    self._text_pending = True
+                self._pos = len(self._buf)
+                if not self._fill():
+                    return None
+                continue
+            if self._buf[self._pos:lt].strip():
+                self._text_pending = True
+            self._pos = lt
+            match = _TOKEN.match(self._buf, lt)
+            if match is None:
+                if len(self._buf) - lt > self._max or not self._fill():
+                    raise InputError(
+                        f"the file is not well-formed XML: unreadable markup at byte {self._base + lt}"
+                    )
+                continue
+            raw = match.group()
+            self._pos = match.end()
+            text_before, self._text_pending = self._text_pending, False
+            return _Token(_kind(raw), _tag_name(raw), self._base + lt, self._base + match.end(),
+                          text_before, raw)
+
+    def _peek(self, n: int) -> bytes:
+        while len(self._buf) - self._pos < n and self._fill():
+            pass
+        return self._buf[self._pos:self._pos + n]
+
+    # -- the document -----------------------------------------------------------------------------
+    def read_head(self) -> Head:
+        """Read up to the root start tag; refuse what cannot be a Cirrus ``<Data>`` file."""
+        start = self._peek(4)
+        if not start:
+            raise InputError("the file is empty (0 bytes): upload an XML <Data> file of records")
+        if start.startswith(_BOMS_NOT_UTF8):
+            raise InputError("the file is UTF-16/UTF-32: save it as UTF-8 and upload it again")
+        if start.startswith(codecs.BOM_UTF8):
+            self._pos += len(codecs.BOM_UTF8)
+        while True:
+            token = self._next_token()
+            if token is None or token.text_before:
+                raise InputError(
+                    "the file is not XML: expected <Data> with one element per record, e.g. "
+                    "<Data><Account><Name>Acme</Name></Account></Data>"
+                )
+            if token.kind == "pi":
+                _check_declaration(token.raw)
+            elif token.kind == "doctype":
+                raise _doctype_error()
+            elif token.kind in ("start", "empty"):
+                name = token.name.decode("utf-8", "replace")
+                if name.rsplit(":", 1)[-1] != ROOT_NAME:
+                    raise InputError(
+                        f"the root element is <{name}>, not <Data>: Cirrus Shield imports "
+                        f"<Data><Object>...</Object>...</Data> files"
+                    )
+                if token.kind == "empty":
+                    raise InputError("the file holds no record: <Data/> is empty")
+                return Head(token.raw, token.name, token.end)
+            elif token.kind != "comment":
+                raise InputError(f"the file is not well-formed XML: unexpected markup at byte {token.start}")
+
+    def _flat_record(self) -> tuple[int, int, bytes, str] | None:
+        """Fast path: a whole record of simple fields matched by one regex in the buffer
+        (None: let the token loop handle it - nested elements, comments, end of buffer...)."""
+        buf = self._buf
+        lt = buf.find(b"<", self._pos)
+        if lt < 0 or buf[self._pos:lt].strip():
+            return None
+        match = _FLAT_RECORD.match(buf, lt)
+        if match is None:
+            return None
+        self._pos = match.end()
+        return self._base + lt, self._base + match.end(), match.group(), match.group("t").decode()
+
+    def records(self, head: Head, first_number: int = 1) -> Iterator[RecordChunk]:
+        """Yield each top-level record from the current position (just after the root start
+        tag, or just after a record) until ``</Data>``."""
+        depth = 1
+        number = first_number - 1
+        record_start = 0
+        record_tag = b""
+        while True:
+            if depth == 1:
+                flat = self._flat_record()
+                if flat is not None:
+                    number += 1
+                    yield RecordChunk(number, *flat)
+                    continue
+            token = self._next_token()
+            if token is None:
+                raise InputError("the file ends before </Data>: was the upload cut short?")
+            if depth == 1 and (token.text_before or token.kind == "cdata"):
+                raise InputError(
+                    f"text outside any record near byte {token.start}: every child of <Data> "
+                    f"must be a record element such as <Account>...</Account>"
+                )
+            kind = token.kind
+            if kind == "doctype":
+                raise _doctype_error()
+            if kind == "start":
+                if depth == 1:
+                    number += 1
+                    self._record_number = number
+                    record_start, record_tag = token.start, token.name
+                    self._keep_from = token.start
+                depth += 1
+            elif kind == "empty" and depth == 1:
+                number += 1
+                yield RecordChunk(number, token.start, token.end, token.raw, token.name.decode())
+            elif kind == "end":
+                depth -= 1
+                if depth == 1:
+                    chunk = RecordChunk(number, record_start, token.end,
+                                        self._slice(record_start, token.end), record_tag.decode())
+                    self._keep_from = None
+                    yield chunk
+                elif depth == 0:
+                    if token.name != head.root_name:
+                        raise InputError(f"the file is not well-formed XML: </{token.name.decode()}> "
+                                         f"closes <{head.root_name.decode()}> at byte {token.start}")
+                    return
+
+
+def _kind(raw: bytes) -> str:
+    if raw.startswith(b"<?"):
+        return "pi"
+    if raw.startswith(b"<!--"):
+        return "comment"
+    if raw.startswith(b"<![CDATA["):
+        return "cdata"
+    if raw.startswith(b"<!"):
+        return "doctype"
+    if raw.startswith(b"</"):
+        return "end"
+    return "empty" if raw.endswith(b"/>") else "start"
+
+
+def _tag_name(raw: bytes) -> bytes:
+    match = _NAME.match(raw)
+    return match.group(1) if match and not raw.startswith((b"<?", b"<!")) else b""
+
+
+def _check_declaration(raw: bytes) -> None:
+    match = _ENCODING.search(raw) if raw.startswith(b"<?xml") else None
+    if match and match.group(1).decode().lower() not in _UTF8_NAMES:
+        raise InputError(
+            f"the file declares encoding {match.group(1).decode()}: save it as UTF-8 "
+            f"(encoding=\"UTF-8\") and upload it again"
+        )
+
+
+def _doctype_error() -> InputError:
+    return InputError(
+        "the file has a <!DOCTYPE> declaration: DTDs and entity declarations are refused "
+        "(they are never expanded nor fetched); remove the DOCTYPE and upload again"
+    )
+
+
+def parse_record(head: Head, chunk: RecordChunk) -> etree._Element:
+    """Parse one record's bytes inside the root start tag (so namespace prefixes resolve)."""
+    doc = head.root_open + chunk.data + b"</" + head.root_name + b">"
+    try:
+        root = etree.fromstring(doc, safe_parser())
+    except etree.XMLSyntaxError as exc:
+        raise InputError(
+            f"record {chunk.number} (from byte {chunk.start}) is not well-formed XML: {_syntax_message(exc)}"
+        ) from None
+    return root[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# Whole-document check (validate)
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class DocumentSummary:
+    records: int
+    missing_matching_field: list[int]  # record numbers (capped at max_listed)
+    missing_total: int
+
+
+def check_document(stream: BinaryIO, record_tag: str, matching_field: str | None = None,
+                   max_listed: int = 1000) -> DocumentSummary:
+    """Stream the whole file through lxml iterparse: it must be well-formed (libxml2 checks
+    every byte; entities are not expanded, no DTD or network access). Counts the records
+    (``record_tag`` children of the root) and lists those whose ``matching_field`` child is
+    missing or empty. The root, the DOCTYPE and one record type per file are checked by
+    ``RecordReader``, which sees every record's tag."""
+    local = record_tag.rsplit(":", 1)[-1]
+    context = etree.iterparse(
+        stream, events=("end",), tag=f"{{*}}{local}", resolve_entities=False, no_network=True,
+        load_dtd=False, huge_tree=False, remove_comments=True, remove_pis=True,
+    )
+    field_path = f"{{*}}{matching_field}" if matching_field else None
+    records = 0
+    missing: list[int] = []
+    missing_total = 0
+    try:
+        for _event, elem in context:
+            parent = elem.getparent()
+            if parent is None or parent.getparent() is not None:
+                continue  # the root itself, or a nested element with the record's name
+            records += 1
+            if field_path is not None:
+                found = elem.find(field_path)
+                if found is None or not ((found.text or "").strip() or len(found)):
+                    missing_total += 1
+                    if len(missing) < max_listed:
+                        missing.append(records)
+            # keep memory flat: drop the record's content and every record before it
+            elem.clear(keep_tail=True)
+            while elem.getprevious() is not None:
+                del parent[0]
+    except etree.XMLSyntaxError as exc:
+        raise InputError(f"the file is not well-formed XML: {_syntax_message(exc)}") from None
+    return DocumentSummary(records, missing, missing_total)
+
+
+def _syntax_message(exc: etree.XMLSyntaxError) -> str:
+    """libxml2's own words with line and column (iterparse's exception text can be a generic
+    'no element found' while its error log holds the real cause)."""
+    last = exc.error_log.last_error if exc.error_log else None
+    msg = f"{last.message}, line {last.line}, column {last.column}" if last is not None else (exc.msg or str(exc))
+    if "encoding" in msg.lower() or "utf-8" in msg.lower():
+        return f"{msg} (the file must be UTF-8: save it as UTF-8 and upload it again)"
+    return msg
+
+
+# ----------------------------------------------------------------------------------------------
+# Records: clean for sending, decorate for the rejects file
+# ----------------------------------------------------------------------------------------------
+def field_value(record: etree._Element, field_name: str) -> str:
+    for child in record:
+        if local_name(child) == field_name:
+            return " ".join((child.text or "").split())
+    return ""
+
+
+_RESULT_FIELD = re.compile(rb"(?i)<(?:[^\s/<>:]+:)?(?:success|errormessage)[\s/>]")
+
+
+def has_result_fields(data: bytes) -> bool:
+    """Cheap test on a record's bytes before walking its children."""
+    return _RESULT_FIELD.search(data) is not None
+
+
+def drop_result_fields(record: etree._Element) -> etree._Element:
+    """Remove <Success> and <ErrorMessage> children (a re-uploaded rejects file carries them);
+    the whitespace layout of the remaining children is kept."""
+    for child in list(record):
+        if local_name(child).lower() in DROPPED_CHILDREN:
+            _remove_keeping_layout(record, child)
+    return record
+
+
+def _remove_keeping_layout(parent: etree._Element, child: etree._Element) -> None:
+    previous = child.getprevious()
+    if child.getnext() is None:  # last child: its tail is the indentation of the closing tag
+        if previous is not None:
+            previous.tail = child.tail
+        else:
+            parent.text = child.tail
+    parent.remove(child)  # lxml removes the child's tail with it
+
+
+def record_xml(record: etree._Element) -> str:
+    return etree.tostring(record, encoding="unicode", with_tail=False)
+
+
+def payload_xml(records: list[etree._Element]) -> str:
+    return "<Data>" + "".join(record_xml(r) for r in records) + "</Data>"
+
+
+def reject_xml(record: etree._Element, message: str) -> str:
+    """The record as sent, plus <ErrorMessage> as its last child (in the record's namespace,
+    indented like its siblings)."""
+    copy = etree.fromstring(etree.tostring(record), safe_parser())
+    namespace = etree.QName(copy).namespace
+    error = etree.SubElement(copy, f"{{{namespace}}}ErrorMessage" if namespace else "ErrorMessage")
+    error.text = message
+    closing = ""
+    if len(copy) > 1:
+        previous = copy[-2]
+        closing = previous.tail or ""
+        previous.tail = copy[-3].tail if len(copy) > 2 else copy.text
+        error.tail = closing
+    # indent the record like its closing tag was (the whitespace before the record itself
+    # belongs to the parent, not to the record's bytes)
+    indent = closing.rsplit("\n", 1)[-1] if "\n" in closing and not closing.strip() else ""
+    return indent + record_xml(copy)
+
+
+# ----------------------------------------------------------------------------------------------
+# DataAction responses
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class RecordResult:
+    success: bool
+    guid: str = ""
+    error: str = ""
+
+
+class ResponseFormatError(ValueError):
+    """The answer has per-record results that cannot be read (the caller names the call)."""
+
+
+def parse_results(body: bytes, content_type: str = "") -> tuple[list[RecordResult] | None, str]:
+    """Per-record results of a DataAction answer, XML or JSON, in the order of the records.
+
+    Returns (results, message): results is None when the answer carries none (then message
+    is the vendor's ``Message`` text, if any). Results are matched to records by position.
+    """
+    text = body.lstrip()
+    if not text:
+        return None, ""
+    if "json" in content_type.lower() or text[:1] in (b"{", b"[", b'"'):
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            return None, ""
+        return _json_results(doc)
+    if text[:1] == b"<":
+        try:
+            root = etree.fromstring(text, safe_parser())
+        except etree.XMLSyntaxError:
+            return None, ""
+        return _xml_results(root)
+    return None, ""
+
+
+def _xml_results(root: etree._Element) -> tuple[list[RecordResult] | None, str]:
+    def child_text(elem: etree._Element, name: str) -> str | None:
+        for child in elem:
+            if local_name(child).lower() == name:
+                return " ".join((child.text or "").split())
+        return None
+
+    if child_text(root, "success") is not None:
+        elements = [root]  # a single record answered without the <Data> wrapper
+    else:
+        elements = [e for e in root if child_text(e, "success") is not None]
+    if not elements:
+        message = next((" ".join((e.text or "").split()) for e in root.iter()
+                        if local_name(e).lower() == "message"), "")
+        return None, message
+    results = [RecordResult(_truth(child_text(e, "success")), child_text(e, "guid") or "",
+                            child_text(e, "errormessage") or "") for e in elements]
+    return results, ""
+
+
+def _json_results(doc: Any) -> tuple[list[RecordResult] | None, str]:
+    found = _json_records(doc)
+    if not found:
+        message = ""
+        if isinstance(doc, dict):
+            message = next((str(v) for k, v in doc.items() if k.lower() == "message"), "")
+        elif isinstance(doc, str):
+            message = doc
+        return None, message
+    results = []
+    for item in found:
+        keys = {k.lower(): v for k, v in item.items()}
+        error = keys.get("errormessage")
+        results.append(RecordResult(_truth(keys.get("success")), str(keys.get("guid") or ""),
+                                    " ".join(str(error).split()) if error else ""))
+    return results, ""
+
+
+def _json_records(node: Any) -> list[dict]:
+    """Every object carrying a Success key, in document order. An XML-to-JSON answer gives a
+    single object instead of a list when there is one record: both shapes are accepted."""
+    if isinstance(node, list):
+        return [item for child in node for item in _json_records(child)]
+    if isinstance(node, dict):
+        if any(k.lower() == "success" for k in node):
+            return [node]
+        return [item for child in node.values() if isinstance(child, (dict, list))
+                for item in _json_records(child)]
+    return []
+
+
+def _truth(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    word = " ".join(str(value if value is not None else "").split()).lower()
+    if word in ("true", "1"):
+        return True
+    if word in ("false", "0"):
+        return False
+    raise ResponseFormatError(f"Success is {value!r}, expected TRUE or FALSE")
