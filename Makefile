@@ -25,5 +25,8 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q
 
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py
+
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache

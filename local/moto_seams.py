@@ -1,10 +1,13 @@
-"""The two places where the local runner reaches into moto (pinned in requirements; a test in
+"""The three places where the local runner reaches into moto (pinned in requirements; a test in
 tests/unit/test_moto_seams.py fails loudly if an upgrade moves them):
 
 1. ``moto.awslambda.models.LambdaFunction._invoke_lambda``: moto would start a Docker container;
    we run the real handler in-process instead (Task states, invoke calls, anything).
 2. Waits: the ASL interpreter's Wait states and Retry intervals sleep for real; we scale them
    (time_scale 0.001 turns a 300 s wait into 0.3 s) so demos and tests are fast.
+3. ``moto.s3.notifications._get_s3_event``: moto's event notifications leave out the object's
+   ``versionId`` and ``sequencer`` that S3 sends; without them a re-upload of the same bytes
+   would look like a duplicate event (same eTag) and never be imported again.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from moto.awslambda import models as lambda_models
+from moto.s3 import notifications as s3_notifications
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
 
@@ -126,7 +130,20 @@ def install(lambdas: InProcessLambdas, time_scale: float) -> None:
         def sleep(seconds):
             time.sleep(seconds * _installed["scale"])
 
+    original_s3_event = s3_notifications._get_s3_event
+    sequence = iter(range(1, 1 << 62))
+
+    def _get_s3_event(event_name, bucket, key, notification_id):
+        event = original_s3_event(event_name, bucket, key, notification_id)
+        for record in event.get("Records", []):
+            obj = record["s3"]["object"]
+            if getattr(bucket, "is_versioned", False) and key.version_id not in (None, "null"):
+                obj.setdefault("versionId", key.version_id)
+            obj.setdefault("sequencer", f"{next(sequence):016X}")
+        return event
+
     lambda_models.LambdaFunction._invoke_lambda = _invoke_lambda
+    s3_notifications._get_s3_event = _get_s3_event
     wait_function.WaitFunction._wait_interval = _wait_interval
     retrier_decl.time = _ScaledTime()
     _installed["patched"] = True

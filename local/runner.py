@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,10 +164,10 @@ class LocalPipeline:
     def start_console(self, vendor: str, execution_input: Any, name: str | None = None) -> ImportResult:
         """What a user does in the Step Functions console: StartExecution with a typed input."""
         started = time.perf_counter()
-        kwargs = {"stateMachineArn": self.state_machine_arn(vendor),
+        # StartExecution without a name gets a UUID from AWS (and from the console); moto would
+        # name it "None", so every unnamed start after the first would collide
+        kwargs = {"stateMachineArn": self.state_machine_arn(vendor), "name": name or str(uuid.uuid4()),
                   "input": execution_input if isinstance(execution_input, str) else json.dumps(execution_input)}
-        if name:
-            kwargs["name"] = name
         arn = self.sfn.start_execution(**kwargs)["executionArn"]
         job_id = arn.rsplit(":", 1)[-1]
         key = execution_input.get("key", "") if isinstance(execution_input, dict) else ""

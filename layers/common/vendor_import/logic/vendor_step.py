@@ -70,7 +70,9 @@ class VendorStep:
         self.jobs.mark_running(job_id, self.vendor, {"state": "RUNNING", "updated_at": iso(self.clock()),
                                                      "source_key": request.key})
         progress = connector.submit(ctx)
-        return self._payload(base, progress, job_id, part_id="submit", settings=settings)
+        # part ids sort in step order ("submit" would sort after "poll-..."): Finalize
+        # concatenates the staged rejects in part id order
+        return self._payload(base, progress, job_id, part_id="step-000000", settings=settings)
 
     def poll(self, job_id: str, request: ImportRequest, job: dict[str, Any]) -> dict[str, Any]:
         settings = self.settings_loader()
@@ -93,7 +95,7 @@ class VendorStep:
         progress = connector.poll(connector_job, ctx)
         if progress.vendor_ref is None:
             progress.vendor_ref = job.get("vendor_ref")
-        return self._payload(base, progress, job_id, part_id=f"poll-{polls:06d}", settings=settings)
+        return self._payload(base, progress, job_id, part_id=f"step-{polls:06d}", settings=settings)
 
     # -- helpers -------------------------------------------------------------------------------------
     def _request(self, inp: Any) -> ImportRequest:
