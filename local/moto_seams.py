@@ -78,6 +78,7 @@ class InProcessLambdas:
             saved = dict(os.environ)
             os.environ.update({k: str(v) for k, v in (fn.environment_vars or {}).items()})
             os.environ["AWS_LAMBDA_FUNCTION_NAME"] = fname
+            os.environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = str(fn.memory_size or 128)
             os.environ["POWERTOOLS_LOG_LEVEL"] = saved.get("S3VI_LOCAL_LOG_LEVEL", "WARNING")
             started = time.perf_counter()
             try:

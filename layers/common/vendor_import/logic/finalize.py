@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from .. import cost
 from ..dal.jobs_table import JobsTable
 from ..dal.notifier import Notifier
 from ..dal.s3_layout import S3Store, rejects_prefix, status_key
@@ -100,6 +101,12 @@ class Finalizer:
                error_message: str | None = None, execution_arn: str | None = None,
                started_at: str | None = None) -> dict[str, Any]:
         """Assemble rejects, write the status record everywhere, notify once. Idempotent."""
+        existing = self.jobs.get(job_id)
+        if existing and existing.get("notified_at") and existing.get("state") == state.value:
+            # a retried Finalize whose first run completed: the same record, written once
+            existing.pop("notified_at", None)
+            return existing
+        step_started = time.perf_counter()
         now = self.clock()
         rejects = self._assemble_rejects(vendor, job_id, job)
         counts = dict(job.get("counts") or {})
@@ -118,7 +125,8 @@ class Finalizer:
             "source": {
                 "uri": f"s3://{bucket}/{key}" if bucket and key else None,
                 "bucket": bucket, "key": key,
-                "version_id": inp.get("version_id"), "size": inp.get("size") or job.get("size"),
+                "version_id": inp.get("version_id"),
+                "size": inp["size"] if inp.get("size") is not None else job.get("size"),  # 0 is a size
                 "etag": inp.get("etag"),
             },
             "vendor_ref": job.get("vendor_ref"),
@@ -133,6 +141,11 @@ class Finalizer:
             "waited_seconds": int(job.get("waited_seconds") or 0),
         }
         record["duration_seconds"] = _duration(record["started_at"], now)
+        # how long the vendor took, as the poll loop saw it: the history polling learns from
+        record["vendor_seconds"] = (record["waited_seconds"] or None) if state in (
+            FinalState.SUCCEEDED, FinalState.SUCCEEDED_WITH_REJECTS) else None
+        usage = cost.usage_add(job.get("usage"), time.perf_counter() - step_started, _memory_mb())
+        record["cost"] = cost.estimate(usage, record["polls"])
         record = scrub_obj(record)
         record["status_uri"] = self.store.uri(status_key(vendor, job_id))
         self.store.put_json(status_key(vendor, job_id), record)
@@ -203,3 +216,12 @@ def _duration(started_at: str, now: float) -> float | None:
     except (ValueError, AttributeError):
         return None
     return round(max(0.0, now - start), 3)
+
+
+def _memory_mb() -> int:
+    import os
+
+    try:
+        return int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024"))
+    except ValueError:
+        return 1024

@@ -7,17 +7,18 @@ counts, vendor_ref, message, raw_format, source_name, dry_run.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
 
+from .. import cost, pace
 from ..connectors import build_connector, connector_class, validate_options
 from ..connectors.base import StepContext
 from ..dal.jobs_table import JobsTable
 from ..dal.s3_layout import S3Store
 from ..errors import InputError
 from ..model import FinalState, Progress, RawRejects
-from ..polling import next_wait
 from ..scrub import scrub
 from ..source import S3Source
 from .finalize import iso
@@ -46,10 +47,14 @@ class VendorStep:
         if action not in ("submit", "poll"):
             raise InputError(f"unknown action {action!r}: expected submit or poll")
         job_id = event.get("execution_name") or "local"
+        started = time.perf_counter()
         request = self._request(event.get("input"))
-        if action == "submit":
-            return self.submit(job_id, request)
-        return self.poll(job_id, request, (event.get("input") or {}).get("job") or {})
+        previous = (event.get("input") or {}).get("job") or {}
+        result = self.submit(job_id, request) if action == "submit" else self.poll(job_id, request, previous)
+        # what this step cost (the status record adds it up): duration x the function's memory
+        result["usage"] = cost.usage_add(previous.get("usage") if action == "poll" else None,
+                                         time.perf_counter() - started, self.memory_mb)
+        return result
 
     def submit(self, job_id: str, request: ImportRequest) -> dict[str, Any]:
         settings = self.settings_loader()
@@ -61,6 +66,8 @@ class VendorStep:
         base = {"job_id": job_id, "vendor": self.vendor, "source_name": source.name,
                 "size": source.size, "polls": 0, "waited_seconds": 0, "dry_run": request.dry_run,
                 "submitted_at": iso(self.clock())}
+        if not request.dry_run:
+            base["pace"] = self._learned_pace(source.size)
         if request.dry_run:
             if rows:
                 self.store.stage_rejects(job_id, "dry-run", rows, None)
@@ -79,7 +86,7 @@ class VendorStep:
         polls = int(job.get("polls") or 0) + 1
         waited = int(job.get("waited_seconds") or 0) + int(job.get("wait_seconds") or 0)
         base = {**{k: job.get(k) for k in ("job_id", "vendor", "source_name", "size", "dry_run",
-                                            "submitted_at", "raw_format")},
+                                            "submitted_at", "raw_format", "pace")},
                 "polls": polls, "waited_seconds": waited}
         if waited >= settings["deadline_seconds"]:
             return {**base, "done": True, "state": FinalState.TIMED_OUT.value, "wait_seconds": 0,
@@ -98,6 +105,25 @@ class VendorStep:
         return self._payload(base, progress, job_id, part_id=f"step-{polls:06d}", settings=settings)
 
     # -- helpers -------------------------------------------------------------------------------------
+    @property
+    def memory_mb(self) -> int:
+        try:
+            return int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024"))
+        except ValueError:
+            return 1024
+
+    def _learned_pace(self, size: int) -> dict[str, Any] | None:
+        """The first wait and poll step from this vendor's recent jobs (None: static backoff)."""
+        try:
+            history = self.jobs.recent(self.vendor, pace.HISTORY_SIZE)
+        except Exception:  # noqa: BLE001 - no history is never a reason to fail an import
+            return None
+        learned = pace.learn(history, size)
+        if learned and len(history) % pace.PROBE_EVERY == 0:
+            learned["expected_seconds"] = max(1, int(learned["expected_seconds"] * pace.PROBE_FACTOR))
+            learned["probe"] = True
+        return learned
+
     def _request(self, inp: Any) -> ImportRequest:
         req = parse_console_input(inp)
         if req.vendor != self.vendor:
@@ -176,7 +202,8 @@ class VendorStep:
         elif progress.next_wait_seconds is not None:
             wait = max(0, int(progress.next_wait_seconds))
         else:
-            wait = next_wait(int(base.get("polls") or 0), settings["poll"])
+            wait = pace.wait_for(int(base.get("polls") or 0), int(base.get("waited_seconds") or 0),
+                                 settings["poll"], base.get("pace"))
         return {
             **base,
             "done": bool(progress.done),

@@ -1,0 +1,79 @@
+"""Polling that learns each vendor's pace.
+
+The first wait of an import starts from how long that vendor's recent jobs of a similar size
+took (a high percentile of the last N finished jobs), so a stable vendor is polled once or twice
+per import instead of ~log2(duration/first_wait) times. After the expected duration has passed,
+the poll keeps a short step (a fraction of the expected duration) so the notice delay stays
+under ``notice_fraction`` of the job's length. Without enough history, the static backoff of
+``polling.next_wait`` applies unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from .polling import next_wait
+
+MIN_SAMPLES = 3
+HISTORY_SIZE = 20
+SIZE_RATIO = 4.0  # "similar size": within x4 either way
+PERCENTILE = 0.9
+NOTICE_FRACTION = 0.05  # step after the expected end: 5 % of it (notice delay < 10 %)
+# One import in PROBE_EVERY waits only PROBE_FACTOR of the expected duration first: a job that
+# finishes at its first poll records only an upper bound of its duration, so without probes a
+# vendor that became faster would keep being polled at its old, slower pace.
+PROBE_EVERY = 5
+PROBE_FACTOR = 0.8
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        raise ValueError("no values")
+    idx = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
+    return ordered[idx]
+
+
+def learn(history: Iterable[dict[str, Any]], size: int | None) -> dict[str, Any] | None:
+    """A pace from finished jobs (items of the jobs table): None when history is too thin."""
+    samples: list[tuple[float, int | None]] = []
+    for item in history:
+        seconds = item.get("vendor_seconds")
+        if item.get("state") not in ("SUCCEEDED", "SUCCEEDED_WITH_REJECTS") or not seconds:
+            continue
+        samples.append((float(seconds), (item.get("source") or {}).get("size")))
+    samples_s = [s for s, _ in samples]
+    if size:  # prefer jobs of a similar size when there are enough of them
+        similar = [s for s, sz in samples if sz and size / SIZE_RATIO <= sz <= size * SIZE_RATIO]
+        samples_s = similar if len(similar) >= MIN_SAMPLES else samples_s
+    if len(samples_s) < MIN_SAMPLES:
+        return None
+    expected = percentile(samples_s, PERCENTILE)
+    return {"expected_seconds": int(math.ceil(expected)),
+            "step_seconds": max(1, int(math.ceil(expected * NOTICE_FRACTION))),
+            "samples": len(samples_s)}
+
+
+def wait_for(poll_number: int, waited: int, poll_settings: dict[str, Any], pace: dict[str, Any] | None) -> int:
+    """Seconds to wait before poll ``poll_number`` (0 = first) having waited ``waited`` so far."""
+    static = next_wait(poll_number, poll_settings)
+    if not pace:
+        return static
+    expected = int(pace["expected_seconds"])
+    step = int(pace["step_seconds"])
+    if waited < expected:
+        return max(1, expected - waited)  # straight to the expected end
+    return max(1, min(static, step))
+
+
+def simulate(duration: float, poll_settings: dict[str, Any], pace: dict[str, Any] | None = None,
+             max_polls: int = 100_000) -> tuple[int, float]:
+    """(polls, notice delay) for a vendor job lasting ``duration`` seconds after submit."""
+    waited = 0
+    for n in range(max_polls):
+        waited += wait_for(n, waited, poll_settings, pace)
+        if waited >= duration:
+            return n + 1, waited - duration
+    raise RuntimeError("the poll loop did not notice the end within max_polls")
