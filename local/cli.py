@@ -112,6 +112,10 @@ def _vendor_of_key(key: str) -> str:
     parts = key.split("/")
     if len(parts) < 3 or parts[0] != "inbox":
         raise SystemExit(f"--key must look like inbox/<vendor>/<file>, got {key!r}")
+    from vendor_import.connectors import VENDORS
+
+    if parts[1] not in VENDORS:  # the pipeline has no state machine (nor settings) for it
+        raise SystemExit(f"--key names vendor {parts[1]!r}: use inbox/<vendor>/ with one of {', '.join(VENDORS)}")
     return parts[1]
 
 
@@ -256,7 +260,13 @@ def main(argv: list[str] | None = None) -> int:
 
         return int(provision_main(argv[1:]) or 0)
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except SystemExit as exc:
+        if isinstance(exc.code, str):  # a usage problem found after parsing: exit 2 like argparse
+            print(f"s3-vendor-import {args.command}: error: {exc.code}", file=sys.stderr)
+            raise SystemExit(2) from None
+        raise
 
 
 if __name__ == "__main__":

@@ -67,6 +67,18 @@ class LocalPipeline:
         self.stop()
 
     def start(self) -> None:
+        global _running
+        if _running is not None:
+            raise RuntimeError("a LocalPipeline is already running in this process: stop it first "
+                               "(the stack names are fixed, both would deploy into the same moto)")
+        _running = self
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
         from moto import mock_aws
 
         self._env_saved = dict(os.environ)
@@ -114,6 +126,9 @@ class LocalPipeline:
             self.set_settings(vendor, doc)
 
     def stop(self) -> None:
+        global _running
+        if _running is self:
+            _running = None
         if getattr(self, "_s3_server", None):
             self._s3_server.stop()
             self._s3_server = None
@@ -129,7 +144,11 @@ class LocalPipeline:
     def _start_s3_endpoint(self) -> None:
         """A real HTTP endpoint over the same in-process moto S3, so presigned URLs handed to a
         vendor (simplement-e fetches the file itself) resolve on 127.0.0.1."""
+        import logging
+
         from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # it logs presigned URLs at INFO
 
         self._s3_server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._s3_server.start()
@@ -304,6 +323,8 @@ class LocalPipeline:
         attrs = self.sqs.get_queue_attributes(QueueUrl=self.dlq_url, AttributeNames=["ApproximateNumberOfMessages"])
         return int(attrs["Attributes"]["ApproximateNumberOfMessages"])
 
+
+_running: LocalPipeline | None = None
 
 _LOGICAL = {"hopex": "Hopex", "campaign": "Campaign", "aep": "Aep", "simplemente": "Simplemente", "cirrus": "Cirrus"}
 

@@ -64,4 +64,8 @@ class ScrubFilter(logging.Filter):
             record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
             record.msg = f"{record.msg} ({type(exc).__name__})"
+            # powertools' JSON formatter reads only exc_info: give it the scrubbed traceback under
+            # the keys it would have written, or the traceback never reaches CloudWatch
+            record.exception = record.exc_text
+            record.exception_name = type(exc).__name__
         return True

@@ -108,6 +108,14 @@ class _Pacer:
         self._rates = (float(requests_per_second), float(messages_per_second))
         self._tat = [0.0, 0.0]  # theoretical arrival time of each bucket
 
+    def assume_busy(self) -> None:
+        """Start as if the last second had been used to the full: no initial burst. A step follows
+        the previous one at once (which may have sent at the full rate), and an inlet counting
+        per second would otherwise see up to twice its limit in the first second (429s)."""
+        now = time.monotonic()
+        with self._lock:
+            self._tat = [max(tat, now + 1.0) for tat in self._tat]
+
     def acquire(self, messages: int) -> float:
         now = time.monotonic()
         with self._lock:
@@ -251,8 +259,13 @@ class AepConnector(Connector):
         where = f"record {item.number} (line {item.line})"
         if not item.record:
             return None, "empty", f"{where}: the record is empty (no field has a value)"
+        raw = item.raw
         try:
-            message = self.encode(item.record)
+            if raw is not None:
+                # NDJSON: the record as written is valid JSON (it parsed, no NaN): send it as is
+                message = self._xdm_prefix + raw + self._xdm_suffix if self._xdm_prefix else raw
+            else:
+                message = self.encode(item.record)
         except ValueError:
             return None, "invalid_json", f"{where}: NaN or Infinity is not valid JSON"
         limit = min(self.settings["max_record_bytes"], self.settings["max_request_bytes"] - _WRAPPER_BYTES)
@@ -347,6 +360,8 @@ class AepConnector(Connector):
                     yield batch
                     batch = _Batch(batch.end, batch.end, batch.end_number, batch.end_line)
             else:
+                if item.raw is not None:
+                    item.record = None  # the raw text stands for it from here (memory in flight)
                 batch.messages.append((item, message))
                 batch.size += len(message) + (1 if len(batch.messages) > 1 else 0)
         if batch.items:
@@ -357,15 +372,19 @@ class AepConnector(Connector):
         margin = s["time_margin_seconds"]
         job = json.loads(json.dumps(job))  # our own copy: the caller's stays as it was
         job["steps"] = job.get("steps", 0) + 1
+        self._pacer.assume_busy()
         batches = self._batches(ctx, job)
         inflight: dict[Future, _Batch] = {}
         exhausted = stopped = False
+        started = 0  # batches taken in this step
         error: BaseException | None = None
         with ThreadPoolExecutor(max_workers=s["concurrency"], thread_name_prefix="aep-send") as pool:
             while True:
                 completed: list[tuple[_Batch, _Outcome]] = []
                 while not (stopped or exhausted) and len(inflight) + len(completed) < s["concurrency"]:
-                    if ctx.time_left() < margin:
+                    # always make progress: at least one batch per step (a margin as long as the
+                    # Lambda run would otherwise loop forever without sending anything)
+                    if ctx.time_left() < margin and started:
                         stopped = True
                         break
                     try:
@@ -373,6 +392,7 @@ class AepConnector(Connector):
                     except VendorImportError as exc:  # the rest of the file cannot be read
                         error, stopped = exc, True
                         break
+                    started += 1
                     if batch is None:
                         exhausted = True
                     elif batch.messages:
@@ -433,7 +453,10 @@ class AepConnector(Connector):
         rows = [RejectRow(_record_ref(item), scrub(reason), code) for item, code, reason in refused]
         lines = []
         for item, _code, _reason in refused:
-            text = _dumps(item.record).decode("utf-8") if item.record is not None else item.text
+            if item.raw is not None:
+                text = item.raw.decode("utf-8")
+            else:
+                text = _dumps(item.record).decode("utf-8") if item.record is not None else item.text
             if text is not None:
                 lines.append(text + "\n")
         stem = ctx.source.name.rsplit(".", 1)[0] or "upload"

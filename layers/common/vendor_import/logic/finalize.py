@@ -134,7 +134,7 @@ class Finalizer:
             "rejects": rejects,
             "error": {"type": error_type, "message": error_message} if error_type else None,
             "execution_arn": execution_arn,
-            "started_at": started_at or job.get("submitted_at") or iso(now),
+            "started_at": _iso_z(started_at) or job.get("submitted_at") or iso(now),
             "finished_at": iso(now),
             "updated_at": iso(now),
             "polls": int(job.get("polls") or 0),
@@ -225,3 +225,10 @@ def _memory_mb() -> int:
         return int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024"))
     except ValueError:
         return 1024
+
+
+def _iso_z(value: str | None) -> str | None:
+    """Step Functions gives '...+00:00'; status records use one format: '...Z'."""
+    if isinstance(value, str) and value.endswith("+00:00"):
+        return value[: -len("+00:00")] + "Z"
+    return value

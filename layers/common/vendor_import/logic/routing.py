@@ -82,17 +82,27 @@ def build_request(bucket: str, key: str, *, metadata: dict[str, str] | None = No
     key_options, key_dry = options_from_key(key)
     options.update(key_options)
     meta_dry = False
+    known = _option_names(vendor) if metadata else set()
     for name, value in (metadata or {}).items():
         norm = name.lower().replace("-", "_")
         if norm == "dry_run":
             meta_dry = value.strip().lower() in _TRUE
-        else:
+        elif norm in known:  # other tools add metadata of their own (rclone's mtime...): not ours
             options[norm] = value
     options.update(console_options or {})
     opt_dry = str(options.pop("dry_run", "")).lower() in _TRUE
     is_dry = bool(dry_run) if dry_run is not None else (key_dry or meta_dry or opt_dry)
     return ImportRequest(bucket, key, vendor, options, is_dry or key_dry or meta_dry or opt_dry,
                          version_id, etag, size)
+
+
+def _option_names(vendor: str) -> set[str]:
+    from ..connectors import connector_class
+
+    try:
+        return {f.name for f in connector_class(vendor).option_fields}
+    except InputError:
+        return set()
 
 
 def execution_name(bucket: str, key: str, version: str | None) -> str:

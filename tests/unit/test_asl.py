@@ -1,0 +1,153 @@
+"""statemachines/import.asl.json: the one poll loop every vendor runs."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+
+import pytest
+from vendor_import import errors
+from vendor_import.errors import TRANSIENT_ERROR_NAMES, VendorImportError
+
+ASL_FILE = Path(__file__).resolve().parents[2] / "statemachines" / "import.asl.json"
+VENDOR_ARN = "${VendorFunctionArn}"
+FINALIZE_ARN = "${FinalizeFunctionArn}"
+# errors of the Lambda service itself (not of our code): always safe to retry
+LAMBDA_SERVICE_ERRORS = {"Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
+                         "Lambda.TooManyRequestsException"}
+
+
+@pytest.fixture(scope="module")
+def asl() -> dict:
+    return json.loads(ASL_FILE.read_text())
+
+
+def tasks(asl, resource=None):
+    return {name: s for name, s in asl["States"].items()
+            if s["Type"] == "Task" and (resource is None or s["Resource"] == resource)}
+
+
+def finalize_name(asl):
+    (name,) = tasks(asl, FINALIZE_ARN)
+    return name
+
+
+def all_keys(value):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield k, v
+            yield from all_keys(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from all_keys(v)
+
+
+def test_asl_is_valid_json_with_states():
+    asl = json.loads(ASL_FILE.read_text())
+    assert asl["StartAt"] in asl["States"]
+
+
+def test_every_transition_targets_an_existing_state_and_every_state_is_reachable(asl):
+    states = asl["States"]
+    targets = {asl["StartAt"]}
+    for state in states.values():
+        for key, value in all_keys(state):
+            if key in ("Next", "Default"):
+                assert value in states, value
+                targets.add(value)
+    assert targets == set(states)
+
+
+def test_there_are_vendor_submit_and_poll_tasks_and_one_finalize(asl):
+    assert len(tasks(asl, VENDOR_ARN)) == 2
+    assert set(tasks(asl)) == set(tasks(asl, VENDOR_ARN)) | {finalize_name(asl)}
+    actions = {t["Parameters"]["action"] for t in tasks(asl, VENDOR_ARN).values()}
+    assert actions == {"submit", "poll"}
+
+
+def test_the_transient_error_names_are_named_errors_marked_transient():
+    classes = {n: c for n, c in inspect.getmembers(errors, inspect.isclass) if issubclass(c, VendorImportError)}
+    assert set(TRANSIENT_ERROR_NAMES) == {n for n, c in classes.items() if c.transient}
+
+
+def test_vendor_tasks_retry_exactly_the_transient_errors_and_lambda_service_errors(asl):
+    for name, task in tasks(asl, VENDOR_ARN).items():
+        retried = {e for r in task["Retry"] for e in r["ErrorEquals"]}
+        named = {e for e in retried if not e.startswith(("Lambda.", "States."))}
+        assert named == set(TRANSIENT_ERROR_NAMES), name
+        assert retried - named <= LAMBDA_SERVICE_ERRORS | {"States.Timeout"}, name
+        assert retried >= LAMBDA_SERVICE_ERRORS, name
+        assert "States.ALL" not in retried and "States.TaskFailed" not in retried, name
+
+
+def test_vendor_task_retries_are_bounded_with_backoff(asl):
+    for name, task in tasks(asl, VENDOR_ARN).items():
+        for retry in task["Retry"]:
+            assert 1 <= retry["MaxAttempts"] <= 10, name
+            assert retry["BackoffRate"] >= 1 and retry["IntervalSeconds"] >= 1, name
+            assert retry.get("MaxDelaySeconds"), name
+
+
+def test_throttling_is_retried_before_the_generic_unavailable_rule(asl):
+    # VendorThrottledError is a VendorUnavailableError, but Step Functions matches names: the
+    # first matching retrier wins, so the throttling one (longer backoff) must come first
+    for task in tasks(asl, VENDOR_ARN).values():
+        order = [e for r in task["Retry"] for e in r["ErrorEquals"]]
+        assert order.index("VendorThrottledError") < order.index("VendorUnavailableError")
+
+
+def test_every_task_except_finalize_catches_everything_into_finalize(asl):
+    final = finalize_name(asl)
+    for name, task in tasks(asl).items():
+        if name == final:
+            assert "Catch" not in task
+            continue
+        assert task["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": final}], name
+
+
+def test_finalize_is_the_end_and_retries_anything(asl):
+    final = asl["States"][finalize_name(asl)]
+    assert final.get("End") is True
+    assert [e for r in final["Retry"] for e in r["ErrorEquals"]] == ["States.ALL"]
+
+
+def test_done_jobs_go_to_finalize_and_others_wait(asl):
+    (choice,) = [s for s in asl["States"].values() if s["Type"] == "Choice"]
+    assert choice["Choices"] == [{"Variable": "$.job.done", "BooleanEquals": True, "Next": finalize_name(asl)}]
+    assert asl["States"][choice["Default"]]["Type"] == "Wait"
+
+
+def test_wait_uses_the_seconds_the_poll_asked_for(asl):
+    (wait,) = [s for s in asl["States"].values() if s["Type"] == "Wait"]
+    assert wait["SecondsPath"] == "$.job.wait_seconds"
+    assert "Seconds" not in wait and asl["States"][wait["Next"]]["Resource"] == VENDOR_ARN
+
+
+def test_vendor_steps_keep_the_input_and_put_their_result_under_job(asl):
+    for task in tasks(asl, VENDOR_ARN).values():
+        assert task["ResultPath"] == "$.job"
+        assert task["Parameters"]["input.$"] == "$"
+        assert task["Parameters"]["execution_name.$"] == "$$.Execution.Name"
+
+
+def test_finalize_gets_the_state_machine_and_execution(asl):
+    params = asl["States"][finalize_name(asl)]["Parameters"]
+    assert params["input.$"] == "$"
+    assert params["execution_name.$"] == "$$.Execution.Name"
+    assert params["state_machine_arn.$"] == "$$.StateMachine.Id"
+
+
+def test_only_jsonpath_no_jsonata_no_distributed_map(asl):
+    text = ASL_FILE.read_text()
+    assert asl.get("QueryLanguage", "JSONPath") == "JSONPath"
+    for key, _ in all_keys(asl):
+        assert key not in ("QueryLanguage", "ItemBatcher", "ItemReader", "Arguments", "Output", "Assign"), key
+    assert "{%" not in text
+    assert {s["Type"] for s in asl["States"].values()} <= {"Task", "Choice", "Wait", "Pass", "Succeed", "Fail"}
+
+
+def test_timeouts_are_set_for_the_execution_and_every_task(asl):
+    assert 0 < asl["TimeoutSeconds"] <= 365 * 86400
+    for name, task in tasks(asl).items():
+        assert 0 < task["TimeoutSeconds"] <= 900, name  # a Lambda cannot run longer

@@ -1,0 +1,131 @@
+"""The local runner patches three moto internals (local/moto_seams.py). moto is pinned; these
+tests fail loudly, naming the seam, when an upgrade moves one of them."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import inspect
+import re
+import time
+from pathlib import Path
+
+import pytest
+from moto.awslambda import models as lambda_models
+from moto.s3 import notifications as s3_notifications
+from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
+
+from local import moto_seams
+
+REQUIREMENTS = Path(__file__).resolve().parents[2] / "requirements-dev.txt"
+
+
+def params(func) -> list[str]:
+    return list(inspect.signature(func).parameters)
+
+
+def test_installed_moto_is_the_pinned_version():
+    pins = re.findall(r"^moto(?:\[[^\]]*\])?==(\S+)", REQUIREMENTS.read_text(), flags=re.M)
+    assert len(pins) == 1, "requirements-dev.txt must pin moto with =="
+    assert importlib.metadata.version("moto") == pins[0], (
+        "moto is not the pinned version: re-check the seams in local/moto_seams.py, then update the pin")
+
+
+def test_lambda_seam_invoke_lambda_exists_and_is_what_invoke_calls():
+    assert hasattr(lambda_models.LambdaFunction, "_invoke_lambda"), "moto moved LambdaFunction._invoke_lambda"
+    assert params(lambda_models.LambdaFunction._invoke_lambda)[:2] == ["self", "event"]
+    assert "self._invoke_lambda(" in inspect.getsource(lambda_models.LambdaFunction.invoke), (
+        "LambdaFunction.invoke no longer goes through _invoke_lambda")
+
+
+def test_wait_seam_wait_interval_exists_and_is_what_wait_states_call():
+    source = inspect.getsource(wait_function)
+    assert re.search(r"def _wait_interval\(\s*self,\s*env[^,]*,\s*wait_seconds", source), (
+        "moto moved WaitFunction._wait_interval(self, env, wait_seconds)")
+    assert "self._wait_interval(" in source
+    assert hasattr(wait_function.WaitFunction, "_wait_interval")
+
+
+def test_retry_seam_retrier_sleeps_with_the_time_module():
+    source = inspect.getsource(retrier_decl)
+    assert re.search(r"^import time$", source, flags=re.M), "retrier_decl no longer imports time"
+    assert "time.sleep(" in source, "retrier_decl no longer waits with time.sleep: Retry intervals would be real"
+
+
+def test_s3_event_seam_get_s3_event_exists_and_is_what_notifications_use():
+    assert params(s3_notifications._get_s3_event) == ["event_name", "bucket", "key", "notification_id"]
+    source = inspect.getsource(s3_notifications.send_event)
+    assert "_get_s3_event(" in source, "S3 notifications no longer go through _get_s3_event"
+
+
+@pytest.fixture
+def installed():
+    """Install the patches with a recording lambdas object; the next LocalPipeline re-installs its own."""
+    class Recorder:
+        def __init__(self):
+            self.calls = []
+
+        def invoke(self, fn, event):
+            self.calls.append((fn, event))
+            return '{"ok": true}', False, ""
+
+    previous = dict(moto_seams._installed)
+    recorder = Recorder()
+    moto_seams.install(recorder, 0.001)
+    yield recorder
+    if "lambdas" in previous:
+        moto_seams.install(previous["lambdas"], previous["scale"])
+
+
+def test_install_routes_lambda_invocations_in_process(installed):
+    fn = object.__new__(lambda_models.LambdaFunction)
+    assert fn._invoke_lambda(event='{"a": 1}') == ('{"ok": true}', False, "")
+    assert installed.calls == [(fn, '{"a": 1}')]
+
+
+def test_install_scales_retry_sleeps(installed):
+    started = time.perf_counter()
+    retrier_decl.time.sleep(100)  # 100 s at scale 0.001
+    assert time.perf_counter() - started < 5
+    assert retrier_decl.time.monotonic() > 0  # the rest of the time module is untouched
+
+
+def test_install_scales_wait_states(installed):
+    class Event:
+        def __init__(self):
+            self.waited = None
+
+        def wait(self, seconds):
+            self.waited = seconds
+
+    class Env:
+        program_state_event = Event()
+
+    env = Env()
+    wait_function.WaitFunction._wait_interval(None, env, 300)
+    assert env.program_state_event.waited == pytest.approx(0.3)
+
+
+def test_install_adds_version_id_and_sequencer_to_s3_events(installed):
+    class Bucket:
+        name = "b"
+        arn = "arn:aws:s3:::b"
+        region_name = "us-east-1"
+        is_versioned = True
+
+    class Key:
+        name = "inbox/hopex/a b.mgl"
+        size = 3
+        etag = '"abc"'
+        version_id = "v-123"
+
+    first = s3_notifications._get_s3_event("s3:ObjectCreated:Put", Bucket(), Key(), "n")["Records"][0]["s3"]["object"]
+    second = s3_notifications._get_s3_event("s3:ObjectCreated:Put", Bucket(), Key(), "n")["Records"][0]["s3"]["object"]
+    assert first["versionId"] == "v-123"
+    assert first["eTag"] == "abc" and first["size"] == 3
+    assert first["sequencer"] < second["sequencer"]
+
+    Bucket.is_versioned = False
+    Key.version_id = "null"
+    unversioned = s3_notifications._get_s3_event("s3:ObjectCreated:Put", Bucket(), Key(), "n")
+    assert "versionId" not in unversioned["Records"][0]["s3"]["object"]

@@ -1,0 +1,45 @@
+"""The static backoff of the poll loop."""
+
+from __future__ import annotations
+
+from vendor_import.polling import next_wait
+
+DEFAULTS = {"first_wait_seconds": 5, "max_wait_seconds": 300, "factor": 2.0}
+
+
+def test_first_wait_is_the_first_wait_setting():
+    assert next_wait(0, DEFAULTS) == 5
+    assert next_wait(0, {**DEFAULTS, "first_wait_seconds": 42}) == 42
+
+
+def test_missing_settings_use_the_documented_defaults():
+    assert [next_wait(n, {}) for n in range(4)] == [5, 10, 20, 40]
+
+
+def test_wait_grows_by_the_factor():
+    assert [next_wait(n, {**DEFAULTS, "factor": 3.0}) for n in range(4)] == [5, 15, 45, 135]
+
+
+def test_wait_is_capped_at_max_wait():
+    waits = [next_wait(n, DEFAULTS) for n in range(12)]
+    assert waits == sorted(waits)
+    assert max(waits) == 300 and waits[-1] == 300
+
+
+def test_factor_one_polls_at_a_steady_pace():
+    assert {next_wait(n, {**DEFAULTS, "factor": 1.0}) for n in range(10)} == {5}
+
+
+def test_wait_is_at_least_one_second():
+    assert next_wait(0, {"first_wait_seconds": 0, "max_wait_seconds": 0}) == 1
+
+
+def test_negative_poll_numbers_count_as_the_first():
+    assert next_wait(-3, DEFAULTS) == 5
+
+
+def test_very_many_polls_stay_at_the_cap_instead_of_overflowing():
+    # a week-long job or a record vendor sending thousands of slices reaches poll numbers where
+    # factor ** n no longer fits a float
+    assert next_wait(1100, DEFAULTS) == 300
+    assert next_wait(100_000, {**DEFAULTS, "factor": 10.0}) == 300

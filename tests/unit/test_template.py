@@ -1,0 +1,296 @@
+"""template.yaml: the security and operations properties the design promises, checked on the
+SAM template itself (and on its CloudFormation translation for the IAM policies)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from samtranslator.yaml_helper import yaml_parse
+from vendor_import.connectors import VENDORS
+
+ROOT = Path(__file__).resolve().parents[2]
+ASL_PATH = "statemachines/import.asl.json"
+LOGICAL = {"hopex": "Hopex", "campaign": "Campaign", "aep": "Aep", "simplemente": "Simplemente", "cirrus": "Cirrus"}
+
+
+@pytest.fixture(scope="module")
+def template() -> dict:
+    return yaml_parse((ROOT / "template.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def resources(template) -> dict:
+    return template["Resources"]
+
+
+@pytest.fixture(scope="module")
+def cfn(template) -> dict:
+    """The CloudFormation `sam deploy` would send (policy templates expanded into IAM roles)."""
+    from local.template_deploy import translate
+
+    with pytest.MonkeyPatch.context() as mp:  # the translator builds ARNs for a region
+        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        return translate(template)
+
+
+def of_type(resources, typ):
+    return {name: res for name, res in resources.items() if res["Type"] == typ}
+
+
+def refs(value) -> set[str]:
+    """Every logical id referenced (Ref, GetAtt, ${...} in Sub) inside a value."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k == "Ref" and isinstance(v, str):
+                found.add(v)
+            elif k == "Fn::GetAtt":
+                found.add(v[0] if isinstance(v, list) else v.split(".")[0])
+            elif k == "Fn::Sub":
+                text, local_vars = (v, {}) if isinstance(v, str) else (v[0], v[1])
+                found.update(m.split(".")[0] for m in re.findall(r"\$\{([^}!]+)\}", text) if m not in local_vars)
+                found |= refs(local_vars)
+            else:
+                found |= refs(v)
+    elif isinstance(value, list):
+        for v in value:
+            found |= refs(v)
+    return found
+
+
+def test_there_is_one_vendor_function_state_machine_and_secret_per_vendor(resources):
+    for vendor in VENDORS:
+        name = LOGICAL[vendor]
+        assert resources[f"{name}Function"]["Properties"]["Environment"]["Variables"]["VENDOR"] == vendor
+        assert resources[f"{name}ImportStateMachine"]["Type"] == "AWS::Serverless::StateMachine"
+        assert resources[f"{name}Settings"]["Type"] == "AWS::SecretsManager::Secret"
+
+
+# -- secrets -------------------------------------------------------------------------------------------------
+
+def test_each_vendor_function_policy_names_only_its_own_secret(resources):
+    secrets = set(of_type(resources, "AWS::SecretsManager::Secret"))
+    for vendor in VENDORS:
+        props = resources[f"{LOGICAL[vendor]}Function"]["Properties"]
+        own = f"{LOGICAL[vendor]}Settings"
+        assert refs(props["Policies"]) & secrets == {own}
+        assert props["Environment"]["Variables"]["SETTINGS_SECRET_ARN"] == {"Ref": own}
+
+
+def test_submit_and_finalize_functions_read_no_vendor_secret(resources):
+    secrets = set(of_type(resources, "AWS::SecretsManager::Secret"))
+    for name in ("SubmitFunction", "FinalizeFunction"):
+        assert refs(resources[name]["Properties"]) & secrets == set(), name
+
+
+def test_deployed_roles_allow_get_secret_value_on_their_own_secret_only(cfn):
+    roles = of_type(cfn["Resources"], "AWS::IAM::Role")
+    granted: dict[str, set[str]] = {}
+    for role_name, role in roles.items():
+        for policy in role["Properties"].get("Policies", []):
+            for st in policy["PolicyDocument"]["Statement"]:
+                actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+                if any(a.startswith("secretsmanager:") or a == "*" for a in actions):
+                    granted.setdefault(role_name, set()).update(refs(st.get("Resource")))
+    assert granted == {f"{LOGICAL[v]}FunctionRole": {f"{LOGICAL[v]}Settings"} for v in VENDORS}
+
+
+def test_secret_placeholders_are_valid_json_naming_their_vendor(resources):
+    for vendor in VENDORS:
+        doc = json.loads(resources[f"{LOGICAL[vendor]}Settings"]["Properties"]["SecretString"])
+        assert doc["vendor"] == vendor
+
+
+# -- bucket --------------------------------------------------------------------------------------------------
+
+def test_bucket_blocks_public_access(resources):
+    block = resources["ImportBucket"]["Properties"]["PublicAccessBlockConfiguration"]
+    assert block == {"BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True,
+                     "RestrictPublicBuckets": True}
+
+
+def test_bucket_is_encrypted_and_versioned(resources):
+    props = resources["ImportBucket"]["Properties"]
+    (rule,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+
+
+def test_bucket_policy_denies_everything_without_tls(resources):
+    policy = resources["ImportBucketPolicy"]["Properties"]
+    assert policy["Bucket"] == {"Ref": "ImportBucket"}
+    deny = [st for st in policy["PolicyDocument"]["Statement"] if st["Effect"] == "Deny"
+            and st.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}]
+    assert len(deny) == 1
+    (st,) = deny
+    assert st["Principal"] == "*" and st["Action"] == "s3:*"
+    assert st["Resource"] == [{"Fn::GetAtt": ["ImportBucket", "Arn"]}, {"Fn::Sub": "${ImportBucket.Arn}/*"}]
+
+
+def test_bucket_lifecycle_expires_work_files(resources):
+    rules = resources["ImportBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    work = [r for r in rules if r.get("Prefix") == "work/"]
+    assert len(work) == 1 and work[0]["Status"] == "Enabled"
+    assert work[0]["ExpirationInDays"] == {"Ref": "WorkRetentionDays"}
+    assert {r.get("Prefix") for r in rules} >= {"work/", "rejects/", "status/"}
+
+
+def test_only_uploads_under_inbox_notify_the_queue(resources):
+    (conf,) = resources["ImportBucket"]["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+    assert conf["Event"] == "s3:ObjectCreated:*"
+    assert conf["Queue"] == {"Fn::GetAtt": ["UploadQueue", "Arn"]}
+    assert conf["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "inbox/"}]
+
+
+# -- table, topic, queue -------------------------------------------------------------------------------------
+
+def test_jobs_table_has_pitr_sse_and_the_by_vendor_index(resources):
+    props = resources["JobsTable"]["Properties"]
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["SSESpecification"] == {"SSEEnabled": True}
+    assert props["KeySchema"] == [{"AttributeName": "job_id", "KeyType": "HASH"}]
+    (gsi,) = props["GlobalSecondaryIndexes"]
+    assert gsi["IndexName"] == "by-vendor"
+    assert gsi["KeySchema"] == [{"AttributeName": "vendor", "KeyType": "HASH"},
+                                {"AttributeName": "updated_at", "KeyType": "RANGE"}]
+    assert resources["JobsTable"]["DeletionPolicy"] == "Retain"
+
+
+def test_idempotency_table_expires_records(resources):
+    props = resources["IdempotencyTable"]["Properties"]
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    assert props["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+
+
+@pytest.mark.parametrize("topic", ["CompletionTopic", "AlarmTopic"])
+def test_topics_are_kms_encrypted(resources, topic):
+    assert resources[topic]["Properties"]["KmsMasterKeyId"]
+
+
+def test_upload_queue_redrives_to_the_dead_letter_queue(resources):
+    props = resources["UploadQueue"]["Properties"]
+    assert props["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["UploadDeadLetterQueue", "Arn"]}
+    assert 1 <= props["RedrivePolicy"]["maxReceiveCount"] <= 10
+    # AWS advises a visibility timeout of at least 6 times the consuming function's timeout
+    assert props["VisibilityTimeout"] >= 6 * resources["SubmitFunction"]["Properties"]["Timeout"]
+
+
+def test_queues_are_encrypted(resources):
+    for name in ("UploadQueue", "UploadDeadLetterQueue"):
+        assert resources[name]["Properties"]["SqsManagedSseEnabled"] is True
+
+
+def test_submit_function_reports_partial_batch_failures(resources):
+    (source,) = resources["SubmitFunction"]["Properties"]["Events"].values()
+    assert source["Type"] == "SQS"
+    assert source["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert source["Properties"]["Queue"] == {"Fn::GetAtt": ["UploadQueue", "Arn"]}
+
+
+# -- functions and runtime -----------------------------------------------------------------------------------
+
+def test_functions_run_python_312_or_313_on_arm64(template, resources):
+    globals_fn = template["Globals"]["Function"]
+    for name, res in of_type(resources, "AWS::Serverless::Function").items():
+        props = res["Properties"]
+        assert props.get("Runtime", globals_fn["Runtime"]) in ("python3.12", "python3.13"), name
+        assert props.get("Architectures", globals_fn["Architectures"]) == ["arm64"], name
+    layer = resources["CommonLayer"]
+    assert globals_fn["Runtime"] in layer["Properties"]["CompatibleRuntimes"]
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    assert layer["Metadata"]["BuildArchitecture"] == "arm64"
+
+
+def test_function_code_folders_and_handlers_exist(template, resources):
+    for name, res in of_type(resources, "AWS::Serverless::Function").items():
+        props = res["Properties"]
+        module, func = props["Handler"].rsplit(".", 1)
+        source = (ROOT / props["CodeUri"] / f"{module}.py").read_text()
+        assert f"def {func}(" in source, name
+
+
+def test_submit_function_knows_every_vendors_state_machine(resources):
+    sub = resources["SubmitFunction"]["Properties"]["Environment"]["Variables"]["STATE_MACHINES"]["Fn::Sub"]
+    machines = json.loads(sub)
+    assert machines == {v: f"${{{LOGICAL[v]}ImportStateMachine}}" for v in VENDORS}
+
+
+def test_execution_ended_rule_sends_every_state_machine_to_finalize(resources):
+    (rule,) = resources["FinalizeFunction"]["Properties"]["Events"].values()
+    assert rule["Type"] == "EventBridgeRule"
+    pattern = rule["Properties"]["Pattern"]
+    assert pattern["source"] == ["aws.states"]
+    assert pattern["detail-type"] == ["Step Functions Execution Status Change"]
+    assert set(pattern["detail"]["status"]) == {"FAILED", "TIMED_OUT", "ABORTED"}
+    assert refs(pattern["detail"]["stateMachineArn"]) == {f"{LOGICAL[v]}ImportStateMachine" for v in VENDORS}
+
+
+# -- state machines ------------------------------------------------------------------------------------------
+
+def test_every_state_machine_uses_the_one_asl_with_its_substitutions(resources):
+    machines = of_type(resources, "AWS::Serverless::StateMachine")
+    assert set(machines) == {f"{LOGICAL[v]}ImportStateMachine" for v in VENDORS}
+    for vendor in VENDORS:
+        props = machines[f"{LOGICAL[vendor]}ImportStateMachine"]["Properties"]
+        assert props["DefinitionUri"] == ASL_PATH
+        assert props["DefinitionSubstitutions"] == {
+            "VendorFunctionArn": {"Fn::GetAtt": [f"{LOGICAL[vendor]}Function", "Arn"]},
+            "FinalizeFunctionArn": {"Fn::GetAtt": ["FinalizeFunction", "Arn"]},
+        }
+        assert props["Type"] == "STANDARD"
+        invokable = refs([p["LambdaInvokePolicy"] for p in props["Policies"] if isinstance(p, dict)
+                          and "LambdaInvokePolicy" in p])
+        assert invokable == {f"{LOGICAL[vendor]}Function", "FinalizeFunction"}
+
+
+def test_asl_placeholders_are_exactly_the_substitutions():
+    text = (ROOT / ASL_PATH).read_text()
+    assert set(re.findall(r"\$\{([^}]+)\}", text)) == {"VendorFunctionArn", "FinalizeFunctionArn"}
+
+
+# -- logs and alarms -----------------------------------------------------------------------------------------
+
+def test_every_log_group_has_a_retention(resources):
+    groups = of_type(resources, "AWS::Logs::LogGroup")
+    assert groups
+    for name, res in groups.items():
+        assert res["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
+
+
+def test_every_function_and_state_machine_logs_to_a_declared_log_group(resources):
+    groups = set(of_type(resources, "AWS::Logs::LogGroup"))
+    for name, res in of_type(resources, "AWS::Serverless::Function").items():
+        assert refs(res["Properties"]["LoggingConfig"]) <= groups and refs(res["Properties"]["LoggingConfig"]), name
+    for name, res in of_type(resources, "AWS::Serverless::StateMachine").items():
+        assert refs(res["Properties"]["Logging"]["Destinations"]) <= groups, name
+
+
+def test_dead_letter_queue_has_an_alarm(resources):
+    alarms = of_type(resources, "AWS::CloudWatch::Alarm")
+    dlq = [a["Properties"] for a in alarms.values() if a["Properties"]["Namespace"] == "AWS/SQS"
+           and refs(a["Properties"]["Dimensions"]) == {"UploadDeadLetterQueue"}]
+    assert len(dlq) == 1
+    assert dlq[0]["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert dlq[0]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+
+def test_every_state_machine_has_failed_and_timed_out_alarms(resources):
+    alarms = [a["Properties"] for a in of_type(resources, "AWS::CloudWatch::Alarm").values()
+              if a["Properties"]["Namespace"] == "AWS/States"]
+    for vendor in VENDORS:
+        mine = {a["MetricName"] for a in alarms if refs(a["Dimensions"]) == {f"{LOGICAL[vendor]}ImportStateMachine"}
+                and a["AlarmActions"] == [{"Ref": "AlarmTopic"}]}
+        assert mine == {"ExecutionsFailed", "ExecutionsTimedOut"}, vendor
+
+
+# -- linters -------------------------------------------------------------------------------------------------
+
+def test_cfn_lint_passes():
+    cfn_lint = Path(sys.executable).with_name("cfn-lint")
+    result = subprocess.run([str(cfn_lint), "template.yaml"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
