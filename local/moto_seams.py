@@ -107,6 +107,16 @@ class InProcessLambdas:
 
 
 _installed: dict[str, Any] = {}
+_virtual = {"seconds": 0.0}
+_virtual_lock = threading.Lock()
+
+
+def virtual_clock() -> float:
+    """Vendor time in the local world: the nominal seconds of every Wait state run so far (all
+    executions together: exact while one import runs at a time). Simulators can measure job
+    lengths on it so they agree with the poll loop whatever the time scale and the step overheads."""
+    with _virtual_lock:
+        return _virtual["seconds"]
 
 
 def install(lambdas: InProcessLambdas, time_scale: float) -> None:
@@ -122,6 +132,8 @@ def install(lambdas: InProcessLambdas, time_scale: float) -> None:
     def _wait_interval(self, env, wait_seconds):
         if wait_seconds > 0:
             env.program_state_event.wait(wait_seconds * _installed["scale"])
+            with _virtual_lock:
+                _virtual["seconds"] += wait_seconds
 
     class _ScaledTime:
         def __getattr__(self, name):

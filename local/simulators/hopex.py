@@ -37,6 +37,7 @@ from __future__ import annotations
 import base64
 import re
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from email.message import Message
@@ -113,12 +114,17 @@ class SimJob:
     running_polls: int
     status_polls: int = 0
     synchronous: bool = False  # syncimport: the job ended before the answer
+    created: float = 0.0  # clock() at submit
+    run_seconds: float = 0.0  # seconds of clock() the job also needs before it can end
+    clock: Any = time.monotonic
 
     @property
     def finished(self) -> bool:
         if self.outcome.kind == "never":
             return False
-        return self.synchronous or self.status_polls > self.running_polls
+        if self.synchronous:
+            return True
+        return self.status_polls > self.running_polls and self.clock() - self.created >= self.run_seconds
 
     def status(self) -> dict[str, Any]:
         if not self.finished:
@@ -152,6 +158,10 @@ class HopexSimulator(Simulator):
             # False: the import answer carries the job id only in its Location header
             self.job_id_in_body: bool = self._defaults["job_id_in_body"]
             self.accept_tokens = True
+            # jobs also last job_seconds on `clock` (real seconds by default; the local runner's
+            # local.moto_seams.virtual_clock makes them vendor seconds whatever the time scale)
+            self.job_seconds: float = 0.0
+            self.clock = time.monotonic
             self.jobs: dict[str, SimJob] = {}
             self.tokens: set[str] = set()
             self.requests.clear()
@@ -269,7 +279,8 @@ class HopexSimulator(Simulator):
         if not content:
             return Reply(400, {"error": "the file is empty"})
         job = SimJob(str(uuid.uuid4()), filename, len(content), validate, via, judge(content),
-                     self.running_polls, synchronous=sync)
+                     self.running_polls, synchronous=sync, created=self.clock(),
+                     run_seconds=self.job_seconds, clock=self.clock)
         with self._lock:
             self.jobs[job.job_id] = job
         location = {"Location": f"/import/job/{quote(job.job_id, safe='')}"}

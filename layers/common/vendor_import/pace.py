@@ -1,15 +1,18 @@
 """Polling that learns each vendor's pace.
 
-The first wait of an import starts from how long that vendor's recent jobs of a similar size
-took (a high percentile of the last N finished jobs), so a stable vendor is polled once or twice
-per import instead of ~log2(duration/first_wait) times. After the expected duration has passed,
-the poll keeps a short step (a fraction of the expected duration) so the notice delay stays
-under ``notice_fraction`` of the job's length. Without enough history, the static backoff of
-``polling.next_wait`` applies unchanged.
+What a finished import tells us is an upper bound of its vendor's job length: the waited seconds
+when the poll first saw it done (``vendor_seconds`` in the status record). The first wait of a new
+import is a low percentile of those bounds for the vendor's recent jobs of a similar size: tight
+bounds dominate, loose ones (from the static backoff) are ignored. After that expected end, each
+wait is a small fraction of the time waited so far, so the end is noticed within that fraction of
+the job's length. One import in PROBE_EVERY (by job id) first waits less than expected: a job that
+ends at its first poll only gives an upper bound, and probes keep the bounds tight when a vendor
+gets faster. Without enough history the static backoff of ``polling.next_wait`` applies.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -19,8 +22,8 @@ from .polling import next_wait
 MIN_SAMPLES = 3
 HISTORY_SIZE = 20
 SIZE_RATIO = 4.0  # "similar size": within x4 either way
-PERCENTILE = 0.9
-NOTICE_FRACTION = 0.05  # step after the expected end: 5 % of it (notice delay < 10 %)
+PERCENTILE = 0.25  # of upper bounds: close to the true length once a few bounds are tight
+NOTICE_FRACTION = 0.05  # after the expected end, wait 5 % of the time waited so far
 # One import in PROBE_EVERY waits only PROBE_FACTOR of the expected duration first: a job that
 # finishes at its first poll records only an upper bound of its duration, so without probes a
 # vendor that became faster would keep being polled at its old, slower pace.
@@ -36,7 +39,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[idx]
 
 
-def learn(history: Iterable[dict[str, Any]], size: int | None) -> dict[str, Any] | None:
+def learn(history: Iterable[dict[str, Any]], size: int | None, job_id: str = "") -> dict[str, Any] | None:
     """A pace from finished jobs (items of the jobs table): None when history is too thin."""
     samples: list[tuple[float, int | None]] = []
     for item in history:
@@ -51,9 +54,13 @@ def learn(history: Iterable[dict[str, Any]], size: int | None) -> dict[str, Any]
     if len(samples_s) < MIN_SAMPLES:
         return None
     expected = percentile(samples_s, PERCENTILE)
-    return {"expected_seconds": int(math.ceil(expected)),
+    pace = {"expected_seconds": int(math.ceil(expected)),
             "step_seconds": max(1, int(math.ceil(expected * NOTICE_FRACTION))),
             "samples": len(samples_s)}
+    if job_id and int(hashlib.sha256(job_id.encode()).hexdigest(), 16) % PROBE_EVERY == 0:
+        pace["expected_seconds"] = max(1, int(pace["expected_seconds"] * PROBE_FACTOR))
+        pace["probe"] = True
+    return pace
 
 
 def wait_for(poll_number: int, waited: int, poll_settings: dict[str, Any], pace: dict[str, Any] | None) -> int:
@@ -65,7 +72,9 @@ def wait_for(poll_number: int, waited: int, poll_settings: dict[str, Any], pace:
     step = int(pace["step_seconds"])
     if waited < expected:
         return max(1, expected - waited)  # straight to the expected end
-    return max(1, min(static, step))
+    # past it: a fraction of the time waited so far (notice delay < NOTICE_FRACTION of the job)
+    cap = int(poll_settings.get("max_wait_seconds", 300))
+    return max(1, step if waited < expected + step else min(cap, int(waited * NOTICE_FRACTION)))
 
 
 def simulate(duration: float, poll_settings: dict[str, Any], pace: dict[str, Any] | None = None,

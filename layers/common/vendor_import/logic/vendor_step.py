@@ -67,7 +67,7 @@ class VendorStep:
                 "size": source.size, "polls": 0, "waited_seconds": 0, "dry_run": request.dry_run,
                 "submitted_at": iso(self.clock())}
         if not request.dry_run:
-            base["pace"] = self._learned_pace(source.size)
+            base["pace"] = self._learned_pace(source.size, job_id)
         if request.dry_run:
             if rows:
                 self.store.stage_rejects(job_id, "dry-run", rows, None)
@@ -112,17 +112,13 @@ class VendorStep:
         except ValueError:
             return 1024
 
-    def _learned_pace(self, size: int) -> dict[str, Any] | None:
+    def _learned_pace(self, size: int, job_id: str) -> dict[str, Any] | None:
         """The first wait and poll step from this vendor's recent jobs (None: static backoff)."""
         try:
             history = self.jobs.recent(self.vendor, pace.HISTORY_SIZE)
         except Exception:  # noqa: BLE001 - no history is never a reason to fail an import
             return None
-        learned = pace.learn(history, size)
-        if learned and len(history) % pace.PROBE_EVERY == 0:
-            learned["expected_seconds"] = max(1, int(learned["expected_seconds"] * pace.PROBE_FACTOR))
-            learned["probe"] = True
-        return learned
+        return pace.learn(history, size, job_id)
 
     def _request(self, inp: Any) -> ImportRequest:
         req = parse_console_input(inp)
