@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from vendor_import import pace
 
 STATIC = {"first_wait_seconds": 5, "max_wait_seconds": 300, "factor": 2.0}
