@@ -45,6 +45,9 @@ class Item:
     code: str = ""
     # the record's text when it was refused locally and could be read (for the raw rejects file)
     text: str | None = None
+    # NDJSON: the record's JSON as written in the file (whitespace around it stripped). It is
+    # sent as it is (no re-encoding: the costliest step per record) once it parsed as an object
+    raw: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -145,6 +148,18 @@ def _read_ndjson(source: Source, pos: Position, max_item_bytes: int) -> Iterator
             yield item
 
 
+class _Constant(Exception):  # noqa: N818 - a signal, not an error
+    pass
+
+
+def _no_constant(name: str) -> float:
+    raise _Constant(name)
+
+
+# json.loads, except that NaN/Infinity/-Infinity (not JSON) are signalled instead of parsed
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+
+
 def _parse_json_record(raw: bytes, item: Item, where: str) -> None:
     try:
         text = raw.decode("utf-8")
@@ -152,7 +167,11 @@ def _parse_json_record(raw: bytes, item: Item, where: str) -> None:
         item.error, item.code = f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})", "encoding"
         return
     try:
-        value = json.loads(text)
+        try:
+            value = _DECODER.decode(text)
+            constants = False
+        except _Constant:  # NaN/Infinity: parsed, but the record cannot be sent as written
+            value, constants = json.loads(text), True
     except ValueError as exc:
         item.error, item.code = f"{where}: not valid JSON ({exc})", "invalid_json"
         item.text = text.rstrip("\r\n")
@@ -163,6 +182,8 @@ def _parse_json_record(raw: bytes, item: Item, where: str) -> None:
         item.text = text.strip()
         return
     item.record = value
+    if not constants:
+        item.raw = raw.strip()
 
 
 def _json_kind(value: object) -> str:

@@ -31,7 +31,7 @@ import re
 import time
 from itertools import islice
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote
 
 import requests
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
@@ -216,7 +216,7 @@ class CirrusConnector(Connector):
     # ============================================================================================
     def _send_batch(self, job: dict[str, Any], ctx: StepContext, head: cx.Head,
                     batch: list[cx.RecordChunk], force_emit: bool) -> None:
-        elements = [self._record_element(head, chunk, job) for chunk in batch]
+        elements = self._record_elements(head, batch, job)
         first, last = batch[0].number, batch[-1].number
         what = f"Cirrus Shield {job['action']} of {job['object']} records {first}-{last}"
         job["inflight"] = {"first": first, "count": len(batch), "end": batch[-1].end}
@@ -278,6 +278,15 @@ class CirrusConnector(Connector):
         job["offset"] = batch[-1].end
         job["next_record"] = batch[-1].number + 1
         job["inflight"] = None
+
+    @staticmethod
+    def _record_elements(head: cx.Head, batch: list[cx.RecordChunk], job: dict[str, Any]) -> list:
+        for chunk in batch:
+            _check_same_type(chunk, job["record_tag"])
+        elements = cx.parse_records(head, batch)
+        # a re-uploaded rejects file carries <ErrorMessage> (and maybe <Success>): never send them
+        return [cx.drop_result_fields(element) if cx.has_result_fields(chunk.data) else element
+                for chunk, element in zip(batch, elements, strict=True)]
 
     @staticmethod
     def _record_element(head: cx.Head, chunk: cx.RecordChunk, job: dict[str, Any]):
@@ -408,7 +417,7 @@ class CirrusConnector(Connector):
 
     def _post_batch(self, job: dict[str, Any], xml: str, count: int, what: str) -> list[cx.RecordResult]:
         url = f"{self.settings['base_url']}/RestApi/DataAction/{quote(job['object'], safe='')}"
-        body = (self.settings["body_field"] + "=" + quote_plus(xml)).encode("ascii")
+        body = (self.settings["body_field"] + "=" + cx.form_quote(xml)).encode("ascii")
         headers = {"Content-Type": FORM, "Accept": self.settings["accept"]}
         for attempt in (1, 2):
             params = {"authToken": self._token(), "action": job["action"],
