@@ -37,9 +37,13 @@ def test_similar_sizes_are_preferred_when_there_are_enough():
 
 def test_probe_imports_wait_less_than_expected():
     items = history(100, 100, 100, 100)
-    probes = [j for j in (f"job-{i}" for i in range(50)) if pace.learn(items, None, j).get("probe")]
+    probes = [j for j in (f"job-{i}" for i in range(50)) if pace.learn(items, None, j).get("probe_seconds")]
     assert 0 < len(probes) < 25  # about one in PROBE_EVERY
-    assert pace.learn(items, None, probes[0])["expected_seconds"] == int(100 * pace.PROBE_FACTOR)
+    learned = pace.learn(items, None, probes[0])
+    assert learned["probe_seconds"] == int(100 * pace.PROBE_FACTOR) and learned["expected_seconds"] == 100
+    # a probe costs one extra poll: early, then at the expected end
+    assert pace.simulate(100, STATIC, learned) == (2, 0)
+    assert pace.simulate(70, STATIC, learned) == (1, 10)
 
 
 @pytest.mark.parametrize("duration", [30, 300, 3600, 21600])

@@ -58,8 +58,7 @@ def learn(history: Iterable[dict[str, Any]], size: int | None, job_id: str = "")
             "step_seconds": max(1, int(math.ceil(expected * NOTICE_FRACTION))),
             "samples": len(samples_s)}
     if job_id and int(hashlib.sha256(job_id.encode()).hexdigest(), 16) % PROBE_EVERY == 0:
-        pace["expected_seconds"] = max(1, int(pace["expected_seconds"] * PROBE_FACTOR))
-        pace["probe"] = True
+        pace["probe_seconds"] = max(1, int(pace["expected_seconds"] * PROBE_FACTOR))
     return pace
 
 
@@ -70,8 +69,11 @@ def wait_for(poll_number: int, waited: int, poll_settings: dict[str, Any], pace:
         return static
     expected = int(pace["expected_seconds"])
     step = int(pace["step_seconds"])
+    probe = int(pace.get("probe_seconds") or 0)
+    if waited < probe:
+        return max(1, probe - waited)  # a probe looks a little early once...
     if waited < expected:
-        return max(1, expected - waited)  # straight to the expected end
+        return max(1, expected - waited)  # ...then (like every import) at the expected end
     # past it: a fraction of the time waited so far (notice delay < NOTICE_FRACTION of the job)
     cap = int(poll_settings.get("max_wait_seconds", 300))
     return max(1, step if waited < expected + step else min(cap, int(waited * NOTICE_FRACTION)))
