@@ -7,6 +7,13 @@
     s3-vendor-import provision-aep --settings aep-provision.json
     s3-vendor-import simulator --vendor hopex --write-settings hopex.json   (a vendor to try run --settings on)
 
+Operators (a deployed stack with --stack NAME, or the local runner's output with --local DIR):
+
+    s3-vendor-import list --vendor cirrus [--limit 20] --stack NAME
+    s3-vendor-import show JOB_ID [--json] --stack NAME
+    s3-vendor-import rejects JOB_ID --out DIR --stack NAME
+    s3-vendor-import resubmit JOB_ID --stack NAME      (--local DIR --simulator | --settings F locally)
+
 Exit code: 0 when every import ended SUCCEEDED, SUCCEEDED_WITH_REJECTS or VALIDATED (demo: when
 every case ended as expected), 1 otherwise, 2 for a usage error.
 """
@@ -250,6 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     simp.set_defaults(func=cmd_simulator)
 
     sub.add_parser("provision-aep", help="create (or find) the AEP streaming dataflow (see its --help)")
+
+    from .operator import add_subcommands  # list, show, rejects, resubmit (a stack or local output)
+
+    add_subcommands(sub)
     return parser
 
 

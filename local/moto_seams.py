@@ -2,7 +2,9 @@
 tests/unit/test_moto_seams.py fails loudly if an upgrade moves them):
 
 1. ``moto.awslambda.models.LambdaFunction._invoke_lambda``: moto would start a Docker container;
-   we run the real handler in-process instead (Task states, invoke calls, anything).
+   we run the real handler in-process instead (Task states, invoke calls, anything). Functions
+   take turns (os.environ is process-wide), and the interpreter builds its Lambda client
+   (``lambda_eval_utils.boto_client_for``, which reads os.environ) in its turn too.
 2. Waits: the ASL interpreter's Wait states and Retry intervals sleep for real; we scale them
    (time_scale 0.001 turns a 300 s wait into 0.3 s) so demos and tests are fast.
 3. ``moto.s3.notifications._get_s3_event``: moto's event notifications leave out the object's
@@ -26,9 +28,18 @@ from typing import Any
 from moto.awslambda import models as lambda_models
 from moto.s3 import notifications as s3_notifications
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
 
 _invoke_lock = threading.RLock()  # os.environ is process-wide: one invocation at a time
+
+
+class LambdaDied(Exception):
+    """The function's process died in the middle of an invocation (timeout, out of memory, runtime
+    exit). Lambda then reports no error of the code's own: Step Functions sees ``Lambda.Unknown``.
+    Raise it from anywhere inside a handler (fault tests), or arm ``InProcessLambdas.die_next``."""
+
+    error_type = "Lambda.Unknown"
 
 
 class LambdaContext:
@@ -55,6 +66,7 @@ class InProcessLambdas:
         self.modules: dict[str, Any] = {}
         self.invocations: list[dict[str, Any]] = []
         self.crash_next: dict[str, int] = {}  # function name -> crashes to inject (fault tests)
+        self.die_next: dict[str, int] = {}  # function name -> process deaths (Lambda.Unknown) to inject
         for d in self.layer_dirs:
             if d not in sys.path:
                 sys.path.insert(0, d)
@@ -87,6 +99,9 @@ class InProcessLambdas:
                 if self.crash_next.get(fname):
                     self.crash_next[fname] -= 1
                     raise RuntimeError("injected crash: the function died in the middle of the step")
+                if self.die_next.get(fname):
+                    self.die_next[fname] -= 1
+                    raise LambdaDied("injected: the function's process died in the middle of the step")
                 ctx = LambdaContext(fname, int(fn.memory_size or 128), float(fn.timeout or 3))
                 result = getattr(module, handler_name)(event, ctx)
                 payload, errored = json.dumps(result, default=str), False
@@ -94,16 +109,38 @@ class InProcessLambdas:
                 from vendor_import.scrub import scrub
 
                 trace = [scrub(line) for line in traceback.format_tb(exc.__traceback__)[-3:]]
-                payload = json.dumps({"errorMessage": scrub(str(exc)), "errorType": type(exc).__name__,
+                error_type = getattr(exc, "error_type", None) or type(exc).__name__
+                payload = json.dumps({"errorMessage": scrub(str(exc)), "errorType": error_type,
                                       "stackTrace": trace})
                 errored = True
             finally:
-                os.environ.clear()
-                os.environ.update(saved)
+                _restore_environ(saved)
             self.invocations.append({"function": fname, "seconds": time.perf_counter() - started,
                                      "errored": errored, "memory_mb": int(fn.memory_size or 128),
                                      "action": event.get("action") if isinstance(event, dict) else None})
         return payload, errored, ""
+
+
+def _restore_environ(saved: dict[str, str]) -> None:
+    """Put os.environ back as it was, touching only the keys the invocation changed. Other threads
+    read the environment meanwhile (moto's interpreter builds a client per Lambda task; botocore and
+    urllib iterate os.environ for proxies): with clear() every key vanishes for a moment, and an
+    iteration that listed a key before gets a KeyError for it after."""
+    for key, value in saved.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
+    for key in [k for k in os.environ if k not in saved]:
+        os.environ.pop(key, None)
+
+
+def _locked(create_client):
+    """The interpreter's client creation, under the invocation lock: it iterates os.environ, which
+    an invocation changes (its function's variables) and puts back."""
+    def wrapper(*args, **kwargs):
+        with _invoke_lock:
+            return create_client(*args, **kwargs)
+
+    return wrapper
 
 
 _installed: dict[str, Any] = {}
@@ -156,6 +193,7 @@ def install(lambdas: InProcessLambdas, time_scale: float) -> None:
         return event
 
     lambda_models.LambdaFunction._invoke_lambda = _invoke_lambda
+    lambda_eval_utils.boto_client_for = _locked(lambda_eval_utils.boto_client_for)
     s3_notifications._get_s3_event = _get_s3_event
     wait_function.WaitFunction._wait_interval = _wait_interval
     retrier_decl.time = _ScaledTime()

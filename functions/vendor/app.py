@@ -2,6 +2,7 @@
 
 Submit is idempotent per execution (powertools idempotency): a retried Submit step returns the
 first answer instead of submitting the file to the vendor twice.
+Logs: JSON, correlation id = the job id (the execution name), key ``vendor``.
 """
 
 import os
@@ -13,24 +14,43 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 from vendor_import import wiring
+from vendor_import.observability import route_library_logs
 from vendor_import.scrub import ScrubFilter
 
 logger = Logger()
 logger.addFilter(ScrubFilter())
-tracer = Tracer()
+route_library_logs(logger)
+tracer = Tracer(patch_modules=("botocore", "requests"))  # only what we call: cold start counts
 idempotency_config = IdempotencyConfig(event_key_jmespath="execution_name", expires_after_seconds=7 * 86400)
-persistence = DynamoDBPersistenceLayer(table_name=os.environ.get("IDEMPOTENCY_TABLE", "idempotency"))
+_submit_once = None
 
 
-@idempotent_function(data_keyword_argument="event", persistence_store=persistence, config=idempotency_config)
 def submit_once(event: dict, context=None) -> dict:
-    return wiring.vendor_step(context).run(event)
+    """Built on the first submit, not at import: the persistence layer creates a DynamoDB client
+    (~0.1 s) that polls never need."""
+    global _submit_once
+    if _submit_once is None:
+        persistence = DynamoDBPersistenceLayer(table_name=os.environ.get("IDEMPOTENCY_TABLE", "idempotency"))
+
+        @idempotent_function(data_keyword_argument="event", persistence_store=persistence,
+                             config=idempotency_config)
+        def run_once(event: dict, context=None) -> dict:
+            return wiring.vendor_step(context).run(event)
+
+        _submit_once = run_once
+    return _submit_once(event=event, context=context)
 
 
 @logger.inject_lambda_context(correlation_id_path="execution_name")
 @tracer.capture_lambda_handler
 def lambda_handler(event, context):
+    logger.append_keys(vendor=os.environ.get("VENDOR"))
     if event.get("action") == "submit":
         idempotency_config.register_lambda_context(context)
-        return submit_once(event=event, context=context)
-    return wiring.vendor_step(context).run(event)
+        job = submit_once(event=event, context=context)
+    else:
+        job = wiring.vendor_step(context).run(event)
+    logger.info("vendor step", extra={"action": event.get("action"), "done": job.get("done"),
+                                      "state": job.get("state"), "polls": job.get("polls"),
+                                      "wait_seconds": job.get("wait_seconds")})
+    return job

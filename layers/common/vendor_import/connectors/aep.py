@@ -102,24 +102,31 @@ class _Outcome:
 
 # the pacer lets a request go up to this early rather than sleep (at 10,000 messages/s: 50 messages)
 _SLEEP_TOLERANCE = 0.005
+# burst tolerated by the connector's pacer: one 500-message request at 10,000 messages/s (a one-second
+# burst let up to twice the limit into a second: 429s at an inlet counting per second, bench/)
+_BURST_SECONDS = 0.05
 
 
 class _Pacer:
-    """Two token buckets (requests/s and messages/s) as a GCRA: bursts up to one second's worth,
-    then callers are spaced. Reservations are made under a lock; the sleep happens outside it."""
+    """Two token buckets (requests/s and messages/s) as a GCRA: bursts up to ``burst_seconds``
+    worth, then callers are spaced. Reservations are made under a lock; the sleep happens outside it.
 
-    def __init__(self, requests_per_second: float, messages_per_second: float):
+    An inlet that counts per second answers 429 when one second holds more than its limit; a
+    burst tolerance of B seconds lets up to (1 + B) x the rate into one second (after an idle
+    moment, or when a late sender catches up), so the connector keeps B small."""
+
+    def __init__(self, requests_per_second: float, messages_per_second: float, burst_seconds: float = 1.0):
         self._lock = threading.Lock()
         self._rates = (float(requests_per_second), float(messages_per_second))
+        self._burst = float(burst_seconds)
         self._tat = [0.0, 0.0]  # theoretical arrival time of each bucket
 
     def assume_busy(self) -> None:
-        """Start as if the last second had been used to the full: no initial burst. A step follows
-        the previous one at once (which may have sent at the full rate), and an inlet counting
-        per second would otherwise see up to twice its limit in the first second (429s)."""
+        """Start as if the tolerated burst had just been used: no initial burst. A step follows
+        the previous one at once (which may have sent at the full rate)."""
         now = time.monotonic()
         with self._lock:
-            self._tat = [max(tat, now + 1.0) for tat in self._tat]
+            self._tat = [max(tat, now + self._burst) for tat in self._tat]
 
     def acquire(self, messages: int) -> float:
         now = time.monotonic()
@@ -129,7 +136,7 @@ class _Pacer:
                 rate = self._rates[i]
                 tat = max(self._tat[i], now) + amount / rate
                 self._tat[i] = tat
-                waits.append(tat - 1.0 - now)  # one second of burst tolerance
+                waits.append(tat - self._burst - now)
         delay = max(0.0, *waits)
         if delay > _SLEEP_TOLERANCE:  # a few ms early is not worth a sleep (nor a thread switch)
             time.sleep(delay)
@@ -197,7 +204,7 @@ class AepConnector(Connector):
         if ims.get("client_id") and ims.get("client_secret"):
             self.ims = ImsTokenProvider.from_settings(self.session, ims)
         self._xdm_prefix, self._xdm_suffix = self._xdm_envelope()
-        self._pacer = _Pacer(s["max_requests_per_second"], s["max_messages_per_second"])
+        self._pacer = _Pacer(s["max_requests_per_second"], s["max_messages_per_second"], burst_seconds=_BURST_SECONDS)
         self._rng = random.Random()
 
     def _check_settings(self) -> None:

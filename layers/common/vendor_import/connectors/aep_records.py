@@ -356,12 +356,19 @@ def read_csv_header(source: Source, max_item_bytes: int, delimiter: str = ",") -
             if row is None:
                 raise InputError("line 1: the CSV header is not UTF-8 text")
             names = [name.strip() for name in row]
-            _check_header(names, line)
+            _check_header(names, line, delimiter)
             return names, Position(end, 0, next_line)
     raise InputError("the CSV file is empty: it needs a header line naming the columns")
 
 
-def _check_header(names: list[str], line: int) -> None:
+def _check_header(names: list[str], line: int, delimiter: str = ",") -> None:
+    if len(names) == 1:  # one column named "id;email;name": another separator than the one expected
+        other = next((c for c in (";", "\t", "|", ",") if c != delimiter and c in names[0]), None)
+        if other is not None:
+            fix = ("name the file .tsv" if other == "\t" else
+                   f"give the option delimiter={other} (key segment or S3 metadata)")
+            raise InputError(f"line {line}: the CSV header is a single column {names[0][:80]!r}: the file "
+                             f"separates columns with {other!r}, not {delimiter!r}; {fix}")
     for i, name in enumerate(names, 1):
         if not name:
             raise InputError(f"line {line}: CSV header column {i} has no name; name every column")

@@ -227,6 +227,12 @@ class CirrusConnector(Connector):
             if exc.detail.get("outcome") != "unknown":  # the vendor did not apply the batch
                 job["inflight"] = None
                 ctx.checkpoint(job)
+            elif not exc.transient:
+                # an answer that cannot be read is a lost answer: the retried step reports the
+                # batch UNCONFIRMED and goes on with the rest of the file (failing here would
+                # leave every later record unsent)
+                raise VendorUnavailableError(f"{exc.message}; the batch may have reached Cirrus Shield",
+                                             detail=exc.detail) from None
             raise
         rows: list[RejectRow] = []
         raw: list[str] = []

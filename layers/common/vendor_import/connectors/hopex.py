@@ -31,8 +31,6 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 from urllib.parse import quote, unquote
 
-from requests_toolbelt.multipart.encoder import MultipartEncoder
-
 from .. import http
 from ..errors import (
     InputError,
@@ -211,7 +209,9 @@ class HopexConnector(Connector):
         _raise_for_status(resp, what)
         return resp
 
-    def _multipart(self, stack: contextlib.ExitStack, source: Source, validate: str) -> MultipartEncoder:
+    def _multipart(self, stack: contextlib.ExitStack, source: Source, validate: str):
+        from requests_toolbelt.multipart.encoder import MultipartEncoder  # submit only: not at cold start
+
         stream = stack.enter_context(source.open())
         fields: list[tuple[str, Any]] = []
         if self.settings["validate_as"] == "form":

@@ -58,6 +58,7 @@ class Finalizer:
         if err_type:
             state = FinalState.TIMED_OUT if err_type in _TIMEOUT_ERRORS else FinalState.FAILED
             message = err_msg
+            job = self._with_checkpoint_counts(event.get("execution_name") or job.get("job_id"), job)
         else:
             state = FinalState(job.get("state") or FinalState.FAILED.value)
             message = job.get("message") or ""
@@ -70,6 +71,21 @@ class Finalizer:
             error_message=err_msg, execution_arn=event.get("execution_arn"),
             started_at=event.get("started_at"),
         )
+
+    def _with_checkpoint_counts(self, job_id: str | None, job: dict[str, Any]) -> dict[str, Any]:
+        """A step that failed after checkpointing progress (a record vendor's cursor): the counts
+        it saved are newer than those of the last step that returned. The status record must say
+        what reached the vendor."""
+        if not job_id:
+            return job
+        try:
+            saved = json.loads((self.jobs.get(job_id) or {}).get("checkpoint_job") or "null")
+        except (ValueError, TypeError):
+            return job
+        counts = saved.get("counts") if isinstance(saved, dict) else None
+        if not isinstance(counts, dict):
+            return job
+        return {**job, "counts": {**(job.get("counts") or {}), **counts}}
 
     def from_execution_event(self, event: dict[str, Any]) -> dict[str, Any] | None:
         """EventBridge 'Execution Status Change' for an execution that ended without Finalize
@@ -87,6 +103,11 @@ class Finalizer:
         state = FinalState.TIMED_OUT if status == "TIMED_OUT" else FinalState.FAILED
         err_type = detail.get("error") or f"Execution{status.title().replace('_', '')}"
         message = scrub(detail.get("cause") or f"the execution ended {status} before finalizing")
+        if not isinstance(inp, dict) and status == "FAILED":
+            # a console start with a JSON string or array: the first state's Catch cannot add
+            # $.error to it, so the execution fails there; say what was wrong with the input
+            err_type = "InputError"
+            message = 'the execution input must be a JSON object like {"bucket": "...", "key": "inbox/<vendor>/..."}'
         started = detail.get("startDate")
         inp = inp if isinstance(inp, dict) else {}
         return self.record(
@@ -114,8 +135,8 @@ class Finalizer:
             counts.setdefault("rejected", rejects["rows"])
         if state == FinalState.SUCCEEDED and rejects.get("rows"):
             state = FinalState.SUCCEEDED_WITH_REJECTS
-        bucket = inp.get("bucket")
-        key = inp.get("key")
+        bucket = _text(inp.get("bucket"))  # a console input may hold anything: {"key": 42}
+        key = _text(inp.get("key"))
         record: dict[str, Any] = {
             "job_id": job_id,
             "vendor": vendor,
@@ -146,7 +167,11 @@ class Finalizer:
             FinalState.SUCCEEDED, FinalState.SUCCEEDED_WITH_REJECTS) else None
         usage = cost.usage_add(job.get("usage"), time.perf_counter() - step_started, _memory_mb())
         record["cost"] = cost.estimate(usage, record["polls"])
+        identity = {name: record[name] for name in ("job_id", "source", "execution_arn")}
         record = scrub_obj(record)
+        # identifiers stay as they are: a secret value that happens to be part of a file name
+        # must not re-key the record (it would be written under another job id)
+        record.update(identity)
         record["status_uri"] = self.store.uri(status_key(vendor, job_id))
         self.store.put_json(status_key(vendor, job_id), record)
         self.jobs.put_status(record)
@@ -180,6 +205,13 @@ class Finalizer:
             )
             out["raw_uri"] = self.store.uri(dest)
         return out
+
+
+def _text(value: Any) -> str | None:
+    """A field of the execution input as text (None stays None)."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value)
 
 
 def _vendor_from_key(key: Any) -> str:

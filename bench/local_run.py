@@ -1,0 +1,90 @@
+"""Local run: wall time of `make demo`'s command and of HOPEX imports through the local runner (real
+template in embedded moto, real handlers, HOPEX simulator, time scale on).
+
+    .venv/bin/python bench/local_run.py [--imports 5] [--no-demo]
+
+The demo runs as `make demo` runs it (``.venv/bin/s3-vendor-import demo``), its outputs written
+to a temporary folder; its per-import durations are read from its table. The HOPEX imports run
+in this process: the pipeline start (deploying the template into moto) is reported apart, then
+the first import (cold: handler modules imported) and the next ones (warm). Goal: under 2 s per
+import.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import ROOT, Report, child_env, parser, table
+
+CLI = ROOT / ".venv" / "bin" / "s3-vendor-import"
+
+
+def run_demo(out: Path) -> dict:
+    cmd = [str(CLI) if CLI.exists() else sys.executable, *([] if CLI.exists() else ["-m", "local.cli"]),
+           "demo", "--out", str(out)]
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=child_env(), cwd=str(ROOT))
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"demo failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    durations = [float(m) for m in re.findall(r"\s(\d+\.\d+)s\s+ok\s*$", proc.stdout, flags=re.M)]
+    return {"wall": wall, "imports": len(durations), "durations": durations}
+
+
+def run_hopex(n: int, out: Path) -> dict:
+    from local.runner import LocalPipeline
+    from local.simulators.hopex import HopexSimulator
+
+    sample = ROOT / "events" / "files" / "hopex" / "clean.mgl"
+    with HopexSimulator() as sim:
+        started = time.perf_counter()
+        with LocalPipeline(settings={"hopex": sim.settings()}, simulators={"hopex": sim}, out_dir=out) as pipe:
+            start = time.perf_counter() - started
+            times, polls, states = [], [], []
+            for i in range(n):
+                t = time.perf_counter()
+                result = pipe.import_file(sample, f"inbox/hopex/bench-{i}-clean.mgl")
+                times.append(time.perf_counter() - t)
+                states.append(result.state)
+                polls.append((result.record or {}).get("polls"))
+    return {"start": start, "times": times, "states": states, "polls": polls}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser(__doc__.split("\n\n")[0])
+    p.add_argument("--imports", type=int, default=5, help="HOPEX imports through the runner")
+    p.add_argument("--no-demo", action="store_true")
+    args = p.parse_args(argv)
+    report = Report("local_run", args)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-local-") as tmp:
+        if not args.no_demo:
+            demo = run_demo(Path(tmp) / "demo")
+            d = demo["durations"]
+            report.figures["demo"] = demo
+            rows.append(["make demo (s3-vendor-import demo)", demo["wall"], demo["imports"],
+                         sum(d) / len(d) if d else "-", max(d) if d else "-",
+                         demo["wall"] - sum(d)])
+        hopex = run_hopex(args.imports, Path(tmp) / "hopex")
+    t = hopex["times"]
+    warm = t[1:] or t
+    report.figures["hopex"] = hopex
+    rows.append([f"HOPEX clean.mgl x{len(t)} via LocalPipeline", hopex["start"] + sum(t), len(t),
+                 sum(t) / len(t), max(t), hopex["start"]])
+    print(table(rows, ["run", "wall s", "imports", "mean s/import", "max s/import", "start-up s"],
+                title="Local runner (moto + simulators, time scale 0.001)"))
+    print(f"\nHOPEX: first import (cold) {t[0]:.2f} s, next ones (warm) mean {sum(warm) / len(warm):.2f} s; "
+          f"states {sorted(set(hopex['states']))}, polls {hopex['polls']}")
+    worst = max([*t, *(report.figures.get("demo", {}).get("durations") or [])])
+    report.check("local import wall time (worst of demo and HOPEX runs)", round(worst, 2), 2.0, unit=" s")
+    report.check("HOPEX import through the runner (max)", round(max(t), 2), 2.0, unit=" s")
+    return report.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Upgrade safety: the layer's and the development dependencies are locked (pinned, hashed), the
+two locks agree, `make install` checks the hashes, and the layer's lock installs on the Lambda
+platform (arm64, Python 3.13) from wheels alone."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LAYER_IN = ROOT / "layers" / "common" / "requirements.in"
+LAYER_LOCK = ROOT / "layers" / "common" / "requirements.txt"
+DEV_IN = ROOT / "requirements-dev.in"
+DEV_LOCK = ROOT / "requirements-dev.txt"
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def lock_entries(path: Path) -> dict[str, tuple[str, list[str]]]:
+    """{package: (version, [hashes])} of a pip-compile --generate-hashes lock."""
+    text = re.sub(r"\\\n", " ", path.read_text())
+    entries = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        assert not line.startswith("-"), f"{path.name}: unexpected option line {line!r} (index URLs stay out)"
+        m = re.fullmatch(r"([A-Za-z0-9_.\-]+)==(\S+)((?:\s+--hash=sha256:[0-9a-f]{64})*)", line)
+        assert m, f"{path.name}: not a pinned, hashed requirement: {line!r}"
+        entries[canonical(m.group(1))] = (m.group(2), re.findall(r"sha256:([0-9a-f]{64})", m.group(3)))
+    return entries
+
+
+def direct_pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("-"):
+            m = re.fullmatch(r"([A-Za-z0-9_.\-]+)(?:\[[^\]]+\])?==(\S+)", line)
+            assert m, f"{path.name}: pin direct dependencies exactly: {line!r}"
+            pins[canonical(m.group(1))] = m.group(2)
+    return pins
+
+
+@pytest.mark.parametrize("lock", [LAYER_LOCK, DEV_LOCK], ids=["layer", "dev"])
+def test_every_package_of_the_lock_is_pinned_and_hashed(lock):
+    entries = lock_entries(lock)
+    assert entries
+    assert all(hashes for _, hashes in entries.values()), [n for n, (_, h) in entries.items() if not h]
+
+
+@pytest.mark.parametrize(("source", "lock"), [(LAYER_IN, LAYER_LOCK), (DEV_IN, DEV_LOCK)], ids=["layer", "dev"])
+def test_the_lock_has_the_versions_of_its_in_file(source, lock):
+    entries = lock_entries(lock)
+    for name, version in direct_pins(source).items():
+        assert entries[name][0] == version, f"{lock.name}: {name} {entries[name][0]} != {version} in {source.name}"
+
+
+def test_development_installs_exactly_the_layers_locked_versions():
+    layer, dev = lock_entries(LAYER_LOCK), lock_entries(DEV_LOCK)
+    assert "-r layers/common/requirements.in" in DEV_IN.read_text()
+    assert "-c layers/common/requirements.txt" in DEV_IN.read_text()
+    for name, (version, _) in layer.items():
+        assert dev.get(name, (None,))[0] == version, f"{name}: layer {version}, dev {dev.get(name)}"
+
+
+def test_make_install_checks_the_hashes():
+    rule = re.search(r"^\$\(STAMP\):.*?(?=^\S)", (ROOT / "Makefile").read_text(), re.S | re.M).group(0)
+    assert "--require-hashes -r requirements-dev.txt" in rule
+    assert "--no-deps -e ." in rule  # the project itself cannot be hashed: installed without dependencies
+
+
+@pytest.mark.slow
+def test_the_layer_installs_on_lambda_arm64_python_313_from_wheels(tmp_path):
+    """What `sam build` does for an arm64 python3.13 layer, without Docker: only wheels for
+    manylinux aarch64 (or pure Python) may be needed."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--quiet",
+         "--only-binary=:all:", "--platform", "manylinux2014_aarch64", "--python-version", "3.13",
+         "--implementation", "cp", "--require-hashes", "-r", str(LAYER_LOCK), "-d", str(tmp_path)],
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert {canonical(f.split("-")[0]) for f in files} == set(lock_entries(LAYER_LOCK))
+    for name in files:
+        assert name.endswith(".whl"), name
+        platform = name[:-4].split("-")[-1]
+        python, abi = name[:-4].split("-")[-3:-1]
+        assert platform == "any" or ("aarch64" in platform and "linux" in platform), name
+        assert python.startswith(("py3", "cp313", "py2.py3")) or python.startswith("cp3") and abi == "abi3", name
+
+
+SAM = ROOT / ".venv-sam" / "bin" / "sam"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SAM.exists(), reason="aws-sam-cli is not installed in .venv-sam (make sam-validate)")
+def test_sam_validate_lint_passes():
+    proc = subprocess.run([str(SAM), "validate", "--lint", "--template", "template.yaml", "--region", "us-east-1"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "SAM_CLI_TELEMETRY": "0"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "is a valid SAM Template" in proc.stdout + proc.stderr
