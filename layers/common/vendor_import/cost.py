@@ -35,6 +35,14 @@ def transitions(polls: int, retries: int = 0) -> int:
     return 2 + 3 * polls + 1 + retries
 
 
+def memory_mb() -> int:
+    """The running function's memory (Lambda sets AWS_LAMBDA_FUNCTION_MEMORY_SIZE)."""
+    try:
+        return int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024"))
+    except ValueError:
+        return 1024
+
+
 def usage_add(usage: dict[str, Any] | None, seconds: float, memory_mb: int) -> dict[str, Any]:
     """Accumulate one Lambda invocation into a usage dict (kept in the job payload)."""
     u = dict(usage or {})

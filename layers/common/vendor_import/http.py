@@ -27,10 +27,15 @@ from .scrub import ScrubFilter, scrub
 USER_AGENT = "s3-vendor-import/0.1"
 
 
-# urllib3 logs full URLs (query strings with tokens, presigned signatures) at DEBUG: a filter on
-# the loggers that emit them (logger filters do not apply to child loggers' records).
-for _name in ("urllib3.connectionpool", "urllib3.util.retry", "urllib3.connection"):
-    logging.getLogger(_name).addFilter(ScrubFilter())
+# urllib3 and requests log full URLs (query strings with tokens, presigned signatures) at DEBUG:
+# a filter on every logger that emits them (logger filters do not apply to child loggers' records).
+_TRANSPORT_LOGGERS = ("urllib3", "urllib3.connectionpool", "urllib3.connection", "urllib3.poolmanager",
+                      "urllib3.response", "urllib3.util.retry", "urllib3.http2.connection",
+                      "urllib3.contrib.pyopenssl", "requests")
+for _name in _TRANSPORT_LOGGERS:
+    _logger = logging.getLogger(_name)
+    if not any(isinstance(f, ScrubFilter) for f in _logger.filters):
+        _logger.addFilter(ScrubFilter())
 
 
 def new_session(settings: dict[str, Any], *, pool_size: int = 10) -> requests.Session:

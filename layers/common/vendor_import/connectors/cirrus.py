@@ -26,7 +26,6 @@ unnamed field (ASP.NET Web API ``[FromBody] string``), so a datetime's ``+`` sur
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 from itertools import islice
@@ -48,7 +47,7 @@ from ..errors import (
     VendorUnavailableError,
 )
 from ..model import FinalState, Progress, RawRejects, RejectRow
-from ..scrub import ScrubFilter, register_secret, scrub
+from ..scrub import register_secret, scrub
 from ..settings import Field, validate_fields
 from . import cirrus_xml as cx
 from .base import Connector, StepContext
@@ -78,24 +77,6 @@ DEFAULT_FIELDS = (
     Field("matching_field", str, default="Name", doc="matchingFieldName when no option/object says"),
     Field("use_external_id", bool, default=True, doc="useExternalId when no option/object says"),
 )
-
-
-# urllib3 logs request URLs - with their query string: the password, the token - at DEBUG
-# (request lines, retries). A filter on a logger only sees that logger's own records, so each
-# module logger gets one.
-_TRANSPORT_LOGGERS = ("urllib3", "urllib3.connectionpool", "urllib3.connection", "urllib3.poolmanager",
-                      "urllib3.response", "urllib3.util.retry", "urllib3.http2.connection",
-                      "urllib3.contrib.pyopenssl", "requests")
-
-
-def _guard_transport_logs() -> None:
-    for name in _TRANSPORT_LOGGERS:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, ScrubFilter) for f in logger.filters):
-            logger.addFilter(ScrubFilter())
-
-
-_guard_transport_logs()
 
 
 class CirrusConnector(Connector):

@@ -165,7 +165,7 @@ class Finalizer:
         # how long the vendor took, as the poll loop saw it: the history polling learns from
         record["vendor_seconds"] = (record["waited_seconds"] or None) if state in (
             FinalState.SUCCEEDED, FinalState.SUCCEEDED_WITH_REJECTS) else None
-        usage = cost.usage_add(job.get("usage"), time.perf_counter() - step_started, _memory_mb())
+        usage = cost.usage_add(job.get("usage"), time.perf_counter() - step_started, cost.memory_mb())
         record["cost"] = cost.estimate(usage, record["polls"])
         identity = {name: record[name] for name in ("job_id", "source", "execution_arn")}
         record = scrub_obj(record)
@@ -248,15 +248,6 @@ def _duration(started_at: str, now: float) -> float | None:
     except (ValueError, AttributeError):
         return None
     return round(max(0.0, now - start), 3)
-
-
-def _memory_mb() -> int:
-    import os
-
-    try:
-        return int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024"))
-    except ValueError:
-        return 1024
 
 
 def _iso_z(value: str | None) -> str | None:

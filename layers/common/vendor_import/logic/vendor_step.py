@@ -7,7 +7,6 @@ counts, vendor_ref, message, raw_format, source_name, dry_run.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -53,14 +52,15 @@ class VendorStep:
         result = self.submit(job_id, request) if action == "submit" else self.poll(job_id, request, previous)
         # what this step cost (the status record adds it up): duration x the function's memory
         result["usage"] = cost.usage_add(previous.get("usage") if action == "poll" else None,
-                                         time.perf_counter() - started, self.memory_mb)
+                                         time.perf_counter() - started, cost.memory_mb())
         return result
 
     def submit(self, job_id: str, request: ImportRequest) -> dict[str, Any]:
         settings = self.settings_loader()
         connector = self._connector(settings)
-        source = self._source(request)
-        ctx = self._context(job_id, request, source, poll=0, settings=settings)
+        head = self._head(request)
+        source = self._source(request, head["ContentLength"])
+        ctx = self._context(job_id, request, source, head.get("Metadata") or {}, poll=0, settings=settings)
         _check_size(connector, source)
         rows = connector.validate(ctx)
         base = {"job_id": job_id, "vendor": self.vendor, "source_name": source.name,
@@ -95,8 +95,9 @@ class VendorStep:
                     "message": f"the vendor job was still running after {waited} s of polling "
                                f"(deadline_seconds = {settings['deadline_seconds']})"}
         connector = self._connector(settings)
-        source = self._source(request, size=job.get("size"))
-        ctx = self._context(job_id, request, source, poll=polls, settings=settings)
+        head = self._head(request)
+        source = self._source(request, job.get("size") or head["ContentLength"])
+        ctx = self._context(job_id, request, source, head.get("Metadata") or {}, poll=polls, settings=settings)
         # a retried poll resumes from what the failed attempt already checkpointed
         connector_job = self.jobs.load_checkpoint(job_id, polls) or job.get("connector") or {}
         progress = connector.poll(connector_job, ctx)
@@ -105,13 +106,6 @@ class VendorStep:
         return self._payload(base, progress, job_id, part_id=f"step-{polls:06d}", settings=settings)
 
     # -- helpers -------------------------------------------------------------------------------------
-    @property
-    def memory_mb(self) -> int:
-        try:
-            return int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024"))
-        except ValueError:
-            return 1024
-
     def _learned_pace(self, size: int, job_id: str) -> dict[str, Any] | None:
         """The first wait and poll step from this vendor's recent jobs (None: static backoff)."""
         try:
@@ -138,9 +132,16 @@ class VendorStep:
             conn = self._connectors[key] = build_connector(self.vendor, settings)
         return conn
 
-    def _source(self, request: ImportRequest, size: int | None = None) -> S3Source:
+    def _source(self, request: ImportRequest, size: int) -> S3Source:
+        return S3Source(self.s3, request.bucket, request.key, request.version_id, size=size)
+
+    def _head(self, request: ImportRequest) -> dict[str, Any]:
+        """One HeadObject per step: the size and the metadata (options) of the upload."""
+        kwargs = {"Bucket": request.bucket, "Key": request.key}
+        if request.version_id:
+            kwargs["VersionId"] = request.version_id
         try:
-            return S3Source(self.s3, request.bucket, request.key, request.version_id, size=size)
+            return self.s3.head_object(**kwargs)
         except Exception as exc:  # noqa: BLE001 - botocore raises many shapes for "not there"
             code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
             if code in ("404", "NoSuchKey", "NoSuchBucket", "NoSuchVersion", "403", "AccessDenied"):
@@ -151,10 +152,9 @@ class VendorStep:
                 ) from None
             raise
 
-    def _context(self, job_id: str, request: ImportRequest, source: S3Source, *, poll: int,
-                 settings: dict[str, Any]) -> StepContext:
-        head = self._metadata(request)
-        merged = build_request(request.bucket, request.key, metadata=head,
+    def _context(self, job_id: str, request: ImportRequest, source: S3Source, metadata: dict[str, str], *,
+                 poll: int, settings: dict[str, Any]) -> StepContext:
+        merged = build_request(request.bucket, request.key, metadata=metadata,
                                console_options=request.options).options
         options = validate_options(self.vendor, merged)
 
@@ -177,15 +177,6 @@ class VendorStep:
         return StepContext(source=source, options=options, presign=presign, time_left=self.time_left,
                            checkpoint=checkpoint, emit_rejects=emit_rejects, dry_run=request.dry_run,
                            job_id=job_id)
-
-    def _metadata(self, request: ImportRequest) -> dict[str, str]:
-        kwargs = {"Bucket": request.bucket, "Key": request.key}
-        if request.version_id:
-            kwargs["VersionId"] = request.version_id
-        try:
-            return self.s3.head_object(**kwargs).get("Metadata") or {}
-        except Exception:  # noqa: BLE001 - _source already reported a missing object
-            return {}
 
     def _payload(self, base: dict[str, Any], progress: Progress, job_id: str, *, part_id: str,
                  settings: dict[str, Any]) -> dict[str, Any]:
