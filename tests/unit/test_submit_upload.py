@@ -210,10 +210,19 @@ def test_bad_option_in_the_key_is_failed_naming_the_option(router):
     assert_rejected(router, outcome, "option validate must be one of Never, Standard, AtEnd, AtEndOnSuccess")
 
 
-def test_unknown_option_is_failed_naming_it(router):
+def test_near_miss_of_an_option_is_failed_with_did_you_mean(router):
     key = "inbox/hopex/valdate=AtEnd/file.mgl"
     outcome, = router.handle_message_body(body(s3_record(router, key, upload(router, key))))
-    assert_rejected(router, outcome, "unknown option valdate")
+    assert_rejected(router, outcome, "key folder 'valdate=AtEnd' is not an option: did you mean validate?")
+
+
+def test_partition_folders_route_to_an_execution_not_a_failure(router):
+    key = "inbox/hopex/year=2026/month=11/day=30/file.mgl"
+    outcome, = router.handle_message_body(body(s3_record(router, key, upload(router, key))))
+    assert outcome.action == "started"
+    (execution,) = executions(router)
+    described = router.sfn.describe_execution(executionArn=execution["executionArn"])
+    assert "options" not in json.loads(described["input"])  # no option came from the folders
 
 
 def test_object_deleted_before_routing_is_failed(router):
