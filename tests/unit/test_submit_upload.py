@@ -178,7 +178,8 @@ def test_oversize_hopex_file_is_failed_without_execution(router):
     key = "inbox/hopex/huge.mgl"
     put = upload(router, key)  # the event announces the size: no 30 MB body needed
     outcome, = router.handle_message_body(body(s3_record(router, key, put, size=HOPEX_LIMIT + 1)))
-    item, _ = assert_rejected(router, outcome, "the uploaded file is 31,457,281 bytes, over HOPEX's 30 MB limit (31,457,280 bytes)")
+    item, _ = assert_rejected(router, outcome,
+                              "the uploaded file is 31,457,281 bytes, over HOPEX's 30 MB limit (31,457,280 bytes)")
     assert item["source"]["size"] == HOPEX_LIMIT + 1
 
 

@@ -6,7 +6,6 @@ import gzip
 import io
 import os
 import zlib
-from collections.abc import Callable
 from typing import BinaryIO, Protocol
 
 
@@ -152,12 +151,12 @@ def plain_name(name: str) -> str:
 
 
 def stage_gunzipped(source: Source, s3_client, bucket: str, key: str, *, max_bytes: int | None,
-                    too_large: Callable[[int], str]) -> int:
+                    too_large: str) -> int:
     """Decompress ``source`` (gzip) into s3://bucket/key with flat memory: one multipart part of
     STAGE_CHUNK_BYTES at a time (a single PutObject when it fits in one). Returns the
     decompressed size in bytes. Raises InputError when the data is not valid gzip, or, as soon
-    as more than ``max_bytes`` came out, with ``too_large(bytes so far)`` (a gzip bomb stops
-    there: nothing past the limit is decompressed nor stored)."""
+    as more than ``max_bytes`` came out, with the message ``too_large`` (a gzip bomb stops
+    there: nothing much past the limit is decompressed, nothing is stored)."""
     from .errors import InputError
 
     upload_id = None
@@ -169,7 +168,7 @@ def stage_gunzipped(source: Source, s3_client, bucket: str, key: str, *, max_byt
                 chunk = _read_full(plain, STAGE_CHUNK_BYTES)
                 total += len(chunk)
                 if max_bytes is not None and total > max_bytes:
-                    raise InputError(too_large(total))
+                    raise InputError(too_large)
                 if upload_id is None and (len(chunk) < STAGE_CHUNK_BYTES):
                     s3_client.put_object(Bucket=bucket, Key=key, Body=chunk)  # fits in one request
                     return total
@@ -177,7 +176,7 @@ def stage_gunzipped(source: Source, s3_client, bucket: str, key: str, *, max_byt
                     upload_id = s3_client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
                 if chunk or not parts:
                     if len(parts) >= STAGE_MAX_PARTS:
-                        raise InputError(too_large(total))
+                        raise InputError(too_large)
                     etag = s3_client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id,
                                                  PartNumber=len(parts) + 1, Body=chunk)["ETag"]
                     parts.append({"ETag": etag, "PartNumber": len(parts) + 1})

@@ -157,9 +157,9 @@ class VendorStep:
         key = f"work/{job_id}/source/{name}"
         limit = connector.max_file_bytes
         size = stage_gunzipped(source, self.s3, self.store.bucket, key, max_bytes=limit,
-                               too_large=lambda n: f"{source.name} decompresses to more than {n - 1:,} bytes, "
-                                                   f"over {limit_text(self.vendor, limit or 0)}: split the file "
-                                                   f"and upload the parts")
+                               too_large=f"{source.name} decompresses to more than "
+                                         f"{limit_text(self.vendor, limit or 0)}: split the file and "
+                                         f"upload the parts (each gzip-compressed if you like)")
         return {"key": key, "size": size, "name": name}
 
     def _staged_source(self, request: ImportRequest, staged: dict[str, Any]) -> S3Source:
