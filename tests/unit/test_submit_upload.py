@@ -183,6 +183,15 @@ def test_oversize_hopex_file_is_failed_without_execution(router):
     assert item["source"]["size"] == HOPEX_LIMIT + 1
 
 
+def test_a_gzip_upload_is_not_judged_by_its_compressed_size(router):
+    # an incompressible file can be larger gzipped than plain: the vendor step checks the
+    # decompressed bytes against the limit
+    key = "inbox/hopex/huge.mgl.gz"
+    put = upload(router, key)
+    outcome, = router.handle_message_body(body(s3_record(router, key, put, size=HOPEX_LIMIT + 1)))
+    assert outcome.action == "started"
+
+
 def test_hopex_file_of_exactly_30_mb_is_started(router):
     key = "inbox/hopex/limit.mgl"
     outcome, = router.handle_message_body(body(s3_record(router, key, upload(router, key), size=HOPEX_LIMIT)))
