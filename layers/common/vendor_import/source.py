@@ -162,25 +162,27 @@ def stage_gunzipped(source: Source, s3_client, bucket: str, key: str, *, max_byt
     upload_id = None
     parts: list[dict] = []
     total = 0
+    buf = bytearray(STAGE_CHUNK_BYTES)  # one buffer, reused for every part: memory does not grow
     try:
         with source.open() as raw, gzip.GzipFile(fileobj=raw, mode="rb") as plain:
             while True:
-                chunk = _read_full(plain, STAGE_CHUNK_BYTES)
-                total += len(chunk)
+                n = _read_into(plain, buf)
+                total += n
                 if max_bytes is not None and total > max_bytes:
                     raise InputError(too_large)
-                if upload_id is None and (len(chunk) < STAGE_CHUNK_BYTES):
-                    s3_client.put_object(Bucket=bucket, Key=key, Body=chunk)  # fits in one request
+                if upload_id is None and n < STAGE_CHUNK_BYTES:
+                    s3_client.put_object(Bucket=bucket, Key=key, Body=bytes(buf[:n]))  # fits in one request
                     return total
                 if upload_id is None:
                     upload_id = s3_client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
-                if chunk or not parts:
+                if n or not parts:
                     if len(parts) >= STAGE_MAX_PARTS:
                         raise InputError(too_large)
+                    body = buf if n == STAGE_CHUNK_BYTES else bytes(buf[:n])
                     etag = s3_client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id,
-                                                 PartNumber=len(parts) + 1, Body=chunk)["ETag"]
+                                                 PartNumber=len(parts) + 1, Body=body)["ETag"]
                     parts.append({"ETag": etag, "PartNumber": len(parts) + 1})
-                if len(chunk) < STAGE_CHUNK_BYTES:
+                if n < STAGE_CHUNK_BYTES:
                     break
             s3_client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
                                                 MultipartUpload={"Parts": parts})
@@ -197,12 +199,14 @@ def stage_gunzipped(source: Source, s3_client, bucket: str, key: str, *, max_byt
                 pass
 
 
-def _read_full(stream: BinaryIO, n: int) -> bytes:
-    """Up to ``n`` bytes: short only at the end of the stream (GzipFile.read may return less)."""
-    buf = bytearray()
-    while len(buf) < n:
-        data = stream.read(n - len(buf))
-        if not data:
+def _read_into(stream, buf: bytearray) -> int:
+    """Fill ``buf`` from ``stream``; short only at the end of the stream (GzipFile.readinto may
+    return less than asked). Returns the number of bytes read."""
+    view = memoryview(buf)
+    filled = 0
+    while filled < len(buf):
+        n = stream.readinto(view[filled:])
+        if not n:
             break
-        buf += data
-    return bytes(buf)
+        filled += n
+    return filled
