@@ -139,3 +139,15 @@ def test_list_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path):
     assert first.startswith(b"updated (UTC)")
     assert err == ""  # no BrokenPipeError traceback, no "Exception ignored" line
     assert rc == 1  # Python's documented exit for EPIPE (docs.python.org/3/library/signal.html)
+
+
+def test_operator_does_not_import_the_cli_one_direction_only():
+    # issue 16: local/cli.py imports local/operator.py (its subcommands); what both need lives in
+    # local/report.py, so operator.py never imports cli.py back
+    import ast
+
+    tree = ast.parse((ROOT / "local" / "operator.py").read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert not {"cli", "local.cli"} & imported
+    assert "report" in imported
