@@ -32,6 +32,7 @@ def test_gzip_is_recognised_by_encoding_name_or_magic_number(name, encoding, hea
     ("events.ndjson", "identity", b'{"id": 1'),
     ("model.mgl", None, b".Create "),
     ("empty.csv", None, b""),
+    ("notes.csv", None, b"BZh,Name\r\n"),  # starts like bzip2, is text
 ])
 def test_plain_files_are_not_compressed(name, encoding, head):
     assert compression_of(name, encoding, head) is None
@@ -40,11 +41,11 @@ def test_plain_files_are_not_compressed(name, encoding, head):
 @pytest.mark.parametrize(("name", "encoding", "head", "says"), [
     ("a.xml.zip", None, b"PK\x03\x04", "a.xml.zip is compressed with zip: only gzip is decompressed on import; "
                                        "upload the file uncompressed or gzip-compressed (one file, not an archive)"),
-    ("a.csv.bz2", None, b"BZh91AY", "a.csv.bz2 is compressed with bzip2: only gzip"),
+    ("a.csv.bz2", None, b"BZh91AY&SY", "a.csv.bz2 is compressed with bzip2: only gzip"),
     ("a.csv.xz", None, b"\xfd7zXZ\x00", "a.csv.xz is compressed with xz: only gzip"),
     ("a.csv.zst", None, b"\x28\xb5\x2f\xfd", "a.csv.zst is compressed with zstd: only gzip"),
     ("a.csv", None, b"\x28\xb5\x2f\xfd", "a.csv is compressed with zstd: only gzip"),
-    ("a.csv", None, b"BZh91AY&", "a.csv is compressed with bzip2: only gzip"),
+    ("a.csv", None, b"BZh91AY&SY", "a.csv is compressed with bzip2: only gzip"),
     ("a.csv", "br", b"abc", "a.csv is compressed with br (Content-Encoding br): only gzip"),
     ("a.csv", "deflate", b"abc", "a.csv is compressed with deflate (Content-Encoding deflate): only gzip"),
     ("a.csv", "zstd", b"abc", "a.csv is compressed with zstd (Content-Encoding zstd): only gzip"),

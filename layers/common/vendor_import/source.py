@@ -104,17 +104,20 @@ class _StreamingReader(io.RawIOBase):
 
 
 # -- compressed uploads ------------------------------------------------------------------------------
+# IAM: the vendor function stages with PutObject and the multipart calls, which s3:PutObject
+# covers, plus s3:AbortMultipartUpload, both on work/* ("Multipart upload API and permissions",
+# https://docs.aws.amazon.com/AmazonS3/latest/userguide/mpuoverview.html#mpuAndPermissions).
 # gzip is imported decompressed (``aws s3 cp`` of compressed exports sets Content-Encoding: gzip,
 # ETL tools write *.gz). Other compressions are refused by name: a vendor would get bytes it cannot
 # read. Magic numbers: RFC 1952 (gzip), PKWARE APPNOTE (zip), bzip2, xz, RFC 8878 (zstd), 7-Zip.
 GZIP_MAGIC = b"\x1f\x8b"
-_OTHER_MAGIC = ((b"PK\x03\x04", "zip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"),
+_OTHER_MAGIC = ((b"PK\x03\x04", "zip"), (b"\xfd7zXZ\x00", "xz"),
                 (b"\x28\xb5\x2f\xfd", "zstd"), (b"7z\xbc\xaf\x27\x1c", "7z"), (b"\x04\x22\x4d\x18", "lz4"))
 _OTHER_SUFFIX = {".zip": "zip", ".bz2": "bzip2", ".xz": "xz", ".lzma": "lzma", ".zst": "zstd",
                  ".zstd": "zstd", ".7z": "7z", ".lz4": "lz4", ".br": "brotli", ".z": "compress (.Z)",
                  ".tgz": "tar+gzip", ".tar": "tar", ".rar": "rar"}
 _GZIP_ENCODINGS = {"gzip", "x-gzip"}
-MAGIC_BYTES = 8  # the longest magic number above, read once at submit
+MAGIC_BYTES = 10  # the longest magic number (bzip2's), read once at submit
 STAGE_CHUNK_BYTES = 8 * 1024 * 1024  # one multipart part (S3: 5 MiB..5 GiB, at most 10,000 parts)
 STAGE_MAX_PARTS = 10_000  # S3's limit of parts per multipart upload: 80 GiB of decompressed data
 
@@ -133,6 +136,8 @@ def compression_of(name: str, content_encoding: str | None, head: bytes) -> str 
         other = _OTHER_SUFFIX.get(suffix)
     if other is None and not head.startswith(GZIP_MAGIC):
         other = next((what for magic, what in _OTHER_MAGIC if head.startswith(magic)), None)
+    if other is None and _is_bzip2(head):
+        other = "bzip2"
     if other or lower.endswith(".tar.gz"):
         what = other or "tar+gzip"
         raise InputError(
@@ -143,6 +148,12 @@ def compression_of(name: str, content_encoding: str | None, head: bytes) -> str 
     if encodings or suffix == ".gz" or head.startswith(GZIP_MAGIC):
         return "gzip"
     return None
+
+
+def _is_bzip2(head: bytes) -> bool:
+    """"BZh", the block size digit, then the block magic 0x314159265359 ("1AY&SY"): a text file
+    that happens to start with "BZh" is not taken for bzip2."""
+    return head[:3] == b"BZh" and head[3:4].isdigit() and head[4:10] == b"1AY&SY"
 
 
 def plain_name(name: str) -> str:
