@@ -4,8 +4,8 @@
 
 Each benchmark runs as its own process (``bench/<name>.py --json ...``) and prints its tables;
 the summary lists every goal with the measured figure. Default (what `make bench` runs): 1 GB
-memory runs for both vendors, everything in about 5 minutes on 2 CPUs (10 at most). ``--quick``:
-a smoke run of about 1.5 minutes (100 MB memory runs, fewer configurations, no layer download).
+memory runs for both vendors, 5.5 minutes on 2 CPUs in the last full run (bench/RESULTS.md).
+``--quick``: a smoke run (100 MB memory runs, fewer configurations, no layer download).
 Exit code: 1 when a benchmark failed to run (or, with ``--strict``, when a goal was missed).
 """
 
@@ -28,13 +28,14 @@ BENCHMARKS = [
     ("aep_throughput", [], ["--quick", "--records", "60000"]),
     ("cirrus_throughput", [], ["--records", "1500", "--cpu-mb", "10"]),
     ("memory", ["--small-mb", "10", "--large-mb", "1024"], ["--small-mb", "10", "--large-mb", "100"]),
+    ("gzip_memory", ["--small-mb", "10", "--large-mb", "400"], ["--small-mb", "10", "--large-mb", "50"]),
     ("local_run", [], ["--imports", "3", "--no-demo"]),
 ]
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="smaller runs (about 1.5 minutes)")
+    p.add_argument("--quick", action="store_true", help="smaller runs of every benchmark (a smoke run)")
     p.add_argument("--only", help="comma-separated benchmark names")
     p.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
     p.add_argument("--json-dir", help="keep each benchmark's JSON figures in this folder")

@@ -9,10 +9,12 @@
 
 Operators (a deployed stack with --stack NAME, or the local runner's output with --local DIR):
 
-    s3-vendor-import list --vendor cirrus [--limit 20] --stack NAME
-    s3-vendor-import show JOB_ID [--json] --stack NAME
+    s3-vendor-import list [--vendor cirrus] [--limit 20] --stack NAME
+    s3-vendor-import show JOB_ID --stack NAME
     s3-vendor-import rejects JOB_ID --out DIR --stack NAME
     s3-vendor-import resubmit JOB_ID --stack NAME      (--local DIR --simulator | --settings F locally)
+
+Every command takes --json: one JSON document on stdout instead of text.
 
 Exit code: 0 when every import ended SUCCEEDED, SUCCEEDED_WITH_REJECTS or VALIDATED (demo: when
 every case ended as expected), 1 otherwise, 2 for a usage error.
@@ -22,38 +24,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from .report import HEADER, report, result_json, result_row, settings_for, table
 from .runner import DEFAULT_TIME_SCALE, ImportResult, LocalPipeline
 from .template_deploy import ROOT
-
-
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))
-    out = [line, "  ".join("-" * w for w in widths)]
-    out += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join(out)
-
-
-def _row(result: ImportResult, expect: str | None = None) -> list[str]:
-    rec = result.record or {}
-    counts = rec.get("counts") or {}
-    rejects = rec.get("rejects") or {}
-    records = counts.get("records", counts.get("sent", counts.get("accepted", "")))
-    n_rej = counts.get("rejected", rejects.get("rows", ""))
-    where = str(result.status_path.parent) if result.status_path else (rec.get("status_uri") or "-")
-    row = [result.key.rsplit("/", 1)[-1][:40], result.vendor, result.state, str(records), str(n_rej),
-           where, f"{result.seconds:.2f}s"]
-    if expect is not None:
-        row.append("ok" if result.state == expect else f"EXPECTED {expect}")
-    return row
-
-
-HEADER = ["file", "vendor", "final state", "records", "rejects", "status and rejects in", "duration"]
 
 
 def _available_simulators(vendors: list[str] | None) -> dict[str, Any]:
@@ -94,11 +73,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     finally:
         for sim in sims.values():
             sim.stop()
+    bad = [t for r, e, t in results if r.state != e]
+    if args.json:
+        print(json.dumps({"imports": [{**result_json(r), "expected": e, "title": t} for r, e, t in results],
+                          "sns_messages": messages, "out": str(out)}, indent=2, default=str))
+        return 1 if bad else 0
     print()
-    print(_table([_row(r, e) for r, e, _ in results], [*HEADER, "expected"]))
+    print(table([result_row(r, e) for r, e, _ in results], [*HEADER, "expected"]))
     print(f"\n{len(results)} imports, {messages} SNS messages, {time.perf_counter() - started:.1f}s in all; "
           f"status JSON and rejects copied under {out}/")
-    bad = [t for r, e, t in results if r.state != e]
     if bad:
         print(f"{len(bad)} case(s) did not end as expected: {', '.join(bad)}", file=sys.stderr)
         return 1
@@ -126,42 +109,12 @@ def _vendor_of_key(key: str) -> str:
     return parts[1]
 
 
-def _settings_for(args: argparse.Namespace, vendor: str) -> tuple[dict[str, Any], Any]:
-    if args.simulator:
-        from .simulators import simulator_class
-
-        sim = simulator_class(vendor)().start()
-        return sim.settings(), sim
-    if not args.settings:
-        raise SystemExit("give --settings FILE (your vendor settings JSON) or --simulator")
-    path = Path(args.settings)
-    if not path.is_file():
-        raise SystemExit(f"settings file {path} does not exist")
-    try:
-        return json.loads(path.read_text()), None
-    except ValueError as exc:
-        raise SystemExit(f"settings file {path} is not valid JSON: {exc}") from None
-
-
-def _report(result: ImportResult) -> int:
-    print(_table([_row(result)], HEADER))
-    rec = result.record or {}
-    print(f"\nstate: {result.state}\nmessage: {rec.get('message', '')}")
-    if rec.get("error"):
-        print(f"error: {rec['error'].get('type')}: {rec['error'].get('message')}")
-    if result.status_path:
-        print(f"status: {result.status_path}")
-    for p in result.rejects_paths:
-        print(f"rejects: {p}")
-    return 0 if result.ok else 1
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     file = Path(args.file)
     if not file.is_file():
         raise SystemExit(f"--file {file} does not exist")
     vendor = _vendor_of_key(args.key)
-    settings, sim = _settings_for(args, vendor)
+    settings, sim = settings_for(args, vendor)
     scale = args.time_scale if args.time_scale is not None else (DEFAULT_TIME_SCALE if sim else 1.0)
     try:
         with LocalPipeline(settings={vendor: settings}, out_dir=args.out, time_scale=scale,
@@ -170,7 +123,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         if sim:
             sim.stop()
-    return _report(result)
+    return report(result, args.json)
 
 
 def cmd_start(args: argparse.Namespace) -> int:
@@ -178,7 +131,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         execution_input = json.loads(args.input)
     except ValueError as exc:
         raise SystemExit(f"--input is not valid JSON: {exc}") from None
-    settings, sim = _settings_for(args, args.vendor)
+    settings, sim = settings_for(args, args.vendor)
     scale = args.time_scale if args.time_scale is not None else (DEFAULT_TIME_SCALE if sim else 1.0)
     try:
         with LocalPipeline(settings={args.vendor: settings}, out_dir=args.out, time_scale=scale,
@@ -191,7 +144,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     finally:
         if sim:
             sim.stop()
-    return _report(result)
+    return report(result, args.json)
 
 
 def cmd_simulator(args: argparse.Namespace) -> int:
@@ -201,6 +154,8 @@ def cmd_simulator(args: argparse.Namespace) -> int:
 
     sim = simulator_class(args.vendor)().start(port=args.port)
     doc = json.dumps(sim.settings(), indent=2)
+    if args.json:  # one line a script can read: where it listens and the settings to use
+        doc = json.dumps({"vendor": args.vendor, "base_url": sim.base_url, "settings": sim.settings()})
     if args.write_settings:
         Path(args.write_settings).write_text(doc + "\n")
         print(f"settings for {args.vendor} written to {args.write_settings}", file=sys.stderr)
@@ -222,12 +177,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="s3-vendor-import", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    from vendor_import.connectors import VENDORS
+
+    from .simulators import SIMULATORS
+
 
     demo = sub.add_parser("demo", help="run every vendor's sample files through the local pipeline")
     demo.add_argument("--vendors", help="comma-separated vendor ids (default: all)")
     demo.add_argument("--out", default="out/demo", help="where status JSON and rejects are copied")
     demo.add_argument("--time-scale", type=float, default=DEFAULT_TIME_SCALE,
                       help="multiplier of Wait states and retry intervals (default %(default)s)")
+    demo.add_argument("--json", action="store_true", help="print every import's outcome as JSON")
     demo.set_defaults(func=cmd_demo)
 
     for name, func, helptext in (("run", cmd_run, "import one file through the local pipeline"),
@@ -238,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--key", required=True, help="the S3 key to upload it under: inbox/<vendor>/...")
             p.add_argument("--metadata", action="append", help="S3 user metadata name=value (repeatable)")
         else:
-            p.add_argument("--vendor", required=True, help="which state machine to start")
+            p.add_argument("--vendor", required=True, choices=VENDORS, help="which state machine to start")
             p.add_argument("--input", required=True, help='the execution input JSON; bucket "LOCAL" = the local bucket')
             p.add_argument("--file", help="upload this file under the input's key first")
         p.add_argument("--settings", help="vendor settings JSON file (the same document as the AWS secret)")
@@ -247,13 +207,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--time-scale", type=float, default=None,
                        help="Wait/Retry time multiplier (default 1.0 with --settings, 0.001 with --simulator)")
         p.add_argument("--timeout", type=float, default=3600.0, help="give up after this many wall seconds")
+        p.add_argument("--json", action="store_true", help="print the outcome (status record, files) as JSON")
         p.set_defaults(func=func)
 
     simp = sub.add_parser("simulator", help="serve a vendor simulator on 127.0.0.1 and print its settings")
-    simp.add_argument("--vendor", required=True)
+    simp.add_argument("--vendor", required=True, choices=sorted(SIMULATORS))
     simp.add_argument("--port", type=int, default=0, help="0 = any free port")
     simp.add_argument("--write-settings", help="write the settings JSON to this file instead of stdout")
     simp.add_argument("--seconds", type=float, default=0, help="stop after this many seconds (0 = until Ctrl-C)")
+    simp.add_argument("--json", action="store_true",
+                      help='print {"vendor", "base_url", "settings"} on one line instead of the settings alone')
     simp.set_defaults(func=cmd_simulator)
 
     sub.add_parser("provision-aep", help="create (or find) the AEP streaming dataflow (see its --help)")
@@ -265,6 +228,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # the reader went away (`list | head`): stop quietly. Python's documented recipe
+        # (docs.python.org/3/library/signal.html, "Note on SIGPIPE"): point stdout at devnull so
+        # the interpreter's final flush does not raise again, and exit 1.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["provision-aep"]:  # its own argument parser (and --help)
         from vendor_import.connectors.aep_provision import main as provision_main

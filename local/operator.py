@@ -1,9 +1,14 @@
 """Operator commands: find, inspect and re-run imports, against a deployed stack or local output.
 
-    s3-vendor-import list --vendor cirrus [--limit 20]   --stack NAME | --local DIR
-    s3-vendor-import show JOB_ID [--json]                --stack NAME | --local DIR
+    s3-vendor-import list [--vendor cirrus] [--limit 20] --stack NAME | --local DIR
+    s3-vendor-import show JOB_ID                         --stack NAME | --local DIR
     s3-vendor-import rejects JOB_ID --out DIR            --stack NAME | --local DIR
     s3-vendor-import resubmit JOB_ID                     --stack NAME | --local DIR (--simulator | --settings F)
+
+Every command takes ``--json`` (one JSON document on stdout). ``list`` without ``--vendor`` lists
+every vendor's imports; an unknown ``--vendor`` is a usage error (exit 2) naming the valid ones.
+With ``--local``, ``show`` prints the local files (status.json, rejects) the runner copied, not the
+S3 URIs of the runner's temporary bucket.
 
 ``--stack`` finds the import bucket and the jobs table from the stack's outputs (the usual AWS
 credentials and region: AWS_PROFILE, AWS_REGION, ``--region``). ``--local`` reads the status JSON
@@ -21,6 +26,8 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
+
+from .report import report, settings_for, table
 
 # Vendors whose raw rejects file holds the refused records themselves, in the upload's format:
 # copying it back into the inbox imports them again. HOPEX returns an opaque report and
@@ -60,8 +67,14 @@ class AwsBackend:
         return cls(session.client("s3"), session.resource("dynamodb"), outputs["ImportBucketName"],
                    outputs["JobsTableName"])
 
-    def list(self, vendor: str, limit: int) -> list[dict[str, Any]]:
-        return self.jobs.recent(vendor, limit)
+    def list(self, vendor: str | None, limit: int) -> list[dict[str, Any]]:
+        """Newest first; vendor None: every vendor's (the by-vendor index is queried per vendor)."""
+        if vendor:
+            return self.jobs.recent(vendor, limit)
+        from vendor_import.connectors import VENDORS
+
+        records = [r for v in VENDORS for r in self.jobs.recent(v, limit)]
+        return newest_first(records)[:limit]
 
     def get(self, job_id: str) -> dict[str, Any]:
         record = self.jobs.get(job_id)
@@ -119,10 +132,10 @@ class LocalBackend:
                     found[record["job_id"]] = (record, path.parent)
         return found
 
-    def list(self, vendor: str, limit: int) -> list[dict[str, Any]]:
-        records = [r for r, _ in self._all().values() if r.get("vendor") == vendor]
-        records.sort(key=lambda r: str(r.get("updated_at") or ""), reverse=True)
-        return records[:limit]
+    def list(self, vendor: str | None, limit: int) -> list[dict[str, Any]]:
+        """Newest first; vendor None: every vendor's."""
+        records = [r for r, _ in self._all().values() if vendor is None or r.get("vendor") == vendor]
+        return newest_first(records)[:limit]
 
     def _find(self, job_id: str) -> tuple[dict[str, Any], Path]:
         found = self._all().get(job_id)
@@ -133,6 +146,17 @@ class LocalBackend:
     def get(self, job_id: str) -> dict[str, Any]:
         return self._find(job_id)[0]
 
+    def local_paths(self, job_id: str) -> dict[str, str]:
+        """Where the runner copied this import's files: status.json and the rejects beside it
+        (the record's S3 URIs name the runner's temporary bucket, gone once the run ended)."""
+        record, folder = self._find(job_id)
+        rejects = record.get("rejects") or {}
+        paths = {"status": str(folder / "status.json")}
+        for name, uri in (("rejects_csv", rejects.get("csv_uri")), ("rejects_raw", rejects.get("raw_uri"))):
+            if uri:
+                paths[name] = str(folder / uri.rsplit("/", 1)[-1])
+        return paths
+
     def local_file(self, job_id: str, uri: str) -> Path:
         path = self._find(job_id)[1] / uri.rsplit("/", 1)[-1]
         if not path.is_file():
@@ -141,6 +165,10 @@ class LocalBackend:
 
 
 # -- what the commands do -------------------------------------------------------------------------------------
+
+def newest_first(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(records, key=lambda r: str(r.get("updated_at") or ""), reverse=True)
+
 
 def split_uri(uri: str) -> tuple[str, str]:
     if not uri.startswith("s3://"):
@@ -179,8 +207,6 @@ def execution_link(record: dict[str, Any]) -> str | None:
 
 
 def list_text(records: Iterable[dict[str, Any]]) -> str:
-    from .cli import _table
-
     rows = []
     for r in records:
         counts = r.get("counts") or {}
@@ -192,12 +218,18 @@ def list_text(records: Iterable[dict[str, Any]]) -> str:
                      name[:40], str(sent), str(refused), str(r.get("job_id"))])
     if not rows:
         return "no imports"
-    return _table(rows, ["updated (UTC)", "state", "file", "records", "rejects", "job id"])
+    return table(rows, ["updated (UTC)", "state", "file", "records", "rejects", "job id"])
 
 
-def show_text(record: dict[str, Any]) -> str:
+def show_text(record: dict[str, Any], local: dict[str, str] | None = None) -> str:
+    """The record for a reader. ``local`` (LocalBackend.local_paths): print those files instead of
+    the temporary bucket's S3 URIs, and no AWS console link (the execution ran in the runner)."""
     source = record.get("source") or {}
     rejects = record.get("rejects") or {}
+    if local is not None:
+        source = {"key": source.get("key") or record.get("source_key")}
+        rejects = {**rejects, "csv_uri": local.get("rejects_csv"), "raw_uri": local.get("rejects_raw")}
+        record = {**record, "status_uri": local["status"], "execution_arn": None}
     error = record.get("error") or {}
     counts = record.get("counts") or {}
     lines = [("job id", record.get("job_id")), ("vendor", record.get("vendor")), ("state", record.get("state")),
@@ -237,21 +269,23 @@ def fetch_rejects(backend, job_id: str, out: Path) -> list[Path]:
 # -- the CLI's subcommands --------------------------------------------------------------------------------------
 
 def add_subcommands(sub) -> None:
+    from vendor_import.connectors import VENDORS
+
     def target(p):
         where = p.add_mutually_exclusive_group(required=True)
         where.add_argument("--stack", help="a deployed stack: its outputs name the bucket and the jobs table")
         where.add_argument("--local", metavar="DIR", help="the local runner's output folder (e.g. out)")
         p.add_argument("--region", help="the stack's region (default: AWS_REGION / your profile's)")
+        p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
-    p = sub.add_parser("list", help="recent imports of a vendor (jobs table, newest first)")
-    p.add_argument("--vendor", required=True)
+    p = sub.add_parser("list", help="recent imports, newest first (every vendor's, or --vendor's)")
+    p.add_argument("--vendor", choices=VENDORS, help="only this vendor's imports (default: every vendor)")
     p.add_argument("--limit", type=int, default=20)
     target(p)
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("show", help="one import: status, counts, rejects, execution console link")
     p.add_argument("job_id")
-    p.add_argument("--json", action="store_true", help="print the status record as JSON")
     target(p)
     p.set_defaults(func=cmd_show)
 
@@ -273,6 +307,7 @@ def add_subcommands(sub) -> None:
 
     p = sub.add_parser("sns-samples", help="write a sample SNS message per final state (local runs) to --out")
     p.add_argument("--out", default="docs/sns-samples")
+    p.add_argument("--json", action="store_true", help="print the written paths as a JSON list")
     p.set_defaults(func=cmd_sns_samples)
 
 
@@ -291,9 +326,17 @@ def _run(args, body, stream: TextIO | None = None) -> int:
         return 1
 
 
+def _json(doc: Any, out: TextIO) -> None:
+    print(json.dumps(doc, indent=2, default=str), file=out)
+
+
 def cmd_list(args) -> int:
     def body(backend, out):
-        print(list_text(backend.list(args.vendor, args.limit)), file=out)
+        records = backend.list(args.vendor, args.limit)
+        if args.json:
+            _json(records, out)
+        else:
+            print(list_text(records), file=out)
         return 0
 
     return _run(args, body)
@@ -302,7 +345,11 @@ def cmd_list(args) -> int:
 def cmd_show(args) -> int:
     def body(backend, out):
         record = backend.get(args.job_id)
-        print(json.dumps(record, indent=2, default=str) if args.json else show_text(record), file=out)
+        local = backend.local_paths(args.job_id) if isinstance(backend, LocalBackend) else None
+        if args.json:
+            _json({**record, "local_files": local} if local else record, out)
+        else:
+            print(show_text(record, local), file=out)
         return 0
 
     return _run(args, body)
@@ -311,6 +358,9 @@ def cmd_show(args) -> int:
 def cmd_rejects(args) -> int:
     def body(backend, out):
         paths = fetch_rejects(backend, args.job_id, Path(args.out))
+        if args.json:
+            _json([str(p) for p in paths], out)
+            return 0
         if not paths:
             print(f"import {args.job_id} has no rejects", file=out)
         for p in paths:
@@ -324,6 +374,9 @@ def cmd_resubmit(args) -> int:
     def body(backend, out):
         if isinstance(backend, AwsBackend):
             key = backend.resubmit(args.job_id)
+            if args.json:
+                _json({"job_id": args.job_id, "bucket": backend.bucket, "key": key}, out)
+                return 0
             print(f"copied the rejects of {args.job_id} to s3://{backend.bucket}/{key}: a new import starts; "
                   f"follow it with `s3-vendor-import list --vendor {key.split('/')[1]} --stack {args.stack}`", file=out)
             return 0
@@ -334,7 +387,6 @@ def cmd_resubmit(args) -> int:
 
 def resubmit_local(backend: LocalBackend, args, out: TextIO) -> int:
     """Run the rejects file through a local pipeline (simulator or --settings), as `run` does."""
-    from .cli import _report, _settings_for
     from .runner import DEFAULT_TIME_SCALE, LocalPipeline
 
     record = backend.get(args.job_id)
@@ -342,9 +394,9 @@ def resubmit_local(backend: LocalBackend, args, out: TextIO) -> int:
     path = backend.local_file(args.job_id, raw_uri)
     key = resubmit_key(record, raw_uri)
     vendor = record["vendor"]
-    settings, sim = _settings_for(args, vendor)
+    settings, sim = settings_for(args, vendor)
     scale = args.time_scale if args.time_scale is not None else (DEFAULT_TIME_SCALE if sim else 1.0)
-    print(f"importing {path} as {key}", file=out)
+    print(f"importing {path} as {key}", file=sys.stderr if args.json else out)
     try:
         with LocalPipeline(settings={vendor: settings}, out_dir=args.out or args.local, time_scale=scale,
                            execution_timeout=args.timeout) as pipe:
@@ -352,7 +404,7 @@ def resubmit_local(backend: LocalBackend, args, out: TextIO) -> int:
     finally:
         if sim:
             sim.stop()
-    return _report(result)
+    return report(result, args.json)
 
 
 # -- SNS message samples (docs/sns-samples), from real local runs -------------------------------------------------
@@ -411,6 +463,10 @@ def cmd_sns_samples(args) -> int:
     from .simulators.hopex import HopexSimulator
 
     with HopexSimulator() as sim, LocalPipeline(settings={"hopex": sim.settings()}) as pipe:
-        for path in write_sns_samples(pipe, sim, Path(args.out)):
+        paths = write_sns_samples(pipe, sim, Path(args.out))
+    if args.json:
+        _json([str(p) for p in paths], sys.stdout)
+    else:
+        for path in paths:
             print(path)
     return 0

@@ -181,7 +181,8 @@ def test_oversize_record_refused_locally_not_sent(sim):
     assert done.state == FinalState.SUCCEEDED_WITH_REJECTS
     assert (done.counts["sent"], done.counts["accepted"], done.counts["rejected"]) == (4, 4, 1)
     (row,) = run.rows
-    assert row.code == "oversize" and row.record == "record 3 (line 3)" and "1,000 byte limit" in row.reason
+    assert row.code == "oversize" and row.record == "record 3 (line 3)"
+    assert "over AEP's 1 KB limit (1,000 bytes) for one record" in row.reason
     assert "R00003" not in sim.accepted_ids()
     assert not any(b"xxxxxxxxxx" in r.body for r in batch_requests(sim))
     assert json.loads(run.raw)["id"] == "R00003"  # still in the rejects file, to fix and re-upload

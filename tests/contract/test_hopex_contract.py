@@ -217,9 +217,9 @@ def test_validate_option_overrides_the_setting(sim):
 def test_file_over_30_mb_refused_before_any_http_call(sim):
     connector = make_connector(sim)
     ctx = StepContext(source=HugeSource())
-    with pytest.raises(InputError, match="at most 30 MB"):
+    with pytest.raises(InputError, match=r"over HOPEX's 30 MB limit \(31,457,280 bytes\)"):
         connector.validate(ctx)
-    with pytest.raises(InputError, match="at most 30 MB"):
+    with pytest.raises(InputError, match=r"over HOPEX's 30 MB limit \(31,457,280 bytes\)"):
         connector.submit(ctx)
     assert sim.requests == []
 

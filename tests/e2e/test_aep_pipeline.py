@@ -200,8 +200,8 @@ def test_oversize_record_is_refused_locally_with_a_reason_and_never_sent(aep):
                                         "1 request: 2 accepted, 0 refused by the inlet, 1 refused locally")
     rows, raw = rejects(result)
     assert rows == [["record 2 (line 2)", "oversize",
-                     f"record 2 (line 2): the message is {len(json.dumps(big)):,} bytes, over the 1,024 byte "
-                     "limit of one record; it was not sent"]]
+                     f"record 2 (line 2): the message is {len(json.dumps(big)):,} bytes, over AEP's 1 KB limit "
+                     "(1,024 bytes) for one record; it was not sent"]]
     assert json.loads(raw) == big
     assert aep.sim.accepted_ids() == Counter(["OK1", "OK2"])
     assert all(b"BIG1" not in r.body for r in aep.batch_posts())

@@ -166,7 +166,7 @@ def test_oversize_file_is_failed_without_a_vendor_call(e2e):
     result = e2e.pipe.import_file(b"-" * (HOPEX_LIMIT + 1), key)
     assert result.state == "FAILED"
     record, _ = e2e.one_outcome(job_id=result.job_id, key=key)
-    assert "over the hopex limit of 31,457,280 bytes" in record["message"]
+    assert "bytes, over HOPEX's 30 MB limit (31,457,280 bytes): split the file" in record["message"]
     assert record["source"]["size"] == HOPEX_LIMIT + 1
     assert e2e.sim.requests == []
 

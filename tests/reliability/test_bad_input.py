@@ -97,7 +97,7 @@ UPLOADS = [
     # -- HOPEX ---------------------------------------------------------------------------------------------
     Case("mgl-zero-byte", "inbox/hopex/bad/zero-byte.mgl", words=("empty", "0 bytes")),
     Case("mgl-oversize", "inbox/hopex/bad/oversize.mgl", body=oversize_hopex(),
-         words=("over the hopex limit", "split the file")),
+         words=("over HOPEX's 30 MB limit (31,457,280 bytes)", "split the file")),
     Case("option-bad-value-in-key", "inbox/hopex/validate=Sometimes/bad.mgl", body=HOPEX_OK,
          words=("validate", "must be one of", "atend")),
     Case("option-bad-value-in-metadata", "inbox/hopex/bad/metadata.mgl", body=HOPEX_OK,

@@ -85,7 +85,7 @@ def test_bad_triggers(body, options, expected):
 
 
 def test_oversized_trigger():
-    with pytest.raises(InputError, match="at most 65536 bytes"):
+    with pytest.raises(InputError, match=r"70,000 bytes, over the trigger file's 64 KB limit \(65,536 bytes\)"):
         parse(b" " * 70000, mapping="m1")
 
 

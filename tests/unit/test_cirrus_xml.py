@@ -116,7 +116,8 @@ def test_reader_head_refuses(data, message):
         (b"<Data><Account><Name>A</Name></Account>loose text<Account/></Data>", "text outside any record"),
         (b"<Data><![CDATA[x]]><Account/></Data>", "text outside any record"),
         (b"<Data><Account/></Datum>", "closes <Data>"),
-        (b"<Data><Account><Name>" + b"x" * 5000 + b"<b/></Name></Account></Data>", "larger than 2000 bytes"),
+        (b"<Data><Account><Name>" + b"x" * 5000 + b"<b/></Name></Account></Data>",
+         r"is over the max_record_bytes setting's 2 KB limit \(2,000 bytes\): split it or raise the setting"),
     ],
 )
 def test_reader_records_refuse(data, message):

@@ -57,9 +57,9 @@ def test_vendor_of_refuses_keys_without_a_vendor(key):
         vendor_of(key)
 
 
-def test_options_from_key_reads_name_value_segments_between_vendor_and_file():
+def test_options_from_key_reads_option_segments_between_vendor_and_file():
     options, dry = options_from_key("inbox/hopex/validate=AtEnd/team/batch=7/file.mgl")
-    assert options == {"validate": "AtEnd", "batch": "7"}
+    assert options == {"validate": "AtEnd"}  # batch is no HOPEX option: a folder
     assert dry is False
 
 
@@ -69,8 +69,65 @@ def test_options_from_key_ignores_name_value_in_the_file_name():
 
 
 def test_options_from_key_keeps_equals_signs_inside_the_value():
-    options, _ = options_from_key("inbox/aep/filter=a=b/x.json")
-    assert options == {"filter": "a=b"}
+    options, _ = options_from_key("inbox/aep/delimiter=a=b/x.json")
+    assert options == {"delimiter": "a=b"}
+
+
+# -- name=value folders: options only when the vendor has that option ---------------------------------
+# Each vendor's option names (its connector's option_fields, docs/vendors/<vendor>.md), written by hand.
+PARTITIONS = "year=2026/month=11/day=30/region=eu/dt=2026-11-30"
+
+
+@pytest.mark.parametrize(("vendor", "key_options", "expected"), [
+    ("hopex", "validate=AtEnd", {"validate": "AtEnd"}),
+    ("campaign", "mapping_id=mapA/max_resubmits=2", {"mapping_id": "mapA", "max_resubmits": "2"}),
+    ("aep", "format=csv/delimiter=;", {"format": "csv", "delimiter": ";"}),
+    ("simplemente", "flux=ARTICLES", {"flux": "ARTICLES"}),
+    ("cirrus", "object=Account/action=upsert/matching_field=Code",
+     {"object": "Account", "action": "upsert", "matching_field": "Code"}),
+])
+def test_partition_folders_are_folders_and_known_names_are_options_for_every_vendor(vendor, key_options, expected):
+    key = f"inbox/{vendor}/{PARTITIONS}/{key_options}/export=daily/events.data"
+    options, dry = options_from_key(key)
+    assert (options, dry) == (expected, False)
+    assert build_request("b", key).options == expected
+
+
+@pytest.mark.parametrize("vendor", ["hopex", "campaign", "aep", "simplemente", "cirrus"])
+def test_the_data_lake_partition_layout_is_plain_folders_for_every_vendor(vendor):
+    req = build_request("b", f"inbox/{vendor}/year=2026/month=11/day=30/events.ndjson")
+    assert (req.vendor, req.options, req.dry_run) == (vendor, {}, False)
+
+
+@pytest.mark.parametrize(("vendor", "segment", "meant"), [
+    ("hopex", "valdate=AtEnd", "validate"),
+    ("hopex", "valiate=AtEnd", "validate"),
+    ("campaign", "maping_id=mapA", "mapping_id"),
+    ("campaign", "max_resubmit=2", "max_resubmits"),
+    ("aep", "formt=csv", "format"),
+    ("aep", "delimeter=;", "delimiter"),
+    ("simplemente", "flx=ARTICLES", "flux"),
+    ("cirrus", "objet=Account", "object"),
+    ("cirrus", "matching_feild=Code", "matching_field"),
+])
+def test_a_near_miss_of_an_option_name_fails_with_did_you_mean(vendor, segment, meant):
+    key = f"inbox/{vendor}/year=2026/{segment}/file.data"
+    with pytest.raises(InputError) as err:
+        build_request("b", key)
+    assert f"did you mean {meant}?" in err.value.message
+    assert segment in err.value.message
+
+
+@pytest.mark.parametrize(("segment", "expected"), [
+    ("Validate=AtEnd", {"validate": "AtEnd"}),  # case aside, like S3 metadata names
+    ("VALIDATE=Never", {"validate": "Never"}),
+])
+def test_option_names_in_the_key_ignore_case(segment, expected):
+    assert options_from_key(f"inbox/hopex/{segment}/file.mgl")[0] == expected
+
+
+def test_dashes_and_underscores_are_the_same_in_option_names():
+    assert options_from_key("inbox/cirrus/matching-field=Code/file.xml")[0] == {"matching_field": "Code"}
 
 
 @pytest.mark.parametrize("segment", ["dry-run", "DRY-RUN", "dry_run", "dryrun"])
@@ -106,10 +163,10 @@ def test_console_dry_run_false_cannot_turn_a_dry_run_key_into_a_real_import():
 
 
 def test_options_merge_key_then_metadata_then_console_most_explicit_wins():
-    req = build_request("b", "inbox/hopex/validate=Never/mode=key/file.mgl",
-                        metadata={"Validate": "AtEnd", "source-system": "crm"},
-                        console_options={"validate": "Standard"})
-    assert req.options == {"validate": "Standard", "mode": "key"}
+    req = build_request("b", "inbox/cirrus/object=Account/action=insert/file.xml",
+                        metadata={"Action": "update", "source-system": "crm"},
+                        console_options={"object": "Contact"})
+    assert req.options == {"object": "Contact", "action": "update"}
 
 
 def test_metadata_that_is_no_option_of_the_vendor_is_ignored_not_an_error():
@@ -120,9 +177,9 @@ def test_metadata_that_is_no_option_of_the_vendor_is_ignored_not_an_error():
 
 
 def test_to_input_carries_what_s3_said_and_only_set_fields():
-    req = build_request("b", "inbox/hopex/x=1/file.mgl", version_id="v1", etag="e", size=3)
-    assert req.to_input() == {"bucket": "b", "key": "inbox/hopex/x=1/file.mgl", "version_id": "v1",
-                              "etag": "e", "size": 3, "options": {"x": "1"}}
+    req = build_request("b", "inbox/hopex/validate=Never/file.mgl", version_id="v1", etag="e", size=3)
+    assert req.to_input() == {"bucket": "b", "key": "inbox/hopex/validate=Never/file.mgl", "version_id": "v1",
+                              "etag": "e", "size": 3, "options": {"validate": "Never"}}
     assert build_request("b", "inbox/hopex/f").to_input() == {"bucket": "b", "key": "inbox/hopex/f"}
 
 

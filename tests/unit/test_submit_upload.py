@@ -178,8 +178,18 @@ def test_oversize_hopex_file_is_failed_without_execution(router):
     key = "inbox/hopex/huge.mgl"
     put = upload(router, key)  # the event announces the size: no 30 MB body needed
     outcome, = router.handle_message_body(body(s3_record(router, key, put, size=HOPEX_LIMIT + 1)))
-    item, _ = assert_rejected(router, outcome, "31,457,281 bytes, over the hopex limit of 31,457,280 bytes")
+    item, _ = assert_rejected(router, outcome,
+                              "the uploaded file is 31,457,281 bytes, over HOPEX's 30 MB limit (31,457,280 bytes)")
     assert item["source"]["size"] == HOPEX_LIMIT + 1
+
+
+def test_a_gzip_upload_is_not_judged_by_its_compressed_size(router):
+    # an incompressible file can be larger gzipped than plain: the vendor step checks the
+    # decompressed bytes against the limit
+    key = "inbox/hopex/huge.mgl.gz"
+    put = upload(router, key)
+    outcome, = router.handle_message_body(body(s3_record(router, key, put, size=HOPEX_LIMIT + 1)))
+    assert outcome.action == "started"
 
 
 def test_hopex_file_of_exactly_30_mb_is_started(router):
@@ -210,10 +220,19 @@ def test_bad_option_in_the_key_is_failed_naming_the_option(router):
     assert_rejected(router, outcome, "option validate must be one of Never, Standard, AtEnd, AtEndOnSuccess")
 
 
-def test_unknown_option_is_failed_naming_it(router):
+def test_near_miss_of_an_option_is_failed_with_did_you_mean(router):
     key = "inbox/hopex/valdate=AtEnd/file.mgl"
     outcome, = router.handle_message_body(body(s3_record(router, key, upload(router, key))))
-    assert_rejected(router, outcome, "unknown option valdate")
+    assert_rejected(router, outcome, "key folder 'valdate=AtEnd' is not an option: did you mean validate?")
+
+
+def test_partition_folders_route_to_an_execution_not_a_failure(router):
+    key = "inbox/hopex/year=2026/month=11/day=30/file.mgl"
+    outcome, = router.handle_message_body(body(s3_record(router, key, upload(router, key))))
+    assert outcome.action == "started"
+    (execution,) = executions(router)
+    described = router.sfn.describe_execution(executionArn=execution["executionArn"])
+    assert "options" not in json.loads(described["input"])  # no option came from the folders
 
 
 def test_object_deleted_before_routing_is_failed(router):

@@ -50,6 +50,7 @@ from ..http import body_snippet, json_body, new_session, raise_for_status, reque
 from ..model import FinalState, Progress, RawRejects, RejectRow
 from ..scrub import scrub
 from ..settings import Field
+from ..units import limit_text
 from .adobe_ims import DEFAULT_TOKEN_URL, ImsTokenProvider
 from .aep_records import Item, Position, detect_format, read_csv_header, read_items
 from .base import Connector, StepContext
@@ -282,8 +283,8 @@ class AepConnector(Connector):
             return None, "invalid_json", f"{where}: NaN or Infinity is not valid JSON"
         limit = min(self.settings["max_record_bytes"], self.settings["max_request_bytes"] - _WRAPPER_BYTES)
         if len(message) > limit:
-            return None, "oversize", (f"{where}: the message is {len(message):,} bytes, over the "
-                                      f"{limit:,} byte limit of one record; it was not sent")
+            return None, "oversize", (f"{where}: the message is {len(message):,} bytes, over "
+                                      f"{limit_text('aep', limit)} for one record; it was not sent")
         return message, "", ""
 
     # -- protocol ----------------------------------------------------------------------------------

@@ -446,6 +446,8 @@ def main(argv: list[str] | None = None, *, session: requests.Session | None = No
                     "dataflow, and print the inlet id and flow id for the aep vendor settings.")
     parser.add_argument("--settings", required=True, help="provisioning settings JSON (credentials, spec)")
     parser.add_argument("--spec", help="optional JSON with the spec part (names, schema, dataset, mapping)")
+    parser.add_argument("--json", action="store_true",
+                        help="accepted like every s3-vendor-import command: stdout is the JSON result either way")
     args = parser.parse_args(argv)
     try:
         doc = _read_json(args.settings, "settings")

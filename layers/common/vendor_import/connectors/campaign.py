@@ -43,6 +43,7 @@ from ..http import body_snippet, json_body, request
 from ..model import FinalState, Progress, RejectRow
 from ..scrub import scrub
 from ..settings import Field, validate_fields
+from ..units import limit_text
 from .adobe_ims import DEFAULT_TOKEN_URL, ImsTokenProvider
 from .base import Connector, StepContext
 
@@ -391,8 +392,9 @@ def _read_body(ctx: StepContext) -> dict[str, Any] | None:
     """The trigger's JSON object, or None when the file is empty (blank)."""
     name = ctx.source.name
     if ctx.source.size > MAX_TRIGGER_BYTES:
-        raise InputError(f"trigger file {name} is {ctx.source.size} bytes: a Campaign trigger is a small "
-                         f"JSON document (at most {MAX_TRIGGER_BYTES} bytes) naming an XDM mapping")
+        raise InputError(f"trigger file {name} is {ctx.source.size:,} bytes, over "
+                         f"{limit_text('the trigger file', MAX_TRIGGER_BYTES)}: a Campaign trigger is a small "
+                         f"JSON document naming an XDM mapping")
     with ctx.source.open() as stream:
         raw = stream.read(MAX_TRIGGER_BYTES + 1)
     try:

@@ -30,6 +30,7 @@ from typing import Any, BinaryIO
 from lxml import etree
 
 from ..errors import InputError
+from ..units import limit_text
 
 CHUNK_BYTES = 64 * 1024
 DROPPED_CHILDREN = {"success", "errormessage"}  # response fields a re-uploaded rejects file carries
@@ -151,8 +152,8 @@ class RecordReader:
             self._pos -= keep
         if self._keep_from is not None and len(self._buf) > self._max:
             raise InputError(
-                f"record {self._record_number} (from byte {self._keep_from}) is larger than "
-                f"{self._max} bytes: split it or raise the setting max_record_bytes"
+                f"record {self._record_number} (from byte {self._keep_from:,}) is over "
+                f"{limit_text('the max_record_bytes setting', self._max)}: split it or raise the setting"
             )
         data = self._stream.read(self._chunk)
         if not data:

@@ -43,6 +43,7 @@ from ..model import FinalState, Progress, RawRejects, RejectRow
 from ..scrub import register_secret, scrub
 from ..settings import Field
 from ..source import Source
+from ..units import limit_text
 from .base import Connector, StepContext
 
 MAX_FILE_BYTES = 30 * 1024 * 1024  # "Its size should be less than 30Mb" (seed 002)
@@ -366,8 +367,8 @@ def check_file(source: Source) -> None:
         )
     if source.size > MAX_FILE_BYTES:
         raise InputError(
-            f"{source.name} is {source.size} bytes but HOPEX imports files of at most 30 MB "
-            f"({MAX_FILE_BYTES} bytes): split it into several command files and upload each"
+            f"{source.name} is {source.size:,} bytes, over {limit_text('hopex', MAX_FILE_BYTES)}: "
+            f"split it into several command files and upload each"
         )
 
 

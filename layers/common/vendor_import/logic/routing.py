@@ -1,12 +1,16 @@
 """From an S3 key (or a console input) to an import request: vendor, options, dry run, job id.
 
-Key convention: ``inbox/<vendor>/[dry-run/][name=value/...]<path>/<file>``. Segments of the form
-``name=value`` are per-import options; a ``dry-run`` segment (or option dry_run=true, or S3
-metadata ``dry-run: true``) runs the local checks only.
+Key convention: ``inbox/<vendor>/[dry-run/][name=value/...]<path>/<file>``. A ``name=value``
+segment whose name is one of the vendor's option names (case and ``-``/``_`` aside) is a
+per-import option; any other ``name=value`` segment is a plain folder (``year=2026/month=11/``,
+the partition layout data-lake exports write), except a near miss of an option name
+(``valdate=AtEnd``), which fails with "did you mean validate?". A ``dry-run`` segment (or option
+dry_run=true, or S3 metadata ``dry-run: true``) runs the local checks only.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -18,6 +22,11 @@ from ..errors import InputError
 INBOX = "inbox/"
 _NAME_SAFE = re.compile(r"[^A-Za-z0-9_-]+")
 _TRUE = {"true", "1", "yes"}
+# how close a folder's name=value name must be to an option name to be taken for a typo of it:
+# difflib's ratio, 2*matches/total length. 0.8 catches one dropped, added or swapped letter in
+# names of 5+ letters (valdate, valiate, delimeter) and leaves short words like day, year,
+# region, month clear of every option name.
+NEAR_MISS_CUTOFF = 0.8
 
 
 @dataclass
@@ -58,17 +67,41 @@ def vendor_of(key: str) -> str:
     return parts[0]
 
 
-def options_from_key(key: str) -> tuple[dict[str, str], bool]:
-    """name=value segments between the vendor and the file name, and the dry-run flag."""
+def option_name(name: str) -> str:
+    """How option names compare: case-insensitive, ``-`` same as ``_`` (S3 metadata style)."""
+    return name.strip().lower().replace("-", "_")
+
+
+def options_from_key(key: str, known: set[str] | None = None) -> tuple[dict[str, str], bool]:
+    """The options and the dry-run flag named by the key's folders between vendor and file name.
+
+    ``known`` are the vendor's option names (None: the vendor's own, looked up). A segment
+    ``name=value`` is an option when ``name`` is one of them; otherwise it is a folder, unless
+    ``name`` is a near miss of one (difflib ratio >= NEAR_MISS_CUTOFF): InputError with the fix.
+    """
+    if known is None:
+        known = _option_names(vendor_of(key))
     segments = key[len(INBOX):].split("/")[1:-1]
     options: dict[str, str] = {}
     dry_run = False
     for seg in segments:
         if seg.lower() in ("dry-run", "dry_run", "dryrun"):
             dry_run = True
-        elif "=" in seg:
-            name, _, value = seg.partition("=")
-            options[name.strip()] = value
+            continue
+        if "=" not in seg:
+            continue
+        name, _, value = seg.partition("=")
+        norm = option_name(name)
+        if norm in known or norm == "dry_run":
+            options[norm] = value
+            continue
+        close = difflib.get_close_matches(norm, sorted(known), n=1, cutoff=NEAR_MISS_CUTOFF)
+        if close:
+            raise InputError(
+                f"key folder {seg!r} is not an option: did you mean {close[0]}? Rename the folder "
+                f"{close[0]}={value} (options of this vendor: {', '.join(sorted(known))})"
+            )
+        # any other name=value segment is a plain folder (year=2026/, region=eu/, ...)
     return options, dry_run
 
 
@@ -79,12 +112,12 @@ def build_request(bucket: str, key: str, *, metadata: dict[str, str] | None = No
     """Merge options: key segments < S3 metadata < console input (the most explicit wins)."""
     vendor = vendor_of(key)
     options: dict[str, Any] = {}
-    key_options, key_dry = options_from_key(key)
+    known = _option_names(vendor)
+    key_options, key_dry = options_from_key(key, known)
     options.update(key_options)
     meta_dry = False
-    known = _option_names(vendor) if metadata else set()
     for name, value in (metadata or {}).items():
-        norm = name.lower().replace("-", "_")
+        norm = option_name(name)
         if norm == "dry_run":
             meta_dry = value.strip().lower() in _TRUE
         elif norm in known:  # other tools add metadata of their own (rclone's mtime...): not ours

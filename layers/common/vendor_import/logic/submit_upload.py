@@ -70,7 +70,8 @@ class UploadRouter:
                 size = head.get("ContentLength")
             request = build_request(bucket, key, metadata=head.get("Metadata") or {}, version_id=version,
                                     etag=etag, size=size)
-            precheck(vendor, int(size if size is not None else 1), request.options)
+            compressed = key.lower().endswith(".gz") or bool(head.get("ContentEncoding"))
+            precheck(vendor, int(size if size is not None else 1), request.options, compressed=compressed)
         except InputError as exc:
             return self._reject(job_id, bucket, key, version, etag, size, exc)
         try:

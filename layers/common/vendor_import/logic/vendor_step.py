@@ -19,7 +19,8 @@ from ..dal.s3_layout import S3Store
 from ..errors import InputError
 from ..model import FinalState, Progress, RawRejects
 from ..scrub import scrub
-from ..source import S3Source
+from ..source import MAGIC_BYTES, S3Source, compression_of, plain_name, stage_gunzipped
+from ..units import limit_text
 from .finalize import iso
 from .routing import ImportRequest, build_request, parse_console_input
 
@@ -60,12 +61,17 @@ class VendorStep:
         connector = self._connector(settings)
         head = self._head(request)
         source = self._source(request, head["ContentLength"])
+        staged = self._decompress(job_id, source, head, connector)
+        if staged:
+            source = self._staged_source(request, staged)
         ctx = self._context(job_id, request, source, head.get("Metadata") or {}, poll=0, settings=settings)
         _check_size(connector, source)
         rows = connector.validate(ctx)
         base = {"job_id": job_id, "vendor": self.vendor, "source_name": source.name,
                 "size": source.size, "polls": 0, "waited_seconds": 0, "dry_run": request.dry_run,
                 "submitted_at": iso(self.clock())}
+        if staged:
+            base["staged"] = staged
         if not request.dry_run:
             base["pace"] = self._learned_pace(source.size, job_id)
         if request.dry_run:
@@ -86,7 +92,7 @@ class VendorStep:
         polls = int(job.get("polls") or 0) + 1
         waited = int(job.get("waited_seconds") or 0) + int(job.get("wait_seconds") or 0)
         base = {**{k: job.get(k) for k in ("job_id", "vendor", "source_name", "size", "dry_run",
-                                            "submitted_at", "raw_format", "pace")},
+                                            "submitted_at", "raw_format", "pace", "staged")},
                 "polls": polls, "waited_seconds": waited}
         if waited >= settings["deadline_seconds"]:
             return {**base, "done": True, "state": FinalState.TIMED_OUT.value, "wait_seconds": 0,
@@ -96,7 +102,10 @@ class VendorStep:
                                f"(deadline_seconds = {settings['deadline_seconds']})"}
         connector = self._connector(settings)
         head = self._head(request)
-        source = self._source(request, job.get("size") or head["ContentLength"])
+        if job.get("staged"):  # a gzip upload: every step reads the copy submit decompressed
+            source = self._staged_source(request, job["staged"])
+        else:
+            source = self._source(request, job.get("size") or head["ContentLength"])
         ctx = self._context(job_id, request, source, head.get("Metadata") or {}, poll=polls, settings=settings)
         # a retried poll resumes from what the failed attempt already checkpointed
         connector_job = self.jobs.load_checkpoint(job_id, polls) or job.get("connector") or {}
@@ -135,6 +144,29 @@ class VendorStep:
     def _source(self, request: ImportRequest, size: int) -> S3Source:
         return S3Source(self.s3, request.bucket, request.key, request.version_id, size=size)
 
+    def _decompress(self, job_id: str, source: S3Source, head: dict[str, Any], connector) -> dict[str, Any] | None:
+        """A gzip upload (Content-Encoding gzip, *.gz or the gzip magic number) is decompressed
+        once, at submit, into work/<job_id>/source/<name without .gz>: record vendors read it from
+        byte offsets (gzip cannot be range-read), HOPEX uploads it and simplement-e fetches it by
+        presigned URL. Returns {"key", "size", "name"} of that copy, None for a plain upload.
+        Raises InputError for other compressions, invalid gzip or a copy over the vendor's limit."""
+        magic = source.first_bytes(MAGIC_BYTES)
+        if compression_of(source.name, head.get("ContentEncoding"), magic) != "gzip":
+            return None
+        name = plain_name(source.name)
+        key = f"work/{job_id}/source/{name}"
+        limit = connector.max_file_bytes
+        size = stage_gunzipped(source, self.s3, self.store.bucket, key, max_bytes=limit,
+                               too_large=f"{source.name} decompresses to more than "
+                                         f"{limit_text(self.vendor, limit or 0)}: split the file and "
+                                         f"upload the parts (each gzip-compressed if you like)")
+        return {"key": key, "size": size, "name": name}
+
+    def _staged_source(self, request: ImportRequest, staged: dict[str, Any]) -> S3Source:
+        source = S3Source(self.s3, self.store.bucket, staged["key"], None, size=staged["size"])
+        source.name = staged["name"]
+        return source
+
     def _head(self, request: ImportRequest) -> dict[str, Any]:
         """One HeadObject per step: the size and the metadata (options) of the upload."""
         kwargs = {"Bucket": request.bucket, "Key": request.key}
@@ -158,10 +190,10 @@ class VendorStep:
                                console_options=request.options).options
         options = validate_options(self.vendor, merged)
 
-        def presign(expiry: int) -> str:
-            params = {"Bucket": request.bucket, "Key": request.key}
-            if request.version_id:
-                params["VersionId"] = request.version_id
+        def presign(expiry: int) -> str:  # the object the vendor reads: the upload or its decompressed copy
+            params = {"Bucket": source.bucket, "Key": source.key}
+            if source.version_id:
+                params["VersionId"] = source.version_id
             return self.presign_s3.generate_presigned_url("get_object", Params=params,
                                                   ExpiresIn=min(int(expiry), PRESIGN_MAX_SECONDS))
 
@@ -211,8 +243,8 @@ def _check_size(connector, source) -> None:
     limit = connector.max_file_bytes
     if limit is not None and source.size > limit:
         raise InputError(
-            f"{source.name} is {source.size:,} bytes, over the {connector.vendor} limit of "
-            f"{limit:,} bytes: split the file and upload the parts"
+            f"{source.name} is {source.size:,} bytes, over {limit_text(connector.vendor, limit)}: "
+            f"split the file and upload the parts"
         )
 
 
@@ -227,14 +259,15 @@ def _dry_run_message(n: int) -> str:
     return "dry run: the file passed every local check; nothing was sent to the vendor"
 
 
-def precheck(vendor: str, size: int, options: dict[str, Any]) -> None:
-    """Cheap checks the submit function runs before starting an execution."""
+def precheck(vendor: str, size: int, options: dict[str, Any], compressed: bool = False) -> None:
+    """Cheap checks the submit function runs before starting an execution. A compressed upload's
+    size says nothing of its decompressed size, which the vendor step checks."""
     cls = connector_class(vendor)
     if size == 0 and not cls.allow_empty_file:
         raise InputError("the uploaded file is empty (0 bytes): nothing to import")
-    if cls.max_file_bytes is not None and size > cls.max_file_bytes:
+    if not compressed and cls.max_file_bytes is not None and size > cls.max_file_bytes:
         raise InputError(
-            f"the uploaded file is {size:,} bytes, over the {vendor} limit of "
-            f"{cls.max_file_bytes:,} bytes: split the file and upload the parts"
+            f"the uploaded file is {size:,} bytes, over {limit_text(vendor, cls.max_file_bytes)}: "
+            f"split the file and upload the parts"
         )
     validate_options(vendor, options)
