@@ -449,6 +449,10 @@ class AepConnector(Connector):
         counts = job["counts"]
         for batch, outcome in sorted(completed, key=lambda pair: pair[0].start):
             self._emit(batch, outcome, ctx)
+            refused = batch.local + outcome.refused
+            if refused and not job.get("first_refusal"):  # the inlet's words for the status record's error
+                item, code, reason = min(refused, key=lambda r: r[0].number)
+                job["first_refusal"] = scrub(f"{_record_ref(item)}: {code} {reason}")[:300]
             counts["records"] += batch.items
             counts["sent"] += len(batch.messages)
             counts["accepted"] += outcome.accepted
@@ -679,11 +683,13 @@ class AepConnector(Connector):
                 message += " (the runs had not accounted for every record when verification stopped)"
         else:
             message += "; accepted by the inlet is not yet in the dataset: check the dataflow's runs"
+        error_type = None
         if c["accepted"] == 0 and c["records"]:
-            state = FinalState.FAILED
-            message = f"the inlet accepted none of the {c['records']:,} records; see the rejects file"
+            state, error_type = FinalState.FAILED, "VendorRefusedAll"
+            message = (f"the inlet accepted none of the {c['records']:,} records (first: "
+                       f"{job.get('first_refusal') or 'no reason given'}); see the rejects file")
         return Progress(job=job, done=True, state=state, vendor_ref=self.settings["flow_id"],
-                        counts=_public_counts(job), message=message)
+                        counts=_public_counts(job), message=message, error_type=error_type)
 
     def _sent_message(self, job: dict[str, Any]) -> str:
         c = job["counts"]

@@ -222,6 +222,8 @@ class CirrusConnector(Connector):
                 reason = result.error or "Cirrus Shield refused the record (no ErrorMessage)"
                 rows.append(RejectRow(self._record_label(chunk, element, job), reason, CODE_REFUSED))
                 raw.append(cx.reject_xml(element, reason))
+        if rows and not job.get("first_refusal"):  # the vendor's words for a status record's error
+            job["first_refusal"] = f"record {rows[0].record}: {rows[0].reason}"[:300]
         if rows or force_emit:
             ctx.emit_rejects(_part_id(first), rows, _raw_part(raw), self._raw_format(ctx))
         accepted = len(batch) - len(rows)
@@ -309,15 +311,17 @@ class CirrusConnector(Connector):
             message = f"Cirrus Shield accepted all {total} {obj} records ({self._describe(job)})."
         elif accepted == 0:
             state = FinalState.FAILED
-            message = (f"Cirrus Shield refused all {total} {obj} records: the rejects file holds each "
-                       f"with its ErrorMessage; fix them and drop it back in the inbox.")
+            first = job.get("first_refusal") or "no ErrorMessage"
+            message = (f"Cirrus Shield refused all {total} {obj} records (first: {first}): the rejects "
+                       f"file holds each with its ErrorMessage; fix them and drop it back in the inbox.")
         else:
             state = FinalState.SUCCEEDED_WITH_REJECTS
             message = (f"Cirrus Shield accepted {accepted} of {total} {obj} records and refused "
                        f"{rejected}: fix them in the rejects file and drop it back in the inbox.")
         if counts.get("unconfirmed"):
             message += f" {counts['unconfirmed']} records have an unknown outcome (UNCONFIRMED)."
-        return Progress(job=job, done=True, state=state, counts=dict(counts), message=message)
+        return Progress(job=job, done=True, state=state, counts=dict(counts), message=message,
+                        error_type="VendorRefusedAll" if state is FinalState.FAILED else None)
 
     @staticmethod
     def _describe(job: dict[str, Any]) -> str:

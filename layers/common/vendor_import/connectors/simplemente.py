@@ -240,7 +240,7 @@ class SimplementeConnector(Connector):
             silence = self._silence(job, status)
             if silence:
                 return Progress(job=job, done=True, state=FinalState.FAILED, vendor_ref=guid,
-                                counts=counts, message=silence)
+                                counts=counts, message=silence, error_type="VendorSilent")
             last = status.messages[-1].text if status.messages else "no message yet"
             return Progress(job=job, vendor_ref=guid, counts=counts,
                             message=f"import {guid} of flux {flux!r} running: {_short(last)}")
@@ -248,6 +248,7 @@ class SimplementeConnector(Connector):
                    for i, m in enumerate(status.messages, 1) if m.error]
         return Progress(job=job, done=True, state=outcome.state, vendor_ref=guid, counts=counts,
                         message=_final_message(outcome, status, guid, flux, self.settings),
+                        error_type="VendorJobFailed" if outcome.state is FinalState.FAILED else None,
                         rejects=rejects, **self._raw_rejects(status))
 
     # -- helpers -----------------------------------------------------------------------------------
