@@ -96,7 +96,8 @@ class Aep:
         (message,) = messages
         assert document == message["body"] == {k: v for k, v in record.items() if k != "notified_at"}
         assert message["subject"] == f"[aep] {state}: {result.key.rsplit('/', 1)[-1]}"
-        assert message["attributes"] == {"vendor": "aep", "state": state, "dry_run": "false"}
+        assert message["attributes"] == {"vendor": "aep", "state": state, "dry_run": "false",
+                                         **({"error_type": record["error"]["type"]} if record["error"] else {})}
         assert AepSimulator.CLIENT_SECRET not in json.dumps(message)
         return record
 
@@ -166,7 +167,11 @@ def test_refused_records_end_with_a_rejects_file_that_can_be_reuploaded(aep):
 def test_every_record_refused_is_failed(aep):
     result = aep.pipe.import_file(FILES / "profiles-all-refused.ndjson", aep.key())
     record = aep.one_outcome(result, state="FAILED")
-    assert record["message"] == "the inlet accepted none of the 3 records; see the rejects file"
+    assert record["message"] == (
+        f"the inlet accepted none of the 3 records (first: record 1 (line 1): 400 "
+        f"inletId: [{aep.sim.settings()['inlet_id']}] "
+        f"imsOrgId: [{AepSimulator.ORG}] {UNKNOWN_FORMAT}); see the rejects file")
+    assert record["error"] == {"type": "VendorRefusedAll", "message": record["message"]}
     rows, raw = rejects(result)
     assert len(rows) == 3 and len(ids_in(raw)) == 3
     assert aep.sim.accepted == []

@@ -188,11 +188,12 @@ class CampaignConnector(Connector):
         mapping_id = job["mapping_id"]
         aborted = len(job["request_ids"])
         if aborted > int(job["max_resubmits"]):
+            info = scrub(_strip_mapping_prefix(info, mapping_id))[:300]
             return Progress(
                 job=job, done=True, state=FinalState.FAILED, vendor_ref=str(request_id),
                 counts=_counts(job, records=num_records, accepted=num_records), error_type="VendorJobFailed",
                 message=(f"The ingestion of XDM mapping {mapping_id} was aborted {aborted} times by "
-                         f"Campaign (status Aborted{': ' + scrub(info)[:300] if info else ''}; requests "
+                         f"Campaign (status Aborted{': ' + info if info else ''}; requests "
                          f"{', '.join(map(str, job['request_ids']))}; max_resubmits is "
                          f"{job['max_resubmits']}): check the data ingestion service and the mapping "
                          "status in Campaign, then upload the trigger again."),
