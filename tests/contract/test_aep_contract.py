@@ -1,4 +1,9 @@
-"""AEP connector against the AEP simulator over HTTP: one test per branch of the issue."""
+"""AEP connector against the AEP simulator over HTTP: one test per branch of the issue.
+
+These tests drive the /collection/batch path: raw records with the opt-in ``raw_batch`` (the
+simulator built with ``raw_on_batch=True``, an inlet that takes them), and XDM envelopes. The
+documented default path for raw records (one per request to /collection/{inlet}) is in
+test_aep_single.py."""
 
 from __future__ import annotations
 
@@ -79,7 +84,7 @@ class Run:
 
 @pytest.fixture
 def sim():
-    with AepSimulator() as s:
+    with AepSimulator(raw_on_batch=True) as s:
         yield s
 
 
@@ -202,7 +207,7 @@ def test_413_splits_the_batch_and_refuses_a_single_message_too_large(sim):
 
 
 def test_auth_failure_bad_credentials():
-    with AepSimulator(authenticated=True) as sim:
+    with AepSimulator(authenticated=True, raw_on_batch=True) as sim:
         doc = sim.settings()
         doc["ims"]["client_secret"] = "wrong-secret"
         conn = build_connector("aep", load_settings("aep", doc))
@@ -212,14 +217,14 @@ def test_auth_failure_bad_credentials():
 
 
 def test_auth_unauthenticated_client_on_an_authenticated_inlet():
-    with AepSimulator(authenticated=True) as sim:
+    with AepSimulator(authenticated=True, raw_on_batch=True) as sim:
         conn = connector_for(sim, authenticated=False)
         with pytest.raises(VendorAuthError, match="set authenticated to true"):
             Run(conn, FileSource(str(FILES / "profiles-clean.ndjson"))).all()
 
 
 def test_auth_expired_token_reauthenticates_once():
-    with AepSimulator(authenticated=True) as sim:
+    with AepSimulator(authenticated=True, raw_on_batch=True) as sim:
         conn = connector_for(sim)
         run = Run(conn, FileSource(str(FILES / "profiles-clean.ndjson")))
         start = run.submit()
@@ -372,7 +377,7 @@ def test_verify_flow_runs_reports_ingested_and_failed(sim):
 
 
 def test_pacing_keeps_under_the_inlet_rate_limit():
-    with AepSimulator(max_requests_per_second=25) as sim:
+    with AepSimulator(max_requests_per_second=25, raw_on_batch=True) as sim:
         records = people(60)
         conn = connector_for(sim, max_messages_per_request=3, concurrency=8, max_requests_per_second=10)
         done = Run(conn, BytesSource(ndjson(records), "paced.ndjson")).all()

@@ -1,9 +1,20 @@
 """Adobe Experience Platform streaming ingestion: records streamed to an HTTP API inlet (seed 003).
 
-An upload (NDJSON, JSON array or CSV) is read as a stream and sent to
-``POST {base_url}/collection/batch/{inlet_id}`` (header ``x-adobe-flow-id``) in batches of at
-most ``max_request_bytes`` (the inlet answers 413 over 1 MB). The inlet answers 207 with one
-result per message, in order: ``xactionId`` = accepted, ``statusCode`` + ``message`` = refused.
+An upload (NDJSON, JSON array or CSV) is read as a stream and sent by one of two paths:
+
+* raw records (``message_mode: raw``, the default): one record per request,
+  ``POST {base_url}/collection/{inlet_id}`` with header ``x-adobe-flow-id``, the one raw path
+  Adobe documents (seed 003, "Affichage des données brutes à ingérer"). The inlet answers 200
+  ``{"inletId", "xactionId", "receivedTimeMs"}``; a 400 refuses the record. Up to
+  ``single_concurrency`` requests are in flight, paced under ``max_requests_per_second`` (the
+  inlet's documented 1,000 requests/s, streaming-ingestion overview).
+* XDM envelopes (``message_mode: xdm``), or raw records with the opt-in ``raw_batch: true``
+  (undocumented: Adobe shows /collection/batch with XDM envelopes only):
+  ``POST {base_url}/collection/batch/{inlet_id}`` ``{"messages": [...]}`` in batches of at most
+  ``max_request_bytes`` (the inlet answers 413 over 1 MB). The inlet answers 207 with one result
+  per message, in order: ``xactionId`` = accepted, ``statusCode`` + ``message`` = refused
+  (streaming-multiple-messages.md). A raw batch refused whole for its shape ("unknown xdm
+  format") fails the import with a VendorRejectedError naming ``raw_batch``.
 
 The import is a cursor loop: ``submit`` checks the upload and starts; each ``poll`` sends the
 next slice of the file until ``ctx.time_left()`` drops under ``time_margin_seconds`` and asks to
@@ -62,6 +73,10 @@ _WRAPPER_BYTES = len(b'{"messages":[]}')
 _RETRYABLE = frozenset({429, 500, 502, 503, 504})
 # a batch also closes after this many locally refused records (keeps one reject part small)
 _MAX_LOCAL_PER_BATCH = 1000
+# single-message path: records per bookkeeping batch (one worker sends them one request at a time)
+_SINGLE_BATCH_MESSAGES = 50
+# the documented answer of a batch inlet to a message that is not an XDM envelope
+_SHAPE_REFUSAL = "unknown xdm format"
 # validate() lists at most this many would-be rejects
 _MAX_VALIDATE_ROWS = 10_000
 
@@ -151,6 +166,12 @@ class AepConnector(Connector):
         Field("flow_id", str, required=True, doc="the dataflow id, sent as header x-adobe-flow-id"),
         Field("message_mode", str, default="raw", choices=("raw", "xdm"),
               doc="raw: each record is sent as it is; xdm: wrapped in the XDM header/body envelope"),
+        Field("raw_batch", bool, default=False,
+              doc="raw mode: send records as {\"messages\": [...]} to /collection/batch/{inlet} (not documented "
+                  "by Adobe; opt in only if your inlet accepts it). Default: one record per request to "
+                  "/collection/{inlet}, as documented (seed 003)"),
+        Field("single_concurrency", int, default=50, minimum=1,
+              doc="single-message path: requests in flight (1,000 requests/s at 50 ms per request)"),
         Field("schema_id", str, doc="xdm mode: $id of the target XDM schema"),
         Field("schema_content_type", str, default=XDM_CONTENT_TYPE, doc="xdm mode: schemaRef.contentType"),
         Field("dataset_id", str, doc="xdm mode: the target dataset id"),
@@ -193,10 +214,14 @@ class AepConnector(Connector):
     max_file_bytes = None  # streamed: any size, continued over as many steps as needed
 
     def __init__(self, settings: dict[str, Any], session: requests.Session | None = None):
-        session = session or new_session(settings, pool_size=max(10, int(settings.get("concurrency") or 8)))
+        pool = max(10, int(settings.get("concurrency") or 8), int(settings.get("single_concurrency") or 50))
+        session = session or new_session(settings, pool_size=pool)
         super().__init__(settings, session=session)
         s = settings
         self.inlet_url = f"{s['base_url']}/collection/batch/{s['inlet_id']}"
+        self.single_url = f"{s['base_url']}/collection/{s['inlet_id']}"
+        # raw records go one per request to /collection/{inlet} unless raw_batch opts in
+        self.single = s["message_mode"] == "raw" and not s.get("raw_batch")
         self.platform_url = (s.get("platform_base_url") or "https://platform.adobe.io").rstrip("/")
         self._check_settings()
         self.ims: ImsTokenProvider | None = None
@@ -214,8 +239,9 @@ class AepConnector(Connector):
                 if not s.get(name):
                     raise SettingsError(f"missing setting {name}: message_mode xdm needs schema_id, "
                                         "dataset_id and ims_org_id for the XDM envelope")
-        if s["concurrency"] > 64:  # the job state lists up to ~2 x concurrency completed ranges
-            raise SettingsError("setting concurrency must be at most 64")
+        for name in ("concurrency", "single_concurrency"):
+            if s[name] > 64:  # the job state lists up to ~2 x concurrency completed ranges
+                raise SettingsError(f"setting {name} must be at most 64")
         needs_ims = [n for n in ("authenticated", "verify_flow_runs") if s.get(n)]
         ims = s.get("ims") or {}
         if needs_ims and not (ims.get("client_id") and ims.get("client_secret")):
@@ -344,6 +370,7 @@ class AepConnector(Connector):
         """Batches from the committed offset, closed before a batch completed ahead (job["done"])
         so they are skipped, not resent."""
         s = self.settings
+        per_batch = _SINGLE_BATCH_MESSAGES if self.single else s["max_messages_per_request"]
         done = deque(sorted(tuple(d) for d in job["done"]))
         position = Position(job["offset"], job["number"], job["line"])
         # batch ranges are contiguous: each starts where the previous one ended
@@ -361,7 +388,7 @@ class AepConnector(Connector):
             message, code, reason = self._check(item)
             if message is not None and batch.messages and (
                     batch.size + len(message) + 1 > s["max_request_bytes"]
-                    or len(batch.messages) >= s["max_messages_per_request"]):
+                    or len(batch.messages) >= per_batch):
                 yield batch
                 batch = _Batch(batch.end, batch.end, batch.end_number, batch.end_line)
             batch.items += 1
@@ -390,10 +417,11 @@ class AepConnector(Connector):
         exhausted = stopped = False
         started = 0  # batches taken in this step
         error: BaseException | None = None
-        with ThreadPoolExecutor(max_workers=s["concurrency"], thread_name_prefix="aep-send") as pool:
+        workers = s["single_concurrency"] if self.single else s["concurrency"]
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aep-send") as pool:
             while True:
                 completed: list[tuple[_Batch, _Outcome]] = []
-                while not (stopped or exhausted) and len(inflight) + len(completed) < s["concurrency"]:
+                while not (stopped or exhausted) and len(inflight) + len(completed) < workers:
                     # always make progress: at least one batch per step (a margin as long as the
                     # Lambda run would otherwise loop forever without sending anything)
                     if ctx.time_left() < margin and started:
@@ -408,11 +436,12 @@ class AepConnector(Connector):
                     if batch is None:
                         exhausted = True
                     elif batch.messages:
-                        # joined here, not in the worker: large buffers come from one malloc arena
-                        # (per-thread arenas keep freed ~1 MB bodies: peak memory grows with threads)
-                        batch.body = _body(batch.messages)
-                        # paced here: batches leave in file order, spaced (a worker only paces retries)
-                        self._pacer.acquire(len(batch.messages))
+                        if not self.single:
+                            # joined here, not in the worker: large buffers come from one malloc arena
+                            # (per-thread arenas keep freed ~1 MB bodies: peak memory grows with threads)
+                            batch.body = _body(batch.messages)
+                            # paced here: batches leave in file order, spaced (a worker only paces retries)
+                            self._pacer.acquire(len(batch.messages))
                         inflight[pool.submit(self._send_batch, batch, ctx)] = batch
                     else:
                         completed.append((batch, _Outcome()))  # only records refused locally
@@ -423,6 +452,9 @@ class AepConnector(Connector):
                         try:
                             completed.append((batch, future.result()))
                         except VendorImportError as exc:  # this batch stays unsent: retried later
+                            sent = getattr(exc, "sent_prefix", None)
+                            if sent is not None:  # single messages: what went before is done
+                                completed.append(_prefix(batch, *sent))
                             error, stopped = error or exc, True
                 if completed:
                     self._commit(job, completed, ctx)
@@ -485,16 +517,32 @@ class AepConnector(Connector):
         ctx.emit_rejects(f"{batch.start:015d}", rows, "".join(lines).encode("utf-8"), fmt)
 
     def _send_batch(self, batch: _Batch, ctx: StepContext) -> _Outcome:
-        """Send one batch (worker thread): split on 413, resend messages refused with a retryable
-        statusCode, refuse the rest."""
+        """Send one batch (worker thread). Batch path: one request, split on 413, messages refused
+        with a retryable statusCode resent, the rest refused. Single path: one request per message,
+        in order; when one fails for good the error carries ``sent_prefix`` (how many went before
+        and their outcome) so those are committed, not sent again."""
+        if not self.single:
+            return self._send_group(batch.messages, _Outcome(), ctx, batch)
         outcome = _Outcome()
-        groups: deque[tuple[list[tuple[Item, bytes]], int]] = deque([(batch.messages, 0)])
+        for index, pair in enumerate(batch.messages):
+            try:
+                self._send_group([pair], outcome, ctx)
+            except VendorImportError as exc:
+                if index:
+                    exc.sent_prefix = (index, outcome)  # type: ignore[attr-defined]
+                raise
+        return outcome
+
+    def _send_group(self, messages: list[tuple[Item, bytes]], outcome: _Outcome, ctx: StepContext,
+                    batch: _Batch | None = None) -> _Outcome:
+        single = self.single
+        groups: deque[tuple[list[tuple[Item, bytes]], int]] = deque([(messages, 0)])
         while groups:
             group, attempt = groups.popleft()
             body = None
-            if group is batch.messages:  # the whole batch: joined and paced by the main thread, once
+            if batch is not None and group is batch.messages:  # joined and paced by the main thread, once
                 body, batch.body = batch.body, None
-            responses = self._post(group, outcome, ctx, body, paced=body is not None)
+            responses = self._post(group, outcome, ctx, body, paced=body is not None, single=single)
             if responses is None:  # 413: the body is too large for the inlet
                 if len(group) == 1:
                     outcome.refused.append((group[0][0], "413", "the inlet refused the message as too "
@@ -504,6 +552,7 @@ class AepConnector(Connector):
                     groups.appendleft((group[half:], attempt))
                     groups.appendleft((group[:half], attempt))
                 continue
+            self._check_shape(group, responses)
             again = []
             for (item, message), answer in zip(group, responses, strict=True):
                 status = answer.get("statusCode") if isinstance(answer, dict) else None
@@ -523,14 +572,34 @@ class AepConnector(Connector):
                 groups.append((again, attempt + 1))
         return outcome
 
+    def _check_shape(self, group: list[tuple[Item, bytes]], responses: list[Any]) -> None:
+        """Raw records on /collection/batch (the opt-in raw_batch): an inlet that follows Adobe's
+        documents refuses each bare record with "Message has unknown xdm format". When it refuses
+        every message of a request that way, the shape is wrong, not the records: stop, and say
+        which setting to change."""
+        if self.settings["message_mode"] != "raw" or self.single or not responses:
+            return
+        texts = [str(a.get("message") or "") for a in responses
+                 if isinstance(a, dict) and _as_int(a.get("statusCode")) == 400]
+        if len(texts) == len(group) and all(_SHAPE_REFUSAL in t.lower() for t in texts):
+            raise VendorRejectedError(
+                f"AEP inlet {self.settings['inlet_id']} refused all {len(group)} raw records of a "
+                f"/collection/batch request for their shape (400 {scrub(texts[0])[:200]}): Adobe documents "
+                "/collection/batch for XDM envelopes only. Set raw_batch to false (the default: one record "
+                "per request to /collection/{inlet}, as documented), or use an xdm connection with "
+                "message_mode xdm")
+
     def _post(self, group: list[tuple[Item, bytes]], outcome: _Outcome,
-              ctx: StepContext, body: bytes | None = None, paced: bool = False) -> list[Any] | None:
+              ctx: StepContext, body: bytes | None = None, paced: bool = False,
+              single: bool = False) -> list[Any] | None:
         """POST one request; retry 429/5xx/no answer with exponential backoff; re-auth once on
-        401/403. Returns the per-message responses, or None on 413."""
+        401/403. Returns the per-message responses, or None on 413. ``single``: the one message of
+        ``group`` to /collection/{inlet}: 200 accepts it, 400 refuses it."""
         s = self.settings
-        what = f"AEP inlet {s['inlet_id']} batch request"
+        what = f"AEP inlet {s['inlet_id']} {'request' if single else 'batch request'}"
+        url = self.single_url if single else self.inlet_url
         if body is None:
-            body = _body(group)
+            body = group[0][1] if single else _body(group)
         reauthed = False
         attempt = 0
         while True:
@@ -548,11 +617,14 @@ class AepConnector(Connector):
             outcome.requests += 1
             failure: VendorImportError
             try:
-                resp = request(self.session, "POST", self.inlet_url, what=what, data=body, headers=headers)
+                resp = request(self.session, "POST", url, what=what, data=body, headers=headers)
             except VendorUnavailableError as exc:
                 failure = exc
             else:
                 code = resp.status_code
+                if single and code in (200, 201, 202, 400):
+                    # documented: 200 {"inletId", "xactionId", "receivedTimeMs"}; a 400 refuses the record
+                    return [{"xactionId": "-"} if code < 300 else {"statusCode": 400, "message": _problem(resp)}]
                 if code in (200, 207):
                     try:
                         return self._responses(resp, len(group), what)
@@ -578,6 +650,11 @@ class AepConnector(Connector):
                     if code == 404:
                         raise VendorRejectedError(f"{what}: HTTP 404: unknown inlet; check inlet_id "
                                                   f"({body_snippet(resp, 200)})")
+                    if code == 400 and s["message_mode"] == "raw":  # the whole batch refused
+                        raise VendorRejectedError(
+                            f"{what}: HTTP 400 {body_snippet(resp, 200)}: the inlet refused the batch of raw "
+                            "records; Adobe documents /collection/batch for XDM envelopes only. Set raw_batch "
+                            "to false (the default: one record per request to /collection/{inlet})")
                     raise_for_status(resp, what)
                     raise VendorProtocolError(f"{what}: unexpected HTTP {code} {body_snippet(resp, 200)}")
             if attempt >= s["max_retries"]:
@@ -714,6 +791,33 @@ _REAUTH_LOCK = threading.Lock()
 
 def _body(group: list[tuple[Item, bytes]]) -> bytes:
     return b'{"messages":[' + b",".join(m for _, m in group) + b"]}"
+
+
+def _problem(resp: requests.Response) -> str:
+    """The reason of a refused single message: the problem body's report.message (the shape of
+    the inlet's documented 401), else its message / detail / title, else the body."""
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        report = body.get("report") if isinstance(body.get("report"), dict) else {}
+        for text in (report.get("message"), body.get("message"), body.get("detail"), body.get("title")):
+            if text:
+                return scrub(str(text))[:500]
+    return f"refused with HTTP {resp.status_code} {body_snippet(resp, 200)}".strip()
+
+
+def _prefix(batch: _Batch, sent: int, outcome: _Outcome) -> tuple[_Batch, _Outcome]:
+    """The part of a single-path batch that was sent before a request failed for good: its first
+    ``sent`` messages and the records refused locally among them (a contiguous range)."""
+    cut = batch.messages[sent][0]
+    messages = batch.messages[:sent]
+    local = [entry for entry in batch.local if entry[0].number < cut.number]
+    last = max([item for item, _ in messages] + [entry[0] for entry in local], key=lambda item: item.number)
+    part = _Batch(batch.start, last.end, last.number, last.next_line, messages=messages, local=local,
+                  items=len(messages) + len(local))
+    return part, outcome
 
 
 def _record_ref(item: Item) -> str:
