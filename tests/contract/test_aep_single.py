@@ -140,3 +140,28 @@ def test_authenticated_inlet_gets_the_bearer_token_on_each_single_request():
         reqs = single_requests(sim, sim.settings()["inlet_id"])
         assert len(reqs) == 20 and all(r.header("Authorization").startswith("Bearer ") for r in reqs)
         assert {r.header("x-gw-ims-org-id") for r in reqs} == {AepSimulator.ORG}
+
+
+def test_a_slow_or_dropped_single_request_is_retried_with_the_timeout_and_nothing_is_lost(sim):
+    """The one-record path posts through the session's urllib3 pool directly: its transport
+    failures are the same named errors, retried by the connector."""
+    sim.inject(Fault(delay=1.5, match="/collection/"), Fault(drop=True, match="/collection/"))
+    conn = connector_for(sim, timeout_seconds=1, single_concurrency=1)
+    assert conn._direct is not None  # the direct path is the one under test
+    done = Run(conn, FileSource(str(FILES / "profiles-clean.ndjson"))).all()
+    assert done.state == FinalState.SUCCEEDED and done.counts["retries"] == 2
+    assert len(sim.accepted_ids()) == 20
+
+
+def test_a_single_request_to_a_closed_port_is_vendor_unavailable(sim):
+    conn = connector_for(sim, base_url="http://127.0.0.1:9", max_retries=3, retry_base_seconds=0.0)
+    run = Run(conn, BytesSource(ndjson(people(1)), "one.ndjson"))
+    start = run.submit()
+    with pytest.raises(VendorUnavailableError, match="cannot reach the vendor.*gave up after 4 attempts"):
+        conn.poll(start.job, run.ctx())
+
+
+def test_an_environment_proxy_keeps_the_requests_path(sim, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", "")
+    assert connector_for(sim)._direct is None
