@@ -73,8 +73,10 @@ OBJECT_FIELDS = (
     Field("use_external_id", bool, doc="lookup fields carry the parent's External Id (true) or Id"),
 )
 DEFAULT_FIELDS = (
-    Field("action", str, default="upsert", choices=ACTIONS, doc="action when no option/object says"),
-    Field("matching_field", str, default="Name", doc="matchingFieldName when no option/object says"),
+    # no built-in action or matching field: the DataAction page requires both on every call and
+    # documents no default (an upload that names neither, with no settings default, is refused)
+    Field("action", str, choices=ACTIONS, doc="action when no option/object says"),
+    Field("matching_field", str, doc="matchingFieldName when no option/object says"),
     Field("use_external_id", bool, default=True, doc="useExternalId when no option/object says"),
 )
 
@@ -84,7 +86,9 @@ class CirrusConnector(Connector):
     settings_fields = (
         Field("username", str, required=True, doc="Cirrus Shield user the import signs in as"),
         Field("password", str, required=True, secret=True, doc="that user's password"),
-        Field("batch_size", int, default=50, minimum=1, doc="records per DataAction call"),
+        Field("batch_size", int, default=10, minimum=1,
+              doc="records per DataAction call: 10, as the published C# sample sends (no limit is "
+                  "documented; larger is an opt-in)"),
         Field("safety_margin_seconds", (int, float), default=30, minimum=0,
               doc="a poll stops sending when the Lambda has less time left than this"),
         Field("body_field", str, default="",
@@ -373,6 +377,12 @@ class CirrusConnector(Connector):
 
         params = {"object": obj, "action": pick("action"), "matching_field": pick("matching_field"),
                   "use_external_id": bool(pick("use_external_id"))}
+        for name, example in (("action", "action=upsert"), ("matching_field", "matching_field=Name")):
+            if params[name] is None:
+                raise InputError(
+                    f"no {name} for {obj} records: Cirrus Shield's DataAction needs it on every call and has "
+                    f"no default; give it in the key (inbox/cirrus/{example}/...), as S3 metadata, or in the "
+                    f"settings (objects.{obj}.{name} or defaults.{name})")
         if not params["matching_field"] or not _IDENTIFIER.match(params["matching_field"]):
             raise InputError(f"matching field {params['matching_field']!r} is not a field name: give "
                              f"it as option matching_field=<Field> or in the settings' objects.{obj}")

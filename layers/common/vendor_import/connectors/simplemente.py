@@ -122,8 +122,9 @@ class SimplementeConnector(Connector):
         Field("auth_scheme", str, default="Basic", choices=AUTH_SCHEMES,
               doc='"Basic": standard "Authorization: Basic <b64>"; "basic:": the tutorial\'s '
                   '"Authorization: basic:<b64>"'),
-        Field("content_type", str, default="application/json",
-              doc="Content-Type of the submit call (the tutorial sends text/json)"),
+        Field("content_type", str, default="text/json",
+              doc="Content-Type of the submit call: text/json as the tutorial sends it (the SDK sends "
+                  "application/json)"),
         Field("status_route", str, default="status/{guid}", choices=STATUS_ROUTES,
               doc="status route under app/mediations/: tutorial status/{guid} or reference {guid}/status"),
         Field("default_flux", str, default=None,
@@ -255,7 +256,7 @@ class SimplementeConnector(Connector):
     def _headers(self, *, content_type: bool = False) -> dict[str, str]:
         headers = {"Authorization": self._authorization, "Accept": "application/json"}
         if content_type:
-            headers["Content-Type"] = self.settings.get("content_type") or "application/json"
+            headers["Content-Type"] = self.settings.get("content_type") or "text/json"
         return headers
 
     def _raise_for_status(self, resp, what: str, *, not_found: str) -> None:
