@@ -102,6 +102,33 @@ def people(n, start=1, **extra):
     return [{"id": f"R{i:05d}", "name": f"person {i}", **extra} for i in range(start, start + n)]
 
 
+def fail_requests_holding(sim, marker: bytes, times: int, reply: Reply) -> None:
+    """The next ``times`` requests whose body holds ``marker`` get ``reply``; the rest go through."""
+    failing = {"left": times}
+    handle = sim.handle
+
+    def flaky(req):
+        if marker in req.body and failing["left"]:
+            failing["left"] -= 1
+            return reply
+        return handle(req)
+
+    sim.handle = flaky
+
+
+def a_failing_first_step(sim, records, marker: bytes, times: int, reply: Reply, match: str | None = None,
+                         **settings):
+    """Requests holding ``marker`` fail ``times`` times: the first sending step raises
+    VendorUnavailableError (its retries spent). Returns the run and its submit progress."""
+    fail_requests_holding(sim, marker, times, reply)
+    conn = connector_for(sim, **settings)
+    run = Run(conn, BytesSource(ndjson(records), "flaky.ndjson"))
+    start = run.submit()
+    with pytest.raises(VendorUnavailableError, match=match):
+        conn.poll(start.job, run.ctx())
+    return run, start
+
+
 def batch_requests(sim):
     return sim.requests_to("/collection/batch/", "POST")
 
@@ -297,21 +324,9 @@ def test_crash_mid_step_then_resume_from_checkpoint_no_duplicates(sim):
 
 def test_failed_batch_with_concurrency_retried_step_sends_each_record_once(sim):
     records = people(120)
-    failing = {"left": 6}
-    handle = sim.handle
-
-    def flaky(req):  # the batch holding R00042 fails until its retries are exhausted
-        if b'"R00042"' in req.body and failing["left"]:
-            failing["left"] -= 1
-            return Reply(500, {"error": "processing error"})
-        return handle(req)
-
-    sim.handle = flaky
-    conn = connector_for(sim, max_messages_per_request=10, concurrency=4, max_retries=3)
-    run = Run(conn, BytesSource(ndjson(records), "flaky.ndjson"))
-    start = run.submit()
-    with pytest.raises(VendorUnavailableError):
-        conn.poll(start.job, run.ctx())
+    # the batch holding R00042 fails until its retries are exhausted
+    run, start = a_failing_first_step(sim, records, b'"R00042"', 6, Reply(500, {"error": "processing error"}),
+                                      max_messages_per_request=10, concurrency=4, max_retries=3)
     saved = run.checkpoints[-1]
     assert saved["done"], "batches completed after the failed one are remembered"
     done = run.finish(type(start)(job=saved))

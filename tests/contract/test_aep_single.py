@@ -16,7 +16,7 @@ from vendor_import.source import BytesSource, FileSource
 from local.simulators.aep import AepSimulator
 from local.simulators.base import Fault, Reply
 
-from .test_aep_contract import Run, connector_for, ndjson, people
+from .test_aep_contract import Run, a_failing_first_step, connector_for, ndjson, people
 
 FILES = Path(__file__).resolve().parents[2] / "events" / "files" / "aep"
 UNKNOWN_FORMAT = "Message has unknown xdm format"
@@ -90,21 +90,10 @@ def test_503_and_429_on_single_requests_are_retried(sim):
 
 def test_a_request_failing_for_good_mid_batch_then_the_retried_step_sends_each_record_once(sim):
     records = people(120)
-    failing = {"left": 4}  # max_retries 3: the first attempt and its 3 retries fail
-    handle = sim.handle
-
-    def flaky(req):
-        if b'"R00030"' in req.body and failing["left"]:
-            failing["left"] -= 1
-            return Reply(503, {"title": "Service Unavailable"})
-        return handle(req)
-
-    sim.handle = flaky
-    conn = connector_for(sim, max_retries=3, single_concurrency=4, retry_base_seconds=0.0)
-    run = Run(conn, BytesSource(ndjson(records), "p.ndjson"))
-    start = run.submit()
-    with pytest.raises(VendorUnavailableError, match="gave up after 4 attempts"):
-        conn.poll(start.job, run.ctx())
+    # max_retries 3: the first attempt and its 3 retries fail
+    run, start = a_failing_first_step(sim, records, b'"R00030"', 4, Reply(503, {"title": "Service Unavailable"}),
+                                      match="gave up after 4 attempts", max_retries=3, single_concurrency=4,
+                                      retry_base_seconds=0.0)
     # records 1-29 were accepted before R00030 failed: the checkpoint says so
     assert run.checkpoints[-1]["counts"]["accepted"] >= 29
     done = run.finish(type(start)(job=run.checkpoints[-1]))
