@@ -111,7 +111,7 @@ def test_filter_policies_from_the_docs_select_what_they_say(account):
     docs = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
     policies = {name: json.loads(body) for name, body in
                 re.findall(r"<!-- filter:(\S+) -->\s*```json\s*(\{.*?\})\s*```", docs, re.S)}
-    assert set(policies) >= {"failures", "one-vendor", "one-vendor-not-clean"}
+    assert set(policies) >= {"failures", "one-vendor", "one-vendor-not-clean", "credentials"}
     queues = {}
     for name, policy in policies.items():
         url = account.sqs.create_queue(QueueName=f"filter-{name}")["QueueUrl"]
@@ -120,9 +120,11 @@ def test_filter_policies_from_the_docs_select_what_they_say(account):
                               Attributes={"FilterPolicy": json.dumps(policy)})
         queues[name] = url
     notifier = Notifier(account.sns, account.topic_arn)
+    errors = {"FAILED": {"type": "VendorAuthError", "message": "refused the credentials"},
+              "TIMED_OUT": {"type": "DeadlineExceeded", "message": "still running"}}
     for vendor, state in (("cirrus", "SUCCEEDED"), ("cirrus", "FAILED"), ("hopex", "TIMED_OUT"),
                           ("hopex", "SUCCEEDED"), ("cirrus", "SUCCEEDED_WITH_REJECTS")):
-        notifier.publish(record(vendor=vendor, state=state))
+        notifier.publish(record(vendor=vendor, state=state, error=errors.get(state)))
 
     def got(name):
         msgs = account.sqs.receive_message(QueueUrl=queues[name], MaxNumberOfMessages=10).get("Messages", [])
@@ -132,6 +134,7 @@ def test_filter_policies_from_the_docs_select_what_they_say(account):
     assert got("failures") == [("cirrus", "FAILED"), ("hopex", "TIMED_OUT")]
     assert got("one-vendor") == [("cirrus", "FAILED"), ("cirrus", "SUCCEEDED"), ("cirrus", "SUCCEEDED_WITH_REJECTS")]
     assert got("one-vendor-not-clean") == [("cirrus", "FAILED"), ("cirrus", "SUCCEEDED_WITH_REJECTS")]
+    assert got("credentials") == [("cirrus", "FAILED")]
 
 
 # -- error_type: the failure's documented type as a message attribute (filter policies) -------------------------
