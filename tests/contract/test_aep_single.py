@@ -154,3 +154,12 @@ def test_an_environment_proxy_keeps_the_requests_path(sim, monkeypatch):
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
     monkeypatch.setenv("NO_PROXY", "")
     assert connector_for(sim)._direct is None
+
+
+def test_a_200_without_the_documented_xaction_id_is_not_counted_accepted_and_is_sent_again(sim):
+    sim.inject(Fault(malformed=True, match="/collection/"), Fault(malformed=True, match="/collection/"))
+    done = Run(connector_for(sim, single_concurrency=1, retry_base_seconds=0.0),
+               FileSource(str(FILES / "profiles-clean.ndjson"))).all()
+    assert done.state == FinalState.SUCCEEDED
+    assert (done.counts["accepted"], done.counts["requests"], done.counts["retries"]) == (20, 22, 2)
+    assert len(sim.accepted_ids()) == 20 and set(sim.accepted_ids().values()) == {1}

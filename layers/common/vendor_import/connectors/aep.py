@@ -676,10 +676,17 @@ class AepConnector(Connector):
                 failure = exc
             else:
                 code = resp.status_code
-                if single and code in (200, 201, 202, 400):
-                    # documented: 200 {"inletId", "xactionId", "receivedTimeMs"}; a 400 refuses the record
-                    return [{"xactionId": "-"} if code < 300 else {"statusCode": 400, "message": _problem(resp)}]
-                if code in (200, 207):
+                if single and code == 400:  # the record is refused
+                    return [{"statusCode": 400, "message": _problem(resp)}]
+                if single and code in (200, 201, 202):
+                    # documented: 200 {"inletId", "xactionId", "receivedTimeMs"}; without the
+                    # xactionId the answer is unreadable: treated as not delivered, like a bad 207
+                    xaction = _xaction_id(resp)
+                    if xaction:
+                        return [{"xactionId": xaction}]
+                    failure = VendorUnavailableError(
+                        f"{what}: HTTP {code} without the documented xactionId: {body_snippet(resp, 200)}")
+                elif code in (200, 207):
                     try:
                         return self._responses(resp, len(group), what)
                     except VendorProtocolError as exc:  # unreadable: treated as not delivered
@@ -845,6 +852,15 @@ _REAUTH_LOCK = threading.Lock()
 
 def _body(group: list[tuple[Item, bytes]]) -> bytes:
     return b'{"messages":[' + b",".join(m for _, m in group) + b"]}"
+
+
+def _xaction_id(resp: requests.Response) -> str | None:
+    try:
+        body = resp.json()
+    except ValueError:
+        return None
+    value = body.get("xactionId") if isinstance(body, dict) else None
+    return str(value) if value else None
 
 
 def _problem(resp: requests.Response) -> str:
