@@ -24,7 +24,8 @@ from _files import write_cirrus, write_ndjson
 
 RECORD_BYTES = 1024
 CIRRUS = {"vendor": "cirrus", "base_url": "https://cirrus.example.com", "username": "bench",
-          "password": "bench-password", "batch_size": 200, "safety_margin_seconds": 5}
+          "password": "bench-password", "batch_size": 200, "safety_margin_seconds": 5,
+          "defaults": {"action": "upsert", "matching_field": "Name"}}
 
 
 def one(vendor: str, mb: float, layer: Path | None, tmp: Path) -> dict:

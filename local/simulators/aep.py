@@ -6,13 +6,22 @@ Endpoints (paths as on platform.adobe.io / dcs.adobedc.net / ims-na1.adobelogin.
 * ``POST /ims/token/v3`` form ``grant_type=client_credentials, client_id, client_secret, scope``
   -> ``{"access_token", "token_type": "bearer", "expires_in"}``; bad credentials -> 401
   ``invalid_client``.
-* ``POST /collection/batch/{inletId}`` body ``{"messages": [...]}``, header ``x-adobe-flow-id``
-  -> 207 ``{"inletId", "batchId", "receivedTimeMs", "responses": [...]}``, one response per
-  message in order: ``{"xactionId"}`` when accepted, ``{"statusCode": 400, "message"}`` when
-  refused. Whole-request answers: 413 over ``max_body_bytes`` (1 MB), 429 over the configured
-  rates, 401 without / 403 with an unknown token on an authenticated inlet, 404 unknown inlet,
-  400 for a body that is not ``{"messages": [...]}``. ``POST /collection/{inletId}`` takes one
-  message (200 or 400).
+* ``POST /collection/{inletId}`` (seed 003, "Affichage des données brutes à ingérer"): one
+  message, raw with the flow id in header ``x-adobe-flow-id`` (or the ``x-adobe-flow-id`` query
+  parameter), or an XDM envelope -> 200 ``{"inletId", "xactionId", "receivedTimeMs"}``; a refused
+  message -> 400 with a problem body shaped like the inlet's documented 401
+  ``{"type", "status", "title", "report": {"message"}}`` (the 400 body is not documented).
+* ``POST /collection/batch/{inletId}`` body ``{"messages": [...]}`` (streaming-multiple-messages.md,
+  documented with XDM envelopes only) -> 207 ``{"inletId", "batchId", "receivedTimeMs",
+  "responses": [...]}``, one response per message in order: ``{"xactionId"}`` when accepted,
+  ``{"statusCode": 400, "message"}`` when refused. A bare (raw) record is refused there as a
+  documented inlet refuses a message without the envelope: 400 "... Message has unknown xdm
+  format", unless the simulator is built with ``raw_on_batch=True`` (an inlet that would take
+  raw records there: undocumented, for the connector's opt-in ``raw_batch`` path).
+  Whole-request answers: 413 over ``max_body_bytes`` (1 MB), 429 over the configured rates (the
+  documented 1,000 requests/s and 10,000 messages/s when given), 401 without / 403 with an
+  unknown token on an authenticated inlet, 404 unknown inlet, 400 for a body that is not
+  ``{"messages": [...]}``.
 * ``/data/foundation/flowservice/{connections,sourceConnections,targetConnections,flows}``:
   POST creates (201 ``{"id", "etag"}``), GET lists with ``?property=name==X`` (``{"items"}``),
   GET ``/{id}`` -> ``{"items": [object]}``; connections carry ``auth.params.inletUrl/inletId``.
@@ -122,13 +131,14 @@ class AepSimulator(Simulator):
     SANDBOX = "prod"
 
     def __init__(self, *, latency: float = 0.0, seed: int | None = None, authenticated: bool = False,
-                 message_mode: str = "raw", max_body_bytes: int = 1_000_000,
+                 message_mode: str = "raw", max_body_bytes: int = 1_000_000, raw_on_batch: bool = False,
                  max_requests_per_second: float | None = None,
                  max_messages_per_second: float | None = None, run_settle_polls: int = 1,
                  token_lifetime: int = 86399):
         super().__init__(latency=latency, seed=seed)
         self.authenticated = authenticated
         self.message_mode = message_mode
+        self.raw_on_batch = raw_on_batch
         self.max_body_bytes = max_body_bytes
         self.max_requests_per_second = max_requests_per_second
         self.max_messages_per_second = max_messages_per_second
@@ -198,6 +208,8 @@ class AepSimulator(Simulator):
             "time_margin_seconds": 5,
             "poll": {"first_wait_seconds": 1, "max_wait_seconds": 5, "factor": 2.0},
         }
+        if self.raw_on_batch and self.message_mode == "raw":
+            doc["raw_batch"] = True  # this inlet takes raw records on /collection/batch (opt-in path)
         if self.message_mode == "xdm":
             doc["schema_id"] = d["schema_id"]
             doc["dataset_id"] = d["dataset_id"]
@@ -323,7 +335,7 @@ class AepSimulator(Simulator):
             if injected:
                 responses.append({"statusCode": injected[0], "message": injected[1]})
                 continue
-            entity, problem = self._entity(message, flow_id, inlet_id)
+            entity, problem = self._entity(message, flow_id, inlet_id, batch)
             if problem:
                 responses.append({"statusCode": 400, "message": problem})
                 refused.append(message)
@@ -346,14 +358,18 @@ class AepSimulator(Simulator):
             if accepted:
                 self._record_run(flow_id or self._flow_of(messages[0]), len(accepted), failing, now)
         if not batch:
-            if "xactionId" in responses[0]:
-                return Reply(200, {"inletId": inlet_id, "xactionId": responses[0]["xactionId"],
-                                   "receivedTimeMs": now})
-            return Reply(400, {"inletId": inlet_id, "report": responses[0]})
+            answer = responses[0]
+            if "xactionId" in answer:
+                return Reply(200, {"inletId": inlet_id, "xactionId": answer["xactionId"], "receivedTimeMs": now})
+            status = int(answer["statusCode"])
+            return Reply(status, {"type": "https://ns.adobe.com/adobecloud/problem/data-collection-service-"
+                                          "validation", "status": str(status),
+                                  "title": "Invalid XDM Message Format" if status == 400 else "Error",
+                                  "report": {"message": answer["message"]}})
         return Reply(207, {"inletId": inlet_id, "batchId": f"{now}:{seq}:244", "receivedTimeMs": now,
                            "responses": responses})
 
-    def _entity(self, message: Any, flow_id: str, inlet_id: str) -> tuple[Any, str]:
+    def _entity(self, message: Any, flow_id: str, inlet_id: str, batch: bool = False) -> tuple[Any, str]:
         """The record a message carries, or why it is refused."""
         unknown = f"inletId: [{inlet_id}] imsOrgId: [{self.ORG}] Message has unknown xdm format"
         if not isinstance(message, dict):
@@ -369,6 +385,8 @@ class AepSimulator(Simulator):
                 return None, unknown
             return entity, ""
         if not message:
+            return None, unknown
+        if batch and not self.raw_on_batch:  # documented only with the XDM envelope
             return None, unknown
         if not flow_id:
             return None, f"inletId: [{inlet_id}] a raw message needs the header x-adobe-flow-id"

@@ -1,4 +1,9 @@
-"""AEP connector against the AEP simulator over HTTP: one test per branch of the issue."""
+"""AEP connector against the AEP simulator over HTTP: one test per branch of the issue.
+
+These tests drive the /collection/batch path: raw records with the opt-in ``raw_batch`` (the
+simulator built with ``raw_on_batch=True``, an inlet that takes them), and XDM envelopes. The
+documented default path for raw records (one per request to /collection/{inlet}) is in
+test_aep_single.py."""
 
 from __future__ import annotations
 
@@ -79,7 +84,7 @@ class Run:
 
 @pytest.fixture
 def sim():
-    with AepSimulator() as s:
+    with AepSimulator(raw_on_batch=True) as s:
         yield s
 
 
@@ -95,6 +100,33 @@ def ndjson(records) -> bytes:
 
 def people(n, start=1, **extra):
     return [{"id": f"R{i:05d}", "name": f"person {i}", **extra} for i in range(start, start + n)]
+
+
+def fail_requests_holding(sim, marker: bytes, times: int, reply: Reply) -> None:
+    """The next ``times`` requests whose body holds ``marker`` get ``reply``; the rest go through."""
+    failing = {"left": times}
+    handle = sim.handle
+
+    def flaky(req):
+        if marker in req.body and failing["left"]:
+            failing["left"] -= 1
+            return reply
+        return handle(req)
+
+    sim.handle = flaky
+
+
+def a_failing_first_step(sim, records, marker: bytes, times: int, reply: Reply, match: str | None = None,
+                         **settings):
+    """Requests holding ``marker`` fail ``times`` times: the first sending step raises
+    VendorUnavailableError (its retries spent). Returns the run and its submit progress."""
+    fail_requests_holding(sim, marker, times, reply)
+    conn = connector_for(sim, **settings)
+    run = Run(conn, BytesSource(ndjson(records), "flaky.ndjson"))
+    start = run.submit()
+    with pytest.raises(VendorUnavailableError, match=match):
+        conn.poll(start.job, run.ctx())
+    return run, start
 
 
 def batch_requests(sim):
@@ -203,7 +235,7 @@ def test_413_splits_the_batch_and_refuses_a_single_message_too_large(sim):
 
 
 def test_auth_failure_bad_credentials():
-    with AepSimulator(authenticated=True) as sim:
+    with AepSimulator(authenticated=True, raw_on_batch=True) as sim:
         doc = sim.settings()
         doc["ims"]["client_secret"] = "wrong-secret"
         conn = build_connector("aep", load_settings("aep", doc))
@@ -213,14 +245,14 @@ def test_auth_failure_bad_credentials():
 
 
 def test_auth_unauthenticated_client_on_an_authenticated_inlet():
-    with AepSimulator(authenticated=True) as sim:
+    with AepSimulator(authenticated=True, raw_on_batch=True) as sim:
         conn = connector_for(sim, authenticated=False)
         with pytest.raises(VendorAuthError, match="set authenticated to true"):
             Run(conn, FileSource(str(FILES / "profiles-clean.ndjson"))).all()
 
 
 def test_auth_expired_token_reauthenticates_once():
-    with AepSimulator(authenticated=True) as sim:
+    with AepSimulator(authenticated=True, raw_on_batch=True) as sim:
         conn = connector_for(sim)
         run = Run(conn, FileSource(str(FILES / "profiles-clean.ndjson")))
         start = run.submit()
@@ -293,21 +325,9 @@ def test_crash_mid_step_then_resume_from_checkpoint_no_duplicates(sim):
 
 def test_failed_batch_with_concurrency_retried_step_sends_each_record_once(sim):
     records = people(120)
-    failing = {"left": 6}
-    handle = sim.handle
-
-    def flaky(req):  # the batch holding R00042 fails until its retries are exhausted
-        if b'"R00042"' in req.body and failing["left"]:
-            failing["left"] -= 1
-            return Reply(500, {"error": "processing error"})
-        return handle(req)
-
-    sim.handle = flaky
-    conn = connector_for(sim, max_messages_per_request=10, concurrency=4, max_retries=3)
-    run = Run(conn, BytesSource(ndjson(records), "flaky.ndjson"))
-    start = run.submit()
-    with pytest.raises(VendorUnavailableError):
-        conn.poll(start.job, run.ctx())
+    # the batch holding R00042 fails until its retries are exhausted
+    run, start = a_failing_first_step(sim, records, b'"R00042"', 6, Reply(500, {"error": "processing error"}),
+                                      max_messages_per_request=10, concurrency=4, max_retries=3)
     saved = run.checkpoints[-1]
     assert saved["done"], "batches completed after the failed one are remembered"
     done = run.finish(type(start)(job=saved))
@@ -373,7 +393,7 @@ def test_verify_flow_runs_reports_ingested_and_failed(sim):
 
 
 def test_pacing_keeps_under_the_inlet_rate_limit():
-    with AepSimulator(max_requests_per_second=25) as sim:
+    with AepSimulator(max_requests_per_second=25, raw_on_batch=True) as sim:
         records = people(60)
         conn = connector_for(sim, max_messages_per_request=3, concurrency=8, max_requests_per_second=10)
         done = Run(conn, BytesSource(ndjson(records), "paced.ndjson")).all()

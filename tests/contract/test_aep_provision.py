@@ -102,7 +102,7 @@ def test_printed_settings_stream_a_file_to_the_new_inlet(sim, tmp_path, capsys):
     while not progress.done:
         progress = conn.poll(progress.job, ctx)
     assert progress.state == FinalState.SUCCEEDED and progress.counts["accepted"] == 20
-    inlet = sim.requests_to(f"/collection/batch/{result['settings']['inlet_id']}")
+    inlet = sim.requests_to(f"/collection/{result['settings']['inlet_id']}")  # the documented raw path
     assert inlet and inlet[0].header("x-adobe-flow-id") == result["settings"]["flow_id"]
 
 

@@ -169,7 +169,7 @@ def test_clean_import_succeeds(sim, s3):
     put = sim.requests_to("/app/mediations/standard/articles", "PUT")
     assert len(put) == 1
     assert put[0].json() == {"Url": ctx.presign(0)}
-    assert put[0].header("Content-Type") == "application/json"
+    assert put[0].header("Content-Type") == "text/json"  # as the tutorial sends it
     assert len(s3.gets) == 1  # the vendor fetched the file once
     # first polls show no message (normal), then information messages, then the end
     assert [p.done for p in steps] == [False, False, False, False, True]
@@ -365,8 +365,8 @@ def test_default_flux_setting(sim, s3):
 
 
 def test_content_type_setting(sim, s3):
-    make_connector(sim, content_type="text/json").submit(context(s3))
-    assert sim.requests_to("/standard/", "PUT")[0].header("Content-Type") == "text/json"
+    make_connector(sim, content_type="application/json").submit(context(s3))
+    assert sim.requests_to("/standard/", "PUT")[0].header("Content-Type") == "application/json"
 
 
 def test_poll_5xx_is_transient_and_the_poll_can_be_rerun(sim, s3):

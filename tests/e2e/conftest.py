@@ -112,7 +112,8 @@ class Harness:
         assert record.get("notified_at")
         assert document == message["body"] == {k: v for k, v in record.items() if k != "notified_at"}
         assert message["attributes"] == {"vendor": record["vendor"], "state": record["state"],
-                                         "dry_run": str(record["dry_run"]).lower()}
+                                         "dry_run": str(record["dry_run"]).lower(),
+                                         **({"error_type": record["error"]["type"]} if record["error"] else {})}
         return record, message
 
     def assert_no_secret(self, *documents: Any) -> None:

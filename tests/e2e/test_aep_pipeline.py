@@ -79,6 +79,10 @@ class Aep:
     def batch_posts(self) -> list:
         return self.sim.requests_to("/collection/batch/", "POST")
 
+    def inlet_posts(self) -> list:
+        """Every request to the inlet: /collection/{inlet} (the default) and /collection/batch/{inlet}."""
+        return self.sim.requests_to("/collection/", "POST")
+
     def polls(self) -> list[dict]:
         return [i for i in self.pipe.lambdas.invocations[self._first_invocation:]
                 if i["function"] == self.function and i["action"] == "poll"]
@@ -96,7 +100,8 @@ class Aep:
         (message,) = messages
         assert document == message["body"] == {k: v for k, v in record.items() if k != "notified_at"}
         assert message["subject"] == f"[aep] {state}: {result.key.rsplit('/', 1)[-1]}"
-        assert message["attributes"] == {"vendor": "aep", "state": state, "dry_run": "false"}
+        assert message["attributes"] == {"vendor": "aep", "state": state, "dry_run": "false",
+                                         **({"error_type": record["error"]["type"]} if record["error"] else {})}
         assert AepSimulator.CLIENT_SECRET not in json.dumps(message)
         return record
 
@@ -127,15 +132,17 @@ def test_clean_ndjson_is_streamed_and_succeeds(aep):
     result = aep.pipe.import_file(data, aep.key())
     record = aep.one_outcome(result, state="SUCCEEDED")
     inlet = aep.sim.settings()["inlet_id"]
-    assert record["counts"] == {"records": 20, "sent": 20, "accepted": 20, "rejected": 0, "requests": 1,
+    assert record["counts"] == {"records": 20, "sent": 20, "accepted": 20, "rejected": 0, "requests": 20,
                                 "retries": 0}
-    assert record["message"] == (f"sent 20 of 20 records to AEP inlet {inlet} in 1 request: 20 accepted, 0 refused "
+    assert record["message"] == (f"sent 20 of 20 records to AEP inlet {inlet} in 20 requests: 20 accepted, 0 refused "
                                  "by the inlet; accepted by the inlet is not yet in the dataset: check the "
                                  "dataflow's runs")
     assert record["vendor_ref"] == aep.sim.settings()["flow_id"]
     assert record["rejects"] == {"csv_uri": None, "raw_uri": None, "rows": 0}
-    (post,) = aep.batch_posts()
-    assert post.header("x-adobe-flow-id") == aep.sim.settings()["flow_id"]
+    # default settings: one record per request to /collection/{inlet}, as Adobe documents (seed 003)
+    posts = aep.inlet_posts()
+    assert len(posts) == 20 and {p.path for p in posts} == {f"/collection/{inlet}"}
+    assert {p.header("x-adobe-flow-id") for p in posts} == {aep.sim.settings()["flow_id"]}
     assert aep.sim.accepted_ids() == Counter(ids_in(data))
     assert aep.sim.accepted[0] == json.loads(data.splitlines()[0])  # raw mode: the record as it is
 
@@ -146,7 +153,7 @@ def test_refused_records_end_with_a_rejects_file_that_can_be_reuploaded(aep):
     record = aep.one_outcome(result, state="SUCCEEDED_WITH_REJECTS")
     refused = [json.loads(line)["id"] for line in data.decode().splitlines() if "INVALID" in line]
     assert len(refused) == 3
-    assert record["counts"] == {"records": 20, "sent": 20, "accepted": 17, "rejected": 3, "requests": 1,
+    assert record["counts"] == {"records": 20, "sent": 20, "accepted": 17, "rejected": 3, "requests": 20,
                                 "retries": 0}
     assert record["rejects"]["rows"] == 3
     rows, raw = rejects(result)
@@ -166,23 +173,27 @@ def test_refused_records_end_with_a_rejects_file_that_can_be_reuploaded(aep):
 def test_every_record_refused_is_failed(aep):
     result = aep.pipe.import_file(FILES / "profiles-all-refused.ndjson", aep.key())
     record = aep.one_outcome(result, state="FAILED")
-    assert record["message"] == "the inlet accepted none of the 3 records; see the rejects file"
+    assert record["message"] == (
+        f"the inlet accepted none of the 3 records (first: record 1 (line 1): 400 "
+        f"inletId: [{aep.sim.settings()['inlet_id']}] "
+        f"imsOrgId: [{AepSimulator.ORG}] {UNKNOWN_FORMAT}); see the rejects file")
+    assert record["error"] == {"type": "VendorRefusedAll", "message": record["message"]}
     rows, raw = rejects(result)
     assert len(rows) == 3 and len(ids_in(raw)) == 3
     assert aep.sim.accepted == []
 
 
 def test_throttled_requests_and_messages_are_retried_nothing_lost_or_duplicated(aep):
-    aep.settings(max_messages_per_request=5, concurrency=2)
+    aep.settings(single_concurrency=2)
     aep.sim.inject(Fault(status=429, retry_after=1, match="/collection/"),
                    Fault(status=429, match="/collection/"), Fault(status=503, match="/collection/"))
-    aep.sim.fail_messages(429, 3)  # and three messages of an accepted request answer 429
+    aep.sim.fail_messages(429, 1)  # and one message answers 429 (at most 4 failures: under max_retries 5)
     data = (FILES / "profiles-clean.ndjson").read_bytes()
     result = aep.pipe.import_file(data, aep.key())
     record = aep.one_outcome(result, state="SUCCEEDED")
     counts = record["counts"]
     assert (counts["records"], counts["sent"], counts["accepted"], counts["rejected"]) == (20, 20, 20, 0)
-    assert counts["retries"] >= 4 and counts["requests"] == len(aep.batch_posts()) >= 4 + 4
+    assert counts["retries"] == 4 and counts["requests"] == len(aep.inlet_posts()) == 20 + 4
     accepted = aep.sim.accepted_ids()
     assert accepted == Counter(ids_in(data)) and set(accepted.values()) == {1}
 
@@ -194,17 +205,17 @@ def test_oversize_record_is_refused_locally_with_a_reason_and_never_sent(aep):
             + json.dumps({"id": "OK2", "email": "b@example.com"}) + "\n").encode()
     result = aep.pipe.import_file(data, aep.key())
     record = aep.one_outcome(result, state="SUCCEEDED_WITH_REJECTS")
-    assert record["counts"] == {"records": 3, "sent": 2, "accepted": 2, "rejected": 1, "requests": 1,
+    assert record["counts"] == {"records": 3, "sent": 2, "accepted": 2, "rejected": 1, "requests": 2,
                                 "retries": 0}
     assert record["message"].startswith(f"sent 2 of 3 records to AEP inlet {aep.sim.settings()['inlet_id']} in "
-                                        "1 request: 2 accepted, 0 refused by the inlet, 1 refused locally")
+                                        "2 requests: 2 accepted, 0 refused by the inlet, 1 refused locally")
     rows, raw = rejects(result)
     assert rows == [["record 2 (line 2)", "oversize",
                      f"record 2 (line 2): the message is {len(json.dumps(big)):,} bytes, over AEP's 1 KB limit "
                      "(1,024 bytes) for one record; it was not sent"]]
     assert json.loads(raw) == big
     assert aep.sim.accepted_ids() == Counter(["OK1", "OK2"])
-    assert all(b"BIG1" not in r.body for r in aep.batch_posts())
+    assert all(b"BIG1" not in r.body for r in aep.inlet_posts())
 
 
 def test_csv_file_is_streamed_as_records(aep):
@@ -228,12 +239,12 @@ def test_json_array_file_is_streamed_as_records(aep):
 
 def test_large_file_is_continued_over_several_steps_each_record_once(aep):
     # a step stops sending when less than time_margin_seconds is left of its Lambda run: with a
-    # margin of the whole run (900 s) and one request in flight, each step sends one batch
-    aep.settings(time_margin_seconds=900, concurrency=1, max_messages_per_request=100)
-    data = profiles(1000)
+    # margin of the whole run (900 s) and one sender, each step sends one batch (50 records, one request each)
+    aep.settings(time_margin_seconds=900, single_concurrency=1)
+    data = profiles(500)
     result = aep.pipe.import_file(data, aep.key())
     record = aep.one_outcome(result, state="SUCCEEDED")
-    assert record["counts"] == {"records": 1000, "sent": 1000, "accepted": 1000, "rejected": 0, "requests": 10,
+    assert record["counts"] == {"records": 500, "sent": 500, "accepted": 500, "rejected": 0, "requests": 500,
                                 "retries": 0}
     polls = aep.polls()
     assert len(polls) == 11 and not any(p["errored"] for p in polls)  # 10 sending steps, then the end
@@ -307,4 +318,16 @@ def test_provisioning_twice_creates_nothing_new_and_prints_the_same_ids(aep, tmp
     result = aep.pipe.import_file(data, aep.key())
     aep.one_outcome(result, state="SUCCEEDED")
     assert aep.sim.accepted_ids() == Counter(ids_in(data))
-    assert {r.path.rsplit("/", 1)[-1] for r in aep.batch_posts()} == {two["settings"]["inlet_id"]}
+    assert {r.path.rsplit("/", 1)[-1] for r in aep.inlet_posts()} == {two["settings"]["inlet_id"]}
+
+
+# -- the documented raw path is the default; raw on /collection/batch is an opt-in ------------------------------
+
+def test_opting_in_to_raw_batches_against_a_documented_inlet_fails_naming_the_setting(aep):
+    aep.settings(raw_batch=True)  # the simulator follows Adobe's documents: no raw records on /collection/batch
+    result = aep.pipe.import_file((FILES / "profiles-clean.ndjson").read_bytes(), aep.key())
+    record = aep.one_outcome(result, state="FAILED")
+    assert record["error"]["type"] == "VendorRejectedError"
+    assert "Set raw_batch to false" in record["error"]["message"]
+    assert UNKNOWN_FORMAT in record["error"]["message"]  # the inlet's own words
+    assert aep.sim.accepted == [] and len(aep.batch_posts()) >= 1

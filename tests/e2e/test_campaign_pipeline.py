@@ -85,7 +85,8 @@ class Campaign:
         (message,) = messages
         assert document == message["body"] == {k: v for k, v in record.items() if k != "notified_at"}
         assert message["subject"] == f"[campaign] {state}: {result.key.rsplit('/', 1)[-1]}"
-        assert message["attributes"] == {"vendor": "campaign", "state": state, "dry_run": "false"}
+        assert message["attributes"] == {"vendor": "campaign", "state": state, "dry_run": "false",
+                                         **({"error_type": record["error"]["type"]} if record["error"] else {})}
         text = json.dumps(message)
         assert CLIENT_SECRET not in text and not any(t in text for t in self.sim.tokens)
         assert record["rejects"] == {"csv_uri": None, "raw_uri": None, "rows": 0}  # Campaign has none
@@ -150,7 +151,8 @@ def test_failed_ingestion_gives_the_batch_id_to_look_up(campaign):
         f"Campaign failed to ingest XDM mapping fail96Profiles (request {ingestion.request_id}): ACP-880096 "
         f"Sync Job failed to upload. Please check the error in the Platform UI. Batch id {batch_id}: look it "
         f"up in the Experience Platform UI (Monitoring, or the dataset's batches) for the record errors.")
-    assert record["error"] is None  # the vendor's verdict, not an error of the import
+    # the vendor's verdict, in its own words
+    assert record["error"] == {"type": "VendorJobFailed", "message": record["message"]}
     assert record["vendor_ref"] == str(ingestion.request_id)
     assert len(campaign.sim.ingest_posts()) == 1
 
@@ -160,6 +162,8 @@ def test_failed_ingestion_without_records_says_why(campaign):
     record = campaign.one_outcome(result, state="FAILED")
     assert "ACP-880056 Failed to fetch the record from the database." in record["message"]
     assert "Batch id" not in record["message"]
+    assert record["error"]["type"] == "VendorJobFailed"
+    assert "ACP-880056 Failed to fetch the record from the database." in record["error"]["message"]
     assert record["counts"] == {"records": 0, "accepted": 0, "rejected": 0, "attempts": 1}
 
 
@@ -182,8 +186,9 @@ def test_aborted_more_often_than_max_resubmits_is_failed(campaign):
     first, second = sorted(campaign.sim.ingestions)
     assert len(campaign.sim.ingest_posts()) == 2
     assert record["message"] == (
-        f"The ingestion of XDM mapping abortallProfiles was aborted 2 times by Campaign (requests {first}, "
-        f"{second}; max_resubmits is 1): check the data ingestion service and the mapping status in "
+        f"The ingestion of XDM mapping abortallProfiles was aborted 2 times by Campaign (status Aborted: "
+        f"Ingestion request aborted due to some issue with data ingestion service. Please submit a new request; "
+        f"requests {first}, {second}; max_resubmits is 1): check the data ingestion service and the mapping status in "
         f"Campaign, then upload the trigger again.")
     assert record["counts"]["attempts"] == 2
 
@@ -193,6 +198,8 @@ def test_aborted_always_with_the_settings_max_resubmits(campaign):
     record = campaign.one_outcome(result, state="FAILED")
     assert len(campaign.sim.ingest_posts()) == 4  # max_resubmits 3 in the settings
     assert "aborted 4 times" in record["message"]
+    assert record["error"]["type"] == "VendorJobFailed"
+    assert "Ingestion request aborted due to some issue with data ingestion service" in record["error"]["message"]
 
 
 # -- credentials ------------------------------------------------------------------------------------------------

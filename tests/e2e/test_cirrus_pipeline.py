@@ -94,7 +94,8 @@ class Cirrus:
         (message,) = messages
         assert document == message["body"] == {k: v for k, v in record.items() if k != "notified_at"}
         assert message["subject"] == f"[cirrus] {state}: {result.key.rsplit('/', 1)[-1]}"
-        assert message["attributes"] == {"vendor": "cirrus", "state": state, "dry_run": "false"}
+        assert message["attributes"] == {"vendor": "cirrus", "state": state, "dry_run": "false",
+                                         **({"error_type": record["error"]["type"]} if record["error"] else {})}
         assert PASSWORD not in json.dumps(message) and not any(t in json.dumps(message) for t in self.sim.tokens)
         return record, message
 
@@ -162,9 +163,11 @@ def test_every_record_refused_is_failed_with_the_rejects_file(cirrus):
                                      metadata={"action": "upsert", "matching_field": "Name"})
     record, _ = cirrus.one_outcome(result, state="FAILED")
     assert record["counts"] == {"records": 4, "sent": 4, "accepted": 0, "rejected": 4, "batches": 1}
-    assert record["message"].startswith("Cirrus Shield refused all 4 Account records: the rejects file")
+    assert record["message"].startswith("Cirrus Shield refused all 4 Account records (first: record 1 "
+                                        "Name=Acme Paris: ")
     assert "drop it back in the inbox" in record["message"]
-    assert record["error"] is None
+    assert record["error"]["type"] == "VendorRefusedAll"
+    assert rejects(result)[0][0][2] in record["error"]["message"]  # Cirrus's own ErrorMessage
     rows, xml = rejects(result)
     assert [r[0] for r in rows] == ["1 Name=Acme Paris", "2 Name=Acme Lyon", "3 Name=Acme Marseille",
                                     "4 Name=Acme Toulouse"]

@@ -103,7 +103,7 @@ def test_finalize_caught_error_is_failed_with_the_error(e2e):
 def test_finalize_execution_timed_out_event_writes_a_timed_out_status(e2e):
     event = load("finalize-execution-timed-out.json", e2e.pipe.bucket)
     record = invoke(e2e.pipe, e2e.finalize_function, event)
-    assert record["state"] == "TIMED_OUT" and record["error"]["type"] == "ExecutionTimedOut"
+    assert record["state"] == "TIMED_OUT" and record["error"]["type"] == "DeadlineExceeded"
     e2e.one_outcome(job_id=event["detail"]["name"])
     assert invoke(e2e.pipe, e2e.finalize_function, event) is None  # delivered twice: nothing more
     e2e.one_outcome(job_id=event["detail"]["name"])

@@ -61,6 +61,9 @@ def test_vendor_failure_is_failed_with_the_vendor_message(e2e):
     assert result.state == "FAILED"
     record, _ = e2e.one_outcome(job_id=result.job_id)
     assert "Import aborted at line" in record["message"] and "FAIL-JOB" in record["message"]
+    # HOPEX's own verdict and words: TERMINATED, reason ERROR, its errmsg
+    assert record["error"]["type"] == "VendorJobFailed"
+    assert "reason 'ERROR'" in record["error"]["message"] and "Import aborted at line" in record["error"]["message"]
     assert record["vendor_ref"] in e2e.sim.jobs
 
 
@@ -70,6 +73,10 @@ def test_never_ending_job_is_timed_out_at_the_deadline(e2e):
     assert result.state == "TIMED_OUT"
     record, _ = e2e.one_outcome(job_id=result.job_id)
     assert "deadline_seconds = 30" in record["message"]
+    assert record["error"]["type"] == "DeadlineExceeded"
+    # the vendor's last word before the deadline
+    assert f"last vendor status: HOPEX import job {record['vendor_ref']}" in record["error"]["message"]
+    assert "is running" in record["error"]["message"]
     assert record["waited_seconds"] >= 30
     assert record["vendor_ref"] in e2e.sim.jobs
 
@@ -252,7 +259,8 @@ def test_vendor_function_crash_during_polling_still_ends_with_one_status_record(
         del e2e.sim.handle
     assert result.state == "FAILED"
     record, _ = e2e.one_outcome(job_id=result.job_id)
-    assert record["error"]["type"] == "RuntimeError" and "injected crash" in record["message"]
+    assert record["error"]["type"] == "InternalError" and "injected crash" in record["message"]
+    assert record["error"]["message"].startswith("RuntimeError: ")
     assert record["vendor_ref"] in e2e.sim.jobs  # what the submit step learnt survives the crash
     assert [p["errored"] for p in e2e.invocations(e2e.vendor_function, "poll")] == [True]
 

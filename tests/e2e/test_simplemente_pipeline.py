@@ -91,7 +91,8 @@ class Simplemente:
         (message,) = messages
         assert document == message["body"] == {k: v for k, v in record.items() if k != "notified_at"}
         assert message["subject"] == f"[simplemente] {state}: {result.key.rsplit('/', 1)[-1]}"
-        assert message["attributes"] == {"vendor": "simplemente", "state": state, "dry_run": "false"}
+        assert message["attributes"] == {"vendor": "simplemente", "state": state, "dry_run": "false",
+                                         **({"error_type": record["error"]["type"]} if record["error"] else {})}
         # neither the secret nor the presigned URL's signature (a read grant on the upload)
         text = json.dumps(message) + "".join(p.read_text() for p in result.rejects_paths)
         assert SECRET not in text and "X-Amz-Signature" not in text and "X-Amz-Credential" not in text
@@ -170,7 +171,7 @@ def test_flow_failed_by_the_vendor_is_failed_with_its_messages(simplemente):
     (imp,) = simplemente.sim.imports.values()
     assert record["message"] == f"simplement-e import {imp.guid} of flux 'articles' failed: Échec de l'import " \
                                 "du flux articles"
-    assert record["error"] is None
+    assert record["error"] == {"type": "VendorJobFailed", "message": record["message"]}
     rows, _ = rejects(result)
     assert [r[2] for r in rows] == ["Erreur fatale lors du traitement du flux articles : la médiation a été "
                                     "interrompue", "Échec de l'import du flux articles"]
@@ -189,6 +190,8 @@ def test_silent_processing_service_is_failed_with_advice(simplemente):
     assert record["message"].endswith("3 polls after the submission: check that the processing service is "
                                       "running on the simplement-e server, then upload the file again")
     assert record["counts"] == {"records": 5, "sent": 5, "rejected": 0, "messages": 0}
+    # silence has no words of its own: the error says it was silence and for how long
+    assert record["error"] == {"type": "VendorSilent", "message": record["message"]}
     assert len(simplemente.sim.requests_to(f"/app/mediations/status/{imp.guid}", "GET")) == 3
 
 
@@ -207,6 +210,7 @@ def test_presigned_url_expired_before_the_vendor_fetched_it_is_failed_with_advic
         f"simplement-e import {record['vendor_ref']} of flux 'articles' failed: {quoted}; the vendor could not "
         "download the file: the presigned URL may have expired before the fetch (presign_expiry_seconds is 60) "
         "or the vendor cannot reach S3")
+    assert record["error"]["type"] == "VendorJobFailed" and quoted in record["error"]["message"]
     rows, raw = rejects(result)
     assert [r[2] for r in rows] == [quoted] and [r[2] for r in raw] == [quoted]
 

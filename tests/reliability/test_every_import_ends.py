@@ -195,7 +195,8 @@ def test_a_record_import_that_fails_half_way_reports_what_reached_the_vendor(pip
     result = pipe.import_file(sample.body, sample.key)
     monkeypatch.undo()
     pipe.lambdas.die_next.clear()
-    assert result.state == "FAILED" and result.record["error"]["type"] == "Lambda.Unknown"
+    assert result.state == "FAILED" and result.record["error"]["type"] == "InternalError"
+    assert result.record["error"]["message"].startswith("Lambda.Unknown: ")
     record = assert_one_outcome(outcomes_by_job(pipe, [result.job_id])[result.job_id], result.job_id)
     # batch 1 (records 1-5, one refused) was checkpointed: the status record says so
     assert (record["counts"]["sent"], record["counts"]["accepted"], record["counts"]["rejected"]) == (5, 4, 1)

@@ -26,6 +26,16 @@ def test_defaults_match_the_documented_limits():
     assert (s["max_requests_per_second"], s["max_messages_per_second"]) == (1000, 10000)
     assert s["message_mode"] == "raw" and s["verify_flow_runs"] is False and s["concurrency"] == 8
     assert connector().inlet_url == "https://dcs.adobedc.net/collection/batch/inlet1"
+    # raw records: one per request to the documented single-message endpoint (seed 003) unless
+    # raw_batch opts in to /collection/batch (Adobe shows it with XDM envelopes only)
+    assert (s["raw_batch"], s["single_concurrency"]) == (False, 50)
+    assert connector().single and connector().single_url == "https://dcs.adobedc.net/collection/inlet1"
+    assert not connector(raw_batch=True).single
+
+
+def test_single_path_batches_are_small_bookkeeping_units():
+    data = "".join(json.dumps({"id": i}) + "\n" for i in range(120)).encode()
+    assert [len(b.messages) for b in batches_of(connector(), data)] == [50, 50, 20]
 
 
 def test_session_pool_fits_the_concurrency():
@@ -91,7 +101,7 @@ def test_batches_are_packed_under_the_request_limit_and_contiguous():
 
 def test_batches_respect_the_message_count_and_carry_local_rejects():
     data = b'{"a":1}\n{"a":\n{"a":2}\n{}\n{"a":3}\n'
-    batches = batches_of(connector(max_messages_per_request=2), data)
+    batches = batches_of(connector(max_messages_per_request=2, raw_batch=True), data)
     assert [[i.number for i, _ in b.messages] for b in batches] == [[1, 3], [5]]
     # a record refused locally joins the open batch (it closes only when a message does not fit)
     assert [[(i.number, code) for i, code, _ in b.local] for b in batches] == [
@@ -101,7 +111,7 @@ def test_batches_respect_the_message_count_and_carry_local_rejects():
 
 def test_batches_skip_the_ranges_completed_ahead():
     data = "".join(json.dumps({"id": i}) + "\n" for i in range(10)).encode()
-    conn = connector(max_messages_per_request=3)
+    conn = connector(max_messages_per_request=3, raw_batch=True)
     full = batches_of(conn, data)
     second = full[1]
     again = batches_of(conn, data, done=[(second.start, second.end, second.end_number, second.end_line)])
@@ -111,7 +121,7 @@ def test_batches_skip_the_ranges_completed_ahead():
 def test_commit_moves_the_offset_over_the_completed_prefix_only():
     conn = connector()
     data = "".join(json.dumps({"id": i}) + "\n" for i in range(9)).encode()
-    b1, b2, b3 = batches_of(connector(max_messages_per_request=3), data)
+    b1, b2, b3 = batches_of(connector(max_messages_per_request=3, raw_batch=True), data)
     saved = []
     ctx = StepContext(source=BytesSource(data, "f.ndjson"), checkpoint=saved.append)
     job = {"offset": 0, "number": 0, "line": 1, "done": [],

@@ -45,7 +45,8 @@ def generate(path: Path, target_bytes: int) -> int:
 def fake_import(path: str) -> dict:
     """validate + submit + polls to the end, with the vendor answering 'all accepted'."""
     settings = load_settings("cirrus", {"vendor": "cirrus", "base_url": "https://cirrus.example.com",
-                                        "username": "u", "password": "memory-test-password"})
+                                        "username": "u", "password": "memory-test-password",
+                                        "defaults": {"action": "upsert", "matching_field": "Name"}})
     conn = build_connector("cirrus", settings)
     conn._token = lambda: "token"
     sent = []

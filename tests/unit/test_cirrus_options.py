@@ -28,10 +28,26 @@ def test_the_example_settings_document_loads():
     assert build_connector("cirrus", settings).objects["Account"]["matching_field"] == "Name"
 
 
-def test_defaults_apply_when_nothing_is_given():
-    params = connector()._resolve({}, "Account")
+def test_settings_defaults_apply_when_nothing_is_given():
+    conn = connector(defaults={"action": "upsert", "matching_field": "Name"})
+    params = conn._resolve({}, "Account")
     assert params == {"object": "Account", "action": "upsert", "matching_field": "Name",
-                      "use_external_id": True}
+                      "use_external_id": True}  # useExternalId: documented default true
+
+
+@pytest.mark.parametrize("missing", ["action", "matching_field"])
+def test_without_any_action_or_matching_field_the_upload_is_refused_naming_it(missing):
+    """DataAction requires both on every call and documents no default: no built-in guess."""
+    given = {"action": "upsert", "matching_field": "Name"}
+    del given[missing]
+    expected = (f"no {missing} for Account records: .* has no default; give it in the key .* or in the "
+                f"settings \\(objects.Account.{missing} or defaults.{missing}\\)")
+    with pytest.raises(InputError, match=expected):
+        connector()._resolve(given, "Account")
+
+
+def test_default_batch_size_is_the_published_samples_ten():
+    assert connector().settings["batch_size"] == 10
 
 
 def test_settings_objects_apply_to_that_object():
@@ -58,11 +74,11 @@ def test_object_option_names_the_object_whatever_the_record_element():
 
 
 def test_prefixed_record_element_gives_its_local_name():
-    assert connector()._resolve({}, "crm:Account")["object"] == "Account"
+    assert connector()._resolve({"action": "upsert", "matching_field": "Name"}, "crm:Account")["object"] == "Account"
 
 
 def test_unknown_options_are_left_to_other_layers():
-    assert connector()._resolve({"dry_run": "true"}, "Account")["action"] == "upsert"
+    assert connector()._resolve({"dry_run": "true"}, "Contact")["action"] == "insert"
 
 
 @pytest.mark.parametrize(
@@ -76,7 +92,7 @@ def test_unknown_options_are_left_to_other_layers():
 )
 def test_bad_options_are_input_errors(options, message):
     with pytest.raises(InputError, match=message):
-        connector()._resolve(options, "Account")
+        connector()._resolve(options, "Contact")
 
 
 @pytest.mark.parametrize(

@@ -191,13 +191,15 @@ def test_error_from_a_catch_cause_json(account):
 def test_error_cause_that_is_not_json_is_the_message(account):
     record = account.finalizer(clock).from_state(
         state_event(error={"Error": "Lambda.Unknown", "Cause": "The function timed out after 900 seconds"}))
-    assert record["error"] == {"type": "Lambda.Unknown", "message": "The function timed out after 900 seconds"}
+    # a name outside the documented list: InternalError, the original name in front of the message
+    assert record["error"] == {"type": "InternalError",
+                               "message": "Lambda.Unknown: The function timed out after 900 seconds"}
 
 
 def test_caught_states_timeout_is_timed_out(account):
     record = account.finalizer(clock).from_state(state_event(error={"Error": "States.Timeout", "Cause": ""}))
     assert record["state"] == "TIMED_OUT"
-    assert record["error"] == {"type": "States.Timeout", "message": "a step did not finish in time"}
+    assert record["error"] == {"type": "DeadlineExceeded", "message": "a step did not finish in time"}
 
 
 def test_caught_error_keeps_what_the_last_poll_knew(account):
@@ -237,7 +239,7 @@ def test_execution_timed_out_event_writes_a_status_when_none_exists(account):
     record = account.finalizer(clock).from_execution_event(execution_event("TIMED_OUT"))
     assert record["state"] == "TIMED_OUT"
     assert record["vendor"] == "hopex"
-    assert record["error"]["type"] == "ExecutionTimedOut"
+    assert record["error"] == {"type": "DeadlineExceeded", "message": "the execution ended TIMED_OUT before finalizing"}
     assert record["started_at"] == "2024-05-01T10:00:00.000000Z"
     assert record["source"]["key"] == "inbox/hopex/clean.mgl"
     assert [i["state"] for i in account.status_items()] == ["TIMED_OUT"]
@@ -247,8 +249,14 @@ def test_execution_timed_out_event_writes_a_status_when_none_exists(account):
 def test_execution_aborted_event_is_failed_with_the_cause(account):
     record = account.finalizer(clock).from_execution_event(
         execution_event("ABORTED", error="LocalRunnerTimeout", cause="still running"))
-    assert (record["state"], record["error"]["type"], record["message"]) == ("FAILED", "LocalRunnerTimeout",
-                                                                             "still running")
+    assert (record["state"], record["error"], record["message"]) == (
+        "FAILED", {"type": "InternalError", "message": "LocalRunnerTimeout: still running"}, "still running")
+
+
+def test_execution_aborted_without_an_error_name_is_execution_aborted(account):
+    record = account.finalizer(clock).from_execution_event(execution_event("ABORTED"))
+    assert (record["state"], record["error"]) == (
+        "FAILED", {"type": "ExecutionAborted", "message": "the execution ended ABORTED before finalizing"})
 
 
 def test_execution_event_for_an_execution_already_finalized_does_nothing(account):
@@ -306,3 +314,35 @@ def test_status_record_replaces_the_running_checkpoint(account):
     assert item["state"] == "SUCCEEDED"
     assert "checkpoint_job" not in item and "checkpoint_poll" not in item
     assert jobs.recent("hopex")[0]["job_id"] == JOB
+
+
+# -- every FAILED / TIMED_OUT record says why, with a documented type -------------------------------------------------
+
+def test_a_vendor_failure_without_a_named_error_is_vendor_job_failed(account):
+    record = account.finalizer(clock).from_state(
+        state_event(done_job(state="FAILED", message="HOPEX import job J-1 of clean.mgl failed: reason 'ERROR'")))
+    assert record["error"] == {"type": "VendorJobFailed",
+                               "message": "HOPEX import job J-1 of clean.mgl failed: reason 'ERROR'"}
+    (message,) = account.messages()
+    assert message["attributes"]["error_type"] == "VendorJobFailed"
+    assert message["body"]["error"] == record["error"]
+
+
+def test_a_timed_out_job_is_deadline_exceeded(account):
+    record = account.finalizer(clock).from_state(
+        state_event(done_job(state="TIMED_OUT", message="still running after 90 s")))
+    assert (record["state"], record["error"]) == (
+        "TIMED_OUT", {"type": "DeadlineExceeded", "message": "still running after 90 s"})
+
+
+def test_documented_error_types_are_one_list():
+    from vendor_import.errors import ERROR_TYPES, documented_error
+
+    assert list(ERROR_TYPES) == [
+        "InputError", "SettingsError", "VendorAuthError", "VendorRejectedError", "VendorUnavailableError",
+        "VendorThrottledError", "VendorProtocolError", "VendorJobFailed", "VendorRefusedAll", "VendorSilent",
+        "DeadlineExceeded", "RecordCountMismatch", "RedirectRefused", "ResponseTooLarge", "ExecutionAborted",
+        "InternalError"]
+    assert documented_error("KeyError", "'x'") == ("InternalError", "KeyError: 'x'")
+    assert documented_error("States.Timeout", "") == ("DeadlineExceeded",
+                                                      "States.Timeout: a step or the execution did not finish in time")

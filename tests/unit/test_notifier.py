@@ -111,7 +111,7 @@ def test_filter_policies_from_the_docs_select_what_they_say(account):
     docs = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
     policies = {name: json.loads(body) for name, body in
                 re.findall(r"<!-- filter:(\S+) -->\s*```json\s*(\{.*?\})\s*```", docs, re.S)}
-    assert set(policies) >= {"failures", "one-vendor", "one-vendor-not-clean"}
+    assert set(policies) >= {"failures", "one-vendor", "one-vendor-not-clean", "credentials"}
     queues = {}
     for name, policy in policies.items():
         url = account.sqs.create_queue(QueueName=f"filter-{name}")["QueueUrl"]
@@ -120,9 +120,11 @@ def test_filter_policies_from_the_docs_select_what_they_say(account):
                               Attributes={"FilterPolicy": json.dumps(policy)})
         queues[name] = url
     notifier = Notifier(account.sns, account.topic_arn)
+    errors = {"FAILED": {"type": "VendorAuthError", "message": "refused the credentials"},
+              "TIMED_OUT": {"type": "DeadlineExceeded", "message": "still running"}}
     for vendor, state in (("cirrus", "SUCCEEDED"), ("cirrus", "FAILED"), ("hopex", "TIMED_OUT"),
                           ("hopex", "SUCCEEDED"), ("cirrus", "SUCCEEDED_WITH_REJECTS")):
-        notifier.publish(record(vendor=vendor, state=state))
+        notifier.publish(record(vendor=vendor, state=state, error=errors.get(state)))
 
     def got(name):
         msgs = account.sqs.receive_message(QueueUrl=queues[name], MaxNumberOfMessages=10).get("Messages", [])
@@ -132,3 +134,44 @@ def test_filter_policies_from_the_docs_select_what_they_say(account):
     assert got("failures") == [("cirrus", "FAILED"), ("hopex", "TIMED_OUT")]
     assert got("one-vendor") == [("cirrus", "FAILED"), ("cirrus", "SUCCEEDED"), ("cirrus", "SUCCEEDED_WITH_REJECTS")]
     assert got("one-vendor-not-clean") == [("cirrus", "FAILED"), ("cirrus", "SUCCEEDED_WITH_REJECTS")]
+    assert got("credentials") == [("cirrus", "FAILED")]
+
+
+# -- error_type: the failure's documented type as a message attribute (filter policies) -------------------------
+
+def test_a_failure_carries_its_error_type_attribute_and_a_success_none(account):
+    notifier = Notifier(account.sns, account.topic_arn)
+    notifier.publish(record(state="FAILED", error={"type": "VendorRefusedAll", "message": "Cirrus refused all"}))
+    notifier.publish(record())
+    failed, succeeded = account.messages()
+    assert failed["attributes"] == {"vendor": "cirrus", "state": "FAILED", "dry_run": "false",
+                                    "error_type": "VendorRefusedAll"}
+    assert succeeded["attributes"] == {"vendor": "cirrus", "state": "SUCCEEDED_WITH_REJECTS", "dry_run": "false"}
+
+
+def _filtered_queue(account, name: str, policy: dict) -> str:
+    url = account.sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = account.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    account.sns.subscribe(TopicArn=account.topic_arn, Protocol="sqs", Endpoint=arn,
+                          Attributes={"FilterPolicy": json.dumps(policy), "RawMessageDelivery": "false"})
+    return url
+
+
+def _subjects(account, url: str) -> list[str]:
+    msgs = account.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
+    return sorted(json.loads(m["Body"])["Subject"] for m in msgs.get("Messages", []))
+
+
+def test_subscription_filter_policies_on_error_type(account):
+    """The README's filter policies, evaluated by SNS (moto): one error type, any failure."""
+    auth_only = _filtered_queue(account, "auth-only", {"error_type": ["VendorAuthError"]})
+    any_error = _filtered_queue(account, "any-error", {"error_type": [{"exists": True}]})
+    notifier = Notifier(account.sns, account.topic_arn)
+    failing = "inbox/cirrus/object=Account/{}.xml"
+    notifier.publish(record(state="FAILED", source={"key": failing.format("auth")},
+                            error={"type": "VendorAuthError", "message": "refused the credentials"}))
+    notifier.publish(record(state="TIMED_OUT", source={"key": failing.format("late")},
+                            error={"type": "DeadlineExceeded", "message": "still running"}))
+    notifier.publish(record(source={"key": failing.format("fine")}))
+    assert _subjects(account, auth_only) == ["[cirrus] FAILED: auth.xml"]
+    assert _subjects(account, any_error) == ["[cirrus] FAILED: auth.xml", "[cirrus] TIMED_OUT: late.xml"]

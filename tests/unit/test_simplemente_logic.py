@@ -257,7 +257,7 @@ def test_defaults():
     s = settings()
     assert (s["auth_scheme"], s["content_type"], s["status_route"], s["silence_seconds"],
             s["silence_min_polls"], s["presign_expiry_seconds"]) == (
-        "Basic", "application/json", "status/{guid}", 30, 3, 3600)
+        "Basic", "text/json", "status/{guid}", 30, 3, 3600)  # the tutorial's Content-Type
 
 
 @pytest.mark.parametrize("overrides, words", [

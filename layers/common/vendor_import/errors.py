@@ -53,3 +53,49 @@ class VendorProtocolError(VendorImportError):
 # Error names the state machine retries (kept in sync with statemachines/import.asl.json;
 # a unit test checks it).
 TRANSIENT_ERROR_NAMES = ("VendorUnavailableError", "VendorThrottledError")
+
+
+# -- the documented list of error.type values ----------------------------------------------------------
+# Every FAILED and TIMED_OUT status record carries ``error: {"type", "message"}`` with ``type`` from this
+# list (README, "The status record and the SNS message"); it is also the SNS message attribute
+# ``error_type``. The first seven are the classes above (an error raised by a step); the others name
+# an outcome the vendor itself reported, or the end of the execution. The message carries the vendor's
+# own words where the vendor gave any.
+ERROR_TYPES: dict[str, str] = {
+    "InputError": "the upload or the console input cannot be imported as it is",
+    "SettingsError": "the vendor settings document is missing or invalid",
+    "VendorAuthError": "the vendor refused the credentials",
+    "VendorRejectedError": "the vendor refused a request; retrying will not help",
+    "VendorUnavailableError": "the vendor stayed down, timed out or answered 5xx after the retries",
+    "VendorThrottledError": "the vendor kept answering 429 after the retries",
+    "VendorProtocolError": "the vendor answered something its documented API does not allow",
+    "VendorJobFailed": "the vendor says the job failed (HOPEX reason ERROR, Campaign Failed or Aborted "
+                       "more than max_resubmits times, simplement-e failure text)",
+    "VendorRefusedAll": "the vendor refused every record (Cirrus Shield, AEP inlet)",
+    "VendorSilent": "the vendor gave no sign of life about the job (simplement-e: no message)",
+    "DeadlineExceeded": "TIMED_OUT: the job was still running past deadline_seconds, or the execution "
+                        "timed out",
+    "RecordCountMismatch": "records read != accepted + refused + unconfirmed at the end of a record import",
+    "RedirectRefused": "a call carrying a secret was redirected; the redirect was not followed",
+    "ResponseTooLarge": "a vendor answer was larger than the connector reads",
+    "ExecutionAborted": "the execution was stopped (StopExecution) before it finished",
+    "InternalError": "anything else (a Lambda or Step Functions fault, a bug): the message starts with "
+                     "the original error name",
+}
+
+# Step Functions / Lambda error names that mean "out of time" (a status record says DeadlineExceeded)
+_TIMEOUT_NAMES = frozenset({"States.Timeout", "ExecutionTimedOut"})
+
+
+def documented_error(name: str | None, message: str | None) -> tuple[str, str]:
+    """Map any error name (an exception class, a Step Functions ``States.*`` name, an EventBridge
+    execution status) to ``(type, message)`` with ``type`` in ``ERROR_TYPES``. A name outside the
+    list becomes ``InternalError`` and the message keeps the original name in front."""
+    name = (name or "").strip()
+    message = (message or "").strip()
+    if name in ERROR_TYPES:
+        return name, message or ERROR_TYPES[name]
+    if name in _TIMEOUT_NAMES:
+        return "DeadlineExceeded", message or f"{name}: a step or the execution did not finish in time"
+    label = name or "Error"
+    return "InternalError", f"{label}: {message}" if message and not message.startswith(label) else (message or label)

@@ -84,7 +84,7 @@ class Progress:
     raw_rejects: bytes | None = None  # new raw part found in this step
     raw_rejects_format: RawRejects | None = None
     next_wait_seconds: int | None = None  # None: the static backoff schedule decides
-    error_type: str | None = None
+    error_type: str | None = None  # FAILED / TIMED_OUT: a name of errors.ERROR_TYPES (the status record's error.type)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

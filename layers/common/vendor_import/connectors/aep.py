@@ -1,9 +1,20 @@
 """Adobe Experience Platform streaming ingestion: records streamed to an HTTP API inlet (seed 003).
 
-An upload (NDJSON, JSON array or CSV) is read as a stream and sent to
-``POST {base_url}/collection/batch/{inlet_id}`` (header ``x-adobe-flow-id``) in batches of at
-most ``max_request_bytes`` (the inlet answers 413 over 1 MB). The inlet answers 207 with one
-result per message, in order: ``xactionId`` = accepted, ``statusCode`` + ``message`` = refused.
+An upload (NDJSON, JSON array or CSV) is read as a stream and sent by one of two paths:
+
+* raw records (``message_mode: raw``, the default): one record per request,
+  ``POST {base_url}/collection/{inlet_id}`` with header ``x-adobe-flow-id``, the one raw path
+  Adobe documents (seed 003, "Affichage des données brutes à ingérer"). The inlet answers 200
+  ``{"inletId", "xactionId", "receivedTimeMs"}``; a 400 refuses the record. Up to
+  ``single_concurrency`` requests are in flight, paced under ``max_requests_per_second`` (the
+  inlet's documented 1,000 requests/s, streaming-ingestion overview).
+* XDM envelopes (``message_mode: xdm``), or raw records with the opt-in ``raw_batch: true``
+  (undocumented: Adobe shows /collection/batch with XDM envelopes only):
+  ``POST {base_url}/collection/batch/{inlet_id}`` ``{"messages": [...]}`` in batches of at most
+  ``max_request_bytes`` (the inlet answers 413 over 1 MB). The inlet answers 207 with one result
+  per message, in order: ``xactionId`` = accepted, ``statusCode`` + ``message`` = refused
+  (streaming-multiple-messages.md). A raw batch refused whole for its shape ("unknown xdm
+  format") fails the import with a VendorRejectedError naming ``raw_batch``.
 
 The import is a cursor loop: ``submit`` checks the upload and starts; each ``poll`` sends the
 next slice of the file until ``ctx.time_left()`` drops under ``time_margin_seconds`` and asks to
@@ -33,8 +44,10 @@ from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
+import urllib3
 
 from ..errors import (
     InputError,
@@ -63,6 +76,10 @@ _WRAPPER_BYTES = len(b'{"messages":[]}')
 _RETRYABLE = frozenset({429, 500, 502, 503, 504})
 # a batch also closes after this many locally refused records (keeps one reject part small)
 _MAX_LOCAL_PER_BATCH = 1000
+# single-message path: records per bookkeeping batch (one worker sends them one request at a time)
+_SINGLE_BATCH_MESSAGES = 50
+# the documented answer of a batch inlet to a message that is not an XDM envelope
+_SHAPE_REFUSAL = "unknown xdm format"
 # validate() lists at most this many would-be rejects
 _MAX_VALIDATE_ROWS = 10_000
 
@@ -144,6 +161,53 @@ class _Pacer:
         return delay
 
 
+class _DirectPost:
+    """POST on the one-record path through the session adapter's own urllib3 pool, without the
+    per-call work of ``requests.Session.request`` (environment proxy lookup, cookies, hooks:
+    about 450 us of CPU per call here, against 210 us for the pool itself; bench/aep_throughput.py).
+    Same pool and TLS verification (requests' ``get_connection_with_tls_context``), same timeout;
+    no redirect is followed and urllib3 retries nothing (the connector retries). Not used when the
+    environment sets a proxy for the inlet (requests' path honours it)."""
+
+    def __init__(self, session: requests.Session, url: str):
+        adapter = session.get_adapter(url)
+        prepared = requests.Request("POST", url).prepare()
+        self.pool = adapter.get_connection_with_tls_context(prepared, session.verify, cert=session.cert)
+        parts = urlsplit(url)
+        self.url = url
+        self.path = parts.path + (f"?{parts.query}" if parts.query else "")
+        self.headers = dict(session.headers)
+        self.timeout_seconds = float(getattr(session, "timeout_seconds", 30))
+        self.timeout = urllib3.Timeout(connect=self.timeout_seconds, read=self.timeout_seconds)
+
+    @staticmethod
+    def usable(session: requests.Session, url: str) -> bool:
+        return not (session.trust_env and requests.utils.get_environ_proxies(url))
+
+    def post(self, body: bytes, headers: dict[str, str], what: str) -> requests.Response:
+        """The answer as a ``requests.Response``; transport failures as http.request names them."""
+        try:
+            raw = self.pool.urlopen("POST", self.path, body=body, headers={**self.headers, **headers},
+                                    retries=False, redirect=False, timeout=self.timeout,
+                                    preload_content=True, assert_same_host=False)
+        except urllib3.exceptions.NewConnectionError as exc:  # a ConnectTimeoutError subclass: first
+            raise VendorUnavailableError(f"{what}: cannot reach the vendor: {scrub(exc)}") from None
+        except urllib3.exceptions.TimeoutError:
+            raise VendorUnavailableError(
+                f"{what}: the vendor did not answer within {self.timeout_seconds:g} s") from None
+        except urllib3.exceptions.SSLError as exc:
+            raise VendorUnavailableError(f"{what}: TLS error talking to the vendor: {scrub(exc)}") from None
+        except urllib3.exceptions.HTTPError as exc:
+            raise VendorUnavailableError(f"{what}: cannot reach the vendor: {scrub(exc)}") from None
+        resp = requests.Response()
+        resp.status_code = raw.status
+        resp._content = raw.data  # noqa: SLF001 - a Response built as requests' adapter builds it
+        resp.headers = requests.structures.CaseInsensitiveDict(raw.headers)
+        resp.encoding = requests.utils.get_encoding_from_headers(resp.headers)
+        resp.url = self.url
+        return resp
+
+
 class AepConnector(Connector):
     vendor = "aep"
     settings_fields = (
@@ -152,6 +216,12 @@ class AepConnector(Connector):
         Field("flow_id", str, required=True, doc="the dataflow id, sent as header x-adobe-flow-id"),
         Field("message_mode", str, default="raw", choices=("raw", "xdm"),
               doc="raw: each record is sent as it is; xdm: wrapped in the XDM header/body envelope"),
+        Field("raw_batch", bool, default=False,
+              doc="raw mode: send records as {\"messages\": [...]} to /collection/batch/{inlet} (not documented "
+                  "by Adobe; opt in only if your inlet accepts it). Default: one record per request to "
+                  "/collection/{inlet}, as documented (seed 003)"),
+        Field("single_concurrency", int, default=50, minimum=1,
+              doc="single-message path: requests in flight (1,000 requests/s at 50 ms per request)"),
         Field("schema_id", str, doc="xdm mode: $id of the target XDM schema"),
         Field("schema_content_type", str, default=XDM_CONTENT_TYPE, doc="xdm mode: schemaRef.contentType"),
         Field("dataset_id", str, doc="xdm mode: the target dataset id"),
@@ -194,10 +264,16 @@ class AepConnector(Connector):
     max_file_bytes = None  # streamed: any size, continued over as many steps as needed
 
     def __init__(self, settings: dict[str, Any], session: requests.Session | None = None):
-        session = session or new_session(settings, pool_size=max(10, int(settings.get("concurrency") or 8)))
+        pool = max(10, int(settings.get("concurrency") or 8), int(settings.get("single_concurrency") or 50))
+        session = session or new_session(settings, pool_size=pool)
         super().__init__(settings, session=session)
         s = settings
         self.inlet_url = f"{s['base_url']}/collection/batch/{s['inlet_id']}"
+        self.single_url = f"{s['base_url']}/collection/{s['inlet_id']}"
+        # raw records go one per request to /collection/{inlet} unless raw_batch opts in
+        self.single = s["message_mode"] == "raw" and not s.get("raw_batch")
+        self._direct = _DirectPost(self.session, self.single_url) \
+            if self.single and _DirectPost.usable(self.session, self.single_url) else None
         self.platform_url = (s.get("platform_base_url") or "https://platform.adobe.io").rstrip("/")
         self._check_settings()
         self.ims: ImsTokenProvider | None = None
@@ -215,8 +291,9 @@ class AepConnector(Connector):
                 if not s.get(name):
                     raise SettingsError(f"missing setting {name}: message_mode xdm needs schema_id, "
                                         "dataset_id and ims_org_id for the XDM envelope")
-        if s["concurrency"] > 64:  # the job state lists up to ~2 x concurrency completed ranges
-            raise SettingsError("setting concurrency must be at most 64")
+        for name in ("concurrency", "single_concurrency"):
+            if s[name] > 64:  # the job state lists up to ~2 x concurrency completed ranges
+                raise SettingsError(f"setting {name} must be at most 64")
         needs_ims = [n for n in ("authenticated", "verify_flow_runs") if s.get(n)]
         ims = s.get("ims") or {}
         if needs_ims and not (ims.get("client_id") and ims.get("client_secret")):
@@ -345,6 +422,7 @@ class AepConnector(Connector):
         """Batches from the committed offset, closed before a batch completed ahead (job["done"])
         so they are skipped, not resent."""
         s = self.settings
+        per_batch = _SINGLE_BATCH_MESSAGES if self.single else s["max_messages_per_request"]
         done = deque(sorted(tuple(d) for d in job["done"]))
         position = Position(job["offset"], job["number"], job["line"])
         # batch ranges are contiguous: each starts where the previous one ended
@@ -362,7 +440,7 @@ class AepConnector(Connector):
             message, code, reason = self._check(item)
             if message is not None and batch.messages and (
                     batch.size + len(message) + 1 > s["max_request_bytes"]
-                    or len(batch.messages) >= s["max_messages_per_request"]):
+                    or len(batch.messages) >= per_batch):
                 yield batch
                 batch = _Batch(batch.end, batch.end, batch.end_number, batch.end_line)
             batch.items += 1
@@ -391,10 +469,11 @@ class AepConnector(Connector):
         exhausted = stopped = False
         started = 0  # batches taken in this step
         error: BaseException | None = None
-        with ThreadPoolExecutor(max_workers=s["concurrency"], thread_name_prefix="aep-send") as pool:
+        workers = s["single_concurrency"] if self.single else s["concurrency"]
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aep-send") as pool:
             while True:
                 completed: list[tuple[_Batch, _Outcome]] = []
-                while not (stopped or exhausted) and len(inflight) + len(completed) < s["concurrency"]:
+                while not (stopped or exhausted) and len(inflight) + len(completed) < workers:
                     # always make progress: at least one batch per step (a margin as long as the
                     # Lambda run would otherwise loop forever without sending anything)
                     if ctx.time_left() < margin and started:
@@ -409,11 +488,12 @@ class AepConnector(Connector):
                     if batch is None:
                         exhausted = True
                     elif batch.messages:
-                        # joined here, not in the worker: large buffers come from one malloc arena
-                        # (per-thread arenas keep freed ~1 MB bodies: peak memory grows with threads)
-                        batch.body = _body(batch.messages)
-                        # paced here: batches leave in file order, spaced (a worker only paces retries)
-                        self._pacer.acquire(len(batch.messages))
+                        if not self.single:
+                            # joined here, not in the worker: large buffers come from one malloc arena
+                            # (per-thread arenas keep freed ~1 MB bodies: peak memory grows with threads)
+                            batch.body = _body(batch.messages)
+                            # paced here: batches leave in file order, spaced (a worker only paces retries)
+                            self._pacer.acquire(len(batch.messages))
                         inflight[pool.submit(self._send_batch, batch, ctx)] = batch
                     else:
                         completed.append((batch, _Outcome()))  # only records refused locally
@@ -424,6 +504,9 @@ class AepConnector(Connector):
                         try:
                             completed.append((batch, future.result()))
                         except VendorImportError as exc:  # this batch stays unsent: retried later
+                            sent = getattr(exc, "sent_prefix", None)
+                            if sent is not None:  # single messages: what went before is done
+                                completed.append(_prefix(batch, *sent))
                             error, stopped = error or exc, True
                 if completed:
                     self._commit(job, completed, ctx)
@@ -450,6 +533,10 @@ class AepConnector(Connector):
         counts = job["counts"]
         for batch, outcome in sorted(completed, key=lambda pair: pair[0].start):
             self._emit(batch, outcome, ctx)
+            refused = batch.local + outcome.refused
+            if refused and not job.get("first_refusal"):  # the inlet's words for the status record's error
+                item, code, reason = min(refused, key=lambda r: r[0].number)
+                job["first_refusal"] = scrub(f"{_record_ref(item)}: {code} {reason}")[:300]
             counts["records"] += batch.items
             counts["sent"] += len(batch.messages)
             counts["accepted"] += outcome.accepted
@@ -482,16 +569,32 @@ class AepConnector(Connector):
         ctx.emit_rejects(f"{batch.start:015d}", rows, "".join(lines).encode("utf-8"), fmt)
 
     def _send_batch(self, batch: _Batch, ctx: StepContext) -> _Outcome:
-        """Send one batch (worker thread): split on 413, resend messages refused with a retryable
-        statusCode, refuse the rest."""
+        """Send one batch (worker thread). Batch path: one request, split on 413, messages refused
+        with a retryable statusCode resent, the rest refused. Single path: one request per message,
+        in order; when one fails for good the error carries ``sent_prefix`` (how many went before
+        and their outcome) so those are committed, not sent again."""
+        if not self.single:
+            return self._send_group(batch.messages, _Outcome(), ctx, batch)
         outcome = _Outcome()
-        groups: deque[tuple[list[tuple[Item, bytes]], int]] = deque([(batch.messages, 0)])
+        for index, pair in enumerate(batch.messages):
+            try:
+                self._send_group([pair], outcome, ctx)
+            except VendorImportError as exc:
+                if index:
+                    exc.sent_prefix = (index, outcome)  # type: ignore[attr-defined]
+                raise
+        return outcome
+
+    def _send_group(self, messages: list[tuple[Item, bytes]], outcome: _Outcome, ctx: StepContext,
+                    batch: _Batch | None = None) -> _Outcome:
+        single = self.single
+        groups: deque[tuple[list[tuple[Item, bytes]], int]] = deque([(messages, 0)])
         while groups:
             group, attempt = groups.popleft()
             body = None
-            if group is batch.messages:  # the whole batch: joined and paced by the main thread, once
+            if batch is not None and group is batch.messages:  # joined and paced by the main thread, once
                 body, batch.body = batch.body, None
-            responses = self._post(group, outcome, ctx, body, paced=body is not None)
+            responses = self._post(group, outcome, ctx, body, paced=body is not None, single=single)
             if responses is None:  # 413: the body is too large for the inlet
                 if len(group) == 1:
                     outcome.refused.append((group[0][0], "413", "the inlet refused the message as too "
@@ -501,6 +604,7 @@ class AepConnector(Connector):
                     groups.appendleft((group[half:], attempt))
                     groups.appendleft((group[:half], attempt))
                 continue
+            self._check_shape(group, responses)
             again = []
             for (item, message), answer in zip(group, responses, strict=True):
                 status = answer.get("statusCode") if isinstance(answer, dict) else None
@@ -520,14 +624,34 @@ class AepConnector(Connector):
                 groups.append((again, attempt + 1))
         return outcome
 
+    def _check_shape(self, group: list[tuple[Item, bytes]], responses: list[Any]) -> None:
+        """Raw records on /collection/batch (the opt-in raw_batch): an inlet that follows Adobe's
+        documents refuses each bare record with "Message has unknown xdm format". When it refuses
+        every message of a request that way, the shape is wrong, not the records: stop, and say
+        which setting to change."""
+        if self.settings["message_mode"] != "raw" or self.single or not responses:
+            return
+        texts = [str(a.get("message") or "") for a in responses
+                 if isinstance(a, dict) and _as_int(a.get("statusCode")) == 400]
+        if len(texts) == len(group) and all(_SHAPE_REFUSAL in t.lower() for t in texts):
+            raise VendorRejectedError(
+                f"AEP inlet {self.settings['inlet_id']} refused all {len(group)} raw records of a "
+                f"/collection/batch request for their shape (400 {scrub(texts[0])[:200]}): Adobe documents "
+                "/collection/batch for XDM envelopes only. Set raw_batch to false (the default: one record "
+                "per request to /collection/{inlet}, as documented), or use an xdm connection with "
+                "message_mode xdm")
+
     def _post(self, group: list[tuple[Item, bytes]], outcome: _Outcome,
-              ctx: StepContext, body: bytes | None = None, paced: bool = False) -> list[Any] | None:
+              ctx: StepContext, body: bytes | None = None, paced: bool = False,
+              single: bool = False) -> list[Any] | None:
         """POST one request; retry 429/5xx/no answer with exponential backoff; re-auth once on
-        401/403. Returns the per-message responses, or None on 413."""
+        401/403. Returns the per-message responses, or None on 413. ``single``: the one message of
+        ``group`` to /collection/{inlet}: 200 accepts it, 400 refuses it."""
         s = self.settings
-        what = f"AEP inlet {s['inlet_id']} batch request"
+        what = f"AEP inlet {s['inlet_id']} {'request' if single else 'batch request'}"
+        url = self.single_url if single else self.inlet_url
         if body is None:
-            body = _body(group)
+            body = group[0][1] if single else _body(group)
         reauthed = False
         attempt = 0
         while True:
@@ -545,12 +669,25 @@ class AepConnector(Connector):
             outcome.requests += 1
             failure: VendorImportError
             try:
-                resp = request(self.session, "POST", self.inlet_url, what=what, data=body, headers=headers)
+                if single and self._direct is not None:
+                    resp = self._direct.post(body, headers, what)
+                else:
+                    resp = request(self.session, "POST", url, what=what, data=body, headers=headers)
             except VendorUnavailableError as exc:
                 failure = exc
             else:
                 code = resp.status_code
-                if code in (200, 207):
+                if single and code == 400:  # the record is refused
+                    return [{"statusCode": 400, "message": _problem(resp)}]
+                if single and code in (200, 201, 202):
+                    # documented: 200 {"inletId", "xactionId", "receivedTimeMs"}; without the
+                    # xactionId the answer is unreadable: treated as not delivered, like a bad 207
+                    xaction = _xaction_id(resp)
+                    if xaction:
+                        return [{"xactionId": xaction}]
+                    failure = VendorUnavailableError(
+                        f"{what}: HTTP {code} without the documented xactionId: {body_snippet(resp, 200)}")
+                elif code in (200, 207):
                     try:
                         return self._responses(resp, len(group), what)
                     except VendorProtocolError as exc:  # unreadable: treated as not delivered
@@ -575,6 +712,11 @@ class AepConnector(Connector):
                     if code == 404:
                         raise VendorRejectedError(f"{what}: HTTP 404: unknown inlet; check inlet_id "
                                                   f"({body_snippet(resp, 200)})")
+                    if code == 400 and s["message_mode"] == "raw":  # the whole batch refused
+                        raise VendorRejectedError(
+                            f"{what}: HTTP 400 {body_snippet(resp, 200)}: the inlet refused the batch of raw "
+                            "records; Adobe documents /collection/batch for XDM envelopes only. Set raw_batch "
+                            "to false (the default: one record per request to /collection/{inlet})")
                     raise_for_status(resp, what)
                     raise VendorProtocolError(f"{what}: unexpected HTTP {code} {body_snippet(resp, 200)}")
             if attempt >= s["max_retries"]:
@@ -680,11 +822,13 @@ class AepConnector(Connector):
                 message += " (the runs had not accounted for every record when verification stopped)"
         else:
             message += "; accepted by the inlet is not yet in the dataset: check the dataflow's runs"
+        error_type = None
         if c["accepted"] == 0 and c["records"]:
-            state = FinalState.FAILED
-            message = f"the inlet accepted none of the {c['records']:,} records; see the rejects file"
+            state, error_type = FinalState.FAILED, "VendorRefusedAll"
+            message = (f"the inlet accepted none of the {c['records']:,} records (first: "
+                       f"{job.get('first_refusal') or 'no reason given'}); see the rejects file")
         return Progress(job=job, done=True, state=state, vendor_ref=self.settings["flow_id"],
-                        counts=_public_counts(job), message=message)
+                        counts=_public_counts(job), message=message, error_type=error_type)
 
     def _sent_message(self, job: dict[str, Any]) -> str:
         c = job["counts"]
@@ -709,6 +853,42 @@ _REAUTH_LOCK = threading.Lock()
 
 def _body(group: list[tuple[Item, bytes]]) -> bytes:
     return b'{"messages":[' + b",".join(m for _, m in group) + b"]}"
+
+
+def _xaction_id(resp: requests.Response) -> str | None:
+    try:
+        body = resp.json()
+    except ValueError:
+        return None
+    value = body.get("xactionId") if isinstance(body, dict) else None
+    return str(value) if value else None
+
+
+def _problem(resp: requests.Response) -> str:
+    """The reason of a refused single message: the problem body's report.message (the shape of
+    the inlet's documented 401), else its message / detail / title, else the body."""
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        report = body.get("report") if isinstance(body.get("report"), dict) else {}
+        for text in (report.get("message"), body.get("message"), body.get("detail"), body.get("title")):
+            if text:
+                return scrub(str(text))[:500]
+    return f"refused with HTTP {resp.status_code} {body_snippet(resp, 200)}".strip()
+
+
+def _prefix(batch: _Batch, sent: int, outcome: _Outcome) -> tuple[_Batch, _Outcome]:
+    """The part of a single-path batch that was sent before a request failed for good: its first
+    ``sent`` messages and the records refused locally among them (a contiguous range)."""
+    cut = batch.messages[sent][0]
+    messages = batch.messages[:sent]
+    local = [entry for entry in batch.local if entry[0].number < cut.number]
+    last = max([item for item, _ in messages] + [entry[0] for entry in local], key=lambda item: item.number)
+    part = _Batch(batch.start, last.end, last.number, last.next_line, messages=messages, local=local,
+                  items=len(messages) + len(local))
+    return part, outcome
 
 
 def _record_ref(item: Item) -> str:

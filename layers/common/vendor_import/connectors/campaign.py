@@ -158,7 +158,7 @@ class CampaignConnector(Connector):
         if status == "failed":
             return self._failed(job, request_id, info, batch_id, num_records)
         if status == "aborted":
-            return self._aborted(job, ctx, request_id, num_records)
+            return self._aborted(job, ctx, request_id, num_records, info)
         raise VendorProtocolError(
             f"Campaign status of XDM mapping {mapping_id} (request {request_id}): unknown status "
             f"{scrub(body.get('status'))!r}; expected Success, Failed, Aborted or In Progress"
@@ -182,18 +182,20 @@ class CampaignConnector(Connector):
                         "(Monitoring, or the dataset's batches) for the record errors.")
         return Progress(job=job, done=True, state=FinalState.FAILED, vendor_ref=str(request_id),
                         counts=_counts(job, records=num_records, accepted=num_records),
-                        message=message.strip())
+                        message=message.strip(), error_type="VendorJobFailed")
 
     def _aborted(self, job: dict[str, Any], ctx: StepContext, request_id: Any,
-                 num_records: int) -> Progress:
+                 num_records: int, info: str = "") -> Progress:
         mapping_id = job["mapping_id"]
         aborted = len(job["request_ids"])
         if aborted > int(job["max_resubmits"]):
+            info = scrub(_strip_mapping_prefix(info, mapping_id))[:300]
             return Progress(
                 job=job, done=True, state=FinalState.FAILED, vendor_ref=str(request_id),
-                counts=_counts(job, records=num_records, accepted=num_records),
+                counts=_counts(job, records=num_records, accepted=num_records), error_type="VendorJobFailed",
                 message=(f"The ingestion of XDM mapping {mapping_id} was aborted {aborted} times by "
-                         f"Campaign (requests {', '.join(map(str, job['request_ids']))}; max_resubmits is "
+                         f"Campaign (status Aborted{': ' + info if info else ''}; requests "
+                         f"{', '.join(map(str, job['request_ids']))}; max_resubmits is "
                          f"{job['max_resubmits']}): check the data ingestion service and the mapping "
                          "status in Campaign, then upload the trigger again."),
             )

@@ -73,8 +73,10 @@ OBJECT_FIELDS = (
     Field("use_external_id", bool, doc="lookup fields carry the parent's External Id (true) or Id"),
 )
 DEFAULT_FIELDS = (
-    Field("action", str, default="upsert", choices=ACTIONS, doc="action when no option/object says"),
-    Field("matching_field", str, default="Name", doc="matchingFieldName when no option/object says"),
+    # no built-in action or matching field: the DataAction page requires both on every call and
+    # documents no default (an upload that names neither, with no settings default, is refused)
+    Field("action", str, choices=ACTIONS, doc="action when no option/object says"),
+    Field("matching_field", str, doc="matchingFieldName when no option/object says"),
     Field("use_external_id", bool, default=True, doc="useExternalId when no option/object says"),
 )
 
@@ -84,7 +86,9 @@ class CirrusConnector(Connector):
     settings_fields = (
         Field("username", str, required=True, doc="Cirrus Shield user the import signs in as"),
         Field("password", str, required=True, secret=True, doc="that user's password"),
-        Field("batch_size", int, default=50, minimum=1, doc="records per DataAction call"),
+        Field("batch_size", int, default=10, minimum=1,
+              doc="records per DataAction call: 10, as the published C# sample sends (no limit is "
+                  "documented; larger is an opt-in)"),
         Field("safety_margin_seconds", (int, float), default=30, minimum=0,
               doc="a poll stops sending when the Lambda has less time left than this"),
         Field("body_field", str, default="",
@@ -222,6 +226,8 @@ class CirrusConnector(Connector):
                 reason = result.error or "Cirrus Shield refused the record (no ErrorMessage)"
                 rows.append(RejectRow(self._record_label(chunk, element, job), reason, CODE_REFUSED))
                 raw.append(cx.reject_xml(element, reason))
+        if rows and not job.get("first_refusal"):  # the vendor's words for a status record's error
+            job["first_refusal"] = f"record {rows[0].record}: {rows[0].reason}"[:300]
         if rows or force_emit:
             ctx.emit_rejects(_part_id(first), rows, _raw_part(raw), self._raw_format(ctx))
         accepted = len(batch) - len(rows)
@@ -309,15 +315,17 @@ class CirrusConnector(Connector):
             message = f"Cirrus Shield accepted all {total} {obj} records ({self._describe(job)})."
         elif accepted == 0:
             state = FinalState.FAILED
-            message = (f"Cirrus Shield refused all {total} {obj} records: the rejects file holds each "
-                       f"with its ErrorMessage; fix them and drop it back in the inbox.")
+            first = job.get("first_refusal") or "no ErrorMessage"
+            message = (f"Cirrus Shield refused all {total} {obj} records (first: {first}): the rejects "
+                       f"file holds each with its ErrorMessage; fix them and drop it back in the inbox.")
         else:
             state = FinalState.SUCCEEDED_WITH_REJECTS
             message = (f"Cirrus Shield accepted {accepted} of {total} {obj} records and refused "
                        f"{rejected}: fix them in the rejects file and drop it back in the inbox.")
         if counts.get("unconfirmed"):
             message += f" {counts['unconfirmed']} records have an unknown outcome (UNCONFIRMED)."
-        return Progress(job=job, done=True, state=state, counts=dict(counts), message=message)
+        return Progress(job=job, done=True, state=state, counts=dict(counts), message=message,
+                        error_type="VendorRefusedAll" if state is FinalState.FAILED else None)
 
     @staticmethod
     def _describe(job: dict[str, Any]) -> str:
@@ -369,6 +377,12 @@ class CirrusConnector(Connector):
 
         params = {"object": obj, "action": pick("action"), "matching_field": pick("matching_field"),
                   "use_external_id": bool(pick("use_external_id"))}
+        for name, example in (("action", "action=upsert"), ("matching_field", "matching_field=Name")):
+            if params[name] is None:
+                raise InputError(
+                    f"no {name} for {obj} records: Cirrus Shield's DataAction needs it on every call and has "
+                    f"no default; give it in the key (inbox/cirrus/{example}/...), as S3 metadata, or in the "
+                    f"settings (objects.{obj}.{name} or defaults.{name})")
         if not params["matching_field"] or not _IDENTIFIER.match(params["matching_field"]):
             raise InputError(f"matching field {params['matching_field']!r} is not a field name: give "
                              f"it as option matching_field=<Field> or in the settings' objects.{obj}")

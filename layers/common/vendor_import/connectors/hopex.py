@@ -156,7 +156,7 @@ class HopexConnector(Connector):
                             message=f"HOPEX import job {job_id} of {name} is running.")
         if verdict.failure:
             return Progress(job=job, done=True, state=FinalState.FAILED, vendor_ref=job_id,
-                            counts=counts,
+                            counts=counts, error_type="VendorJobFailed",
                             message=f"HOPEX import job {job_id} of {name} failed: {verdict.failure}")
         saved = _saved_note(job["validate"], verdict.rejects)
         if not verdict.rejects:

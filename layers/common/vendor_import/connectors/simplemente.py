@@ -122,8 +122,9 @@ class SimplementeConnector(Connector):
         Field("auth_scheme", str, default="Basic", choices=AUTH_SCHEMES,
               doc='"Basic": standard "Authorization: Basic <b64>"; "basic:": the tutorial\'s '
                   '"Authorization: basic:<b64>"'),
-        Field("content_type", str, default="application/json",
-              doc="Content-Type of the submit call (the tutorial sends text/json)"),
+        Field("content_type", str, default="text/json",
+              doc="Content-Type of the submit call: text/json as the tutorial sends it (the SDK sends "
+                  "application/json)"),
         Field("status_route", str, default="status/{guid}", choices=STATUS_ROUTES,
               doc="status route under app/mediations/: tutorial status/{guid} or reference {guid}/status"),
         Field("default_flux", str, default=None,
@@ -240,7 +241,7 @@ class SimplementeConnector(Connector):
             silence = self._silence(job, status)
             if silence:
                 return Progress(job=job, done=True, state=FinalState.FAILED, vendor_ref=guid,
-                                counts=counts, message=silence)
+                                counts=counts, message=silence, error_type="VendorSilent")
             last = status.messages[-1].text if status.messages else "no message yet"
             return Progress(job=job, vendor_ref=guid, counts=counts,
                             message=f"import {guid} of flux {flux!r} running: {_short(last)}")
@@ -248,13 +249,14 @@ class SimplementeConnector(Connector):
                    for i, m in enumerate(status.messages, 1) if m.error]
         return Progress(job=job, done=True, state=outcome.state, vendor_ref=guid, counts=counts,
                         message=_final_message(outcome, status, guid, flux, self.settings),
+                        error_type="VendorJobFailed" if outcome.state is FinalState.FAILED else None,
                         rejects=rejects, **self._raw_rejects(status))
 
     # -- helpers -----------------------------------------------------------------------------------
     def _headers(self, *, content_type: bool = False) -> dict[str, str]:
         headers = {"Authorization": self._authorization, "Accept": "application/json"}
         if content_type:
-            headers["Content-Type"] = self.settings.get("content_type") or "application/json"
+            headers["Content-Type"] = self.settings.get("content_type") or "text/json"
         return headers
 
     def _raise_for_status(self, resp, what: str, *, not_found: str) -> None:

@@ -1,4 +1,4 @@
-"""The completion topic: one message per import, filterable on vendor and state.
+"""The completion topic: one message per import, filterable on vendor, state, dry_run and error_type.
 
 Published with ``MessageStructure="json"``: every protocol gets the status record as JSON (the
 ``default`` body: SQS, Lambda, HTTPS and email-json subscribers), except ``email``, which gets a
@@ -96,6 +96,14 @@ def message_for(record: dict[str, Any]) -> str:
     return json.dumps({"default": json.dumps(record, indent=2, default=str), "email": email_text(record)})
 
 
+def _error_attribute(record: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """``error_type`` (a name of errors.ERROR_TYPES) on FAILED / TIMED_OUT messages, for filter
+    policies such as ``{"error_type": ["VendorAuthError"]}``; absent when the import did not fail
+    (``{"error_type": [{"exists": true}]}`` matches every failure)."""
+    error_type = (record.get("error") or {}).get("type")
+    return {"error_type": {"DataType": "String", "StringValue": str(error_type)}} if error_type else {}
+
+
 class Notifier:
     def __init__(self, sns_client, topic_arn: str,
                  on_published: Callable[[dict[str, Any]], None] | None = None):
@@ -114,6 +122,7 @@ class Notifier:
                 "vendor": {"DataType": "String", "StringValue": record["vendor"]},
                 "state": {"DataType": "String", "StringValue": record["state"]},
                 "dry_run": {"DataType": "String", "StringValue": str(bool(record.get("dry_run"))).lower()},
+                **_error_attribute(record),
             },
         )
         if self.on_published is not None:

@@ -12,6 +12,7 @@ from .. import cost
 from ..dal.jobs_table import JobsTable
 from ..dal.notifier import Notifier
 from ..dal.s3_layout import S3Store, rejects_prefix, status_key
+from ..errors import documented_error
 from ..model import FinalState
 from ..scrub import scrub, scrub_obj
 
@@ -135,6 +136,7 @@ class Finalizer:
             counts.setdefault("rejected", rejects["rows"])
         if state == FinalState.SUCCEEDED and rejects.get("rows"):
             state = FinalState.SUCCEEDED_WITH_REJECTS
+        error = _error_for(state, error_type, error_message, message)
         bucket = _text(inp.get("bucket"))  # a console input may hold anything: {"key": 42}
         key = _text(inp.get("key"))
         record: dict[str, Any] = {
@@ -153,7 +155,7 @@ class Finalizer:
             "vendor_ref": job.get("vendor_ref"),
             "counts": counts,
             "rejects": rejects,
-            "error": {"type": error_type, "message": error_message} if error_type else None,
+            "error": error,
             "execution_arn": execution_arn,
             "started_at": _iso_z(started_at) or job.get("submitted_at") or iso(now),
             "finished_at": iso(now),
@@ -205,6 +207,19 @@ class Finalizer:
             )
             out["raw_uri"] = self.store.uri(dest)
         return out
+
+
+def _error_for(state: FinalState, error_type: str | None, error_message: str | None,
+               message: str) -> dict[str, str] | None:
+    """The record's ``error``: None for a success, else {"type", "message"} with a type from
+    errors.ERROR_TYPES (a FAILED record without a named error is a failure the vendor reported;
+    a TIMED_OUT one passed the deadline). The message is the vendor's words where it gave any."""
+    if state not in (FinalState.FAILED, FinalState.TIMED_OUT):
+        return None
+    if not error_type:
+        error_type = "DeadlineExceeded" if state is FinalState.TIMED_OUT else "VendorJobFailed"
+    error_type, error_message = documented_error(error_type, error_message or message or _default_message(state))
+    return {"type": error_type, "message": error_message}
 
 
 def _text(value: Any) -> str | None:

@@ -97,9 +97,10 @@ class VendorStep:
         if waited >= settings["deadline_seconds"]:
             return {**base, "done": True, "state": FinalState.TIMED_OUT.value, "wait_seconds": 0,
                     "connector": job.get("connector") or {}, "counts": job.get("counts") or {},
-                    "vendor_ref": job.get("vendor_ref"),
+                    "vendor_ref": job.get("vendor_ref"), "error_type": "DeadlineExceeded",
                     "message": f"the vendor job was still running after {waited} s of polling "
-                               f"(deadline_seconds = {settings['deadline_seconds']})"}
+                               f"(deadline_seconds = {settings['deadline_seconds']})"
+                               + (f"; last vendor status: {job['message']}" if job.get("message") else "")}
         connector = self._connector(settings)
         head = self._head(request)
         if job.get("staged"):  # a gzip upload: every step reads the copy submit decompressed
