@@ -357,6 +357,14 @@ class Deployer:
         self.role_policies = getattr(self, "role_policies", {})
         self.role_policies[name] = p
 
+    def _create_aws_kms_key(self, name: str, p: dict[str, Any]) -> None:
+        kms = self.c("kms")
+        key = kms.create_key(Policy=json.dumps(p["KeyPolicy"]), Description=p.get("Description", ""))["KeyMetadata"]
+        if p.get("EnableKeyRotation"):
+            kms.enable_key_rotation(KeyId=key["KeyId"])
+        self.refs[name] = key["KeyId"]
+        self.attrs[name] = {"Arn": key["Arn"], "KeyId": key["KeyId"]}
+
     def _create_aws_lambda_layerversion(self, name: str, p: dict[str, Any]) -> None:
         resp = self.c("lambda").publish_layer_version(
             LayerName=p.get("LayerName") or name, Content={"ZipFile": _empty_zip()},
@@ -376,6 +384,11 @@ class Deployer:
         self.attrs[name] = {"Arn": arn}
         self.functions = getattr(self, "functions", {})
         self.functions[name] = fname
+        # where Lambda sends an asynchronous event after its retries (the runner emulates it)
+        self.dead_letters = getattr(self, "dead_letters", {})
+        target = (p.get("DeadLetterConfig") or {}).get("TargetArn")
+        if target:
+            self.dead_letters[fname] = next(self.refs[q] for q, a in self.attrs.items() if a.get("Arn") == target)
 
     def _create_aws_stepfunctions_statemachine(self, name: str, p: dict[str, Any]) -> None:
         definition = p.get("DefinitionString") or json.dumps(p["Definition"])

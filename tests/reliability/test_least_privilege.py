@@ -224,7 +224,8 @@ def alarms(resources) -> dict[str, dict]:
 
 
 def test_the_dead_letter_queue_has_an_alarm_on_the_alarm_topic(resources):
-    (dlq_alarm,) = [a for a in alarms(resources).values() if a["Namespace"] == "AWS/SQS"]
+    (dlq_alarm,) = [a for a in alarms(resources).values() if a["Namespace"] == "AWS/SQS"
+                    and a["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["UploadDeadLetterQueue", "QueueName"]}]
     assert dlq_alarm["MetricName"] == "ApproximateNumberOfMessagesVisible"
     assert dlq_alarm["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["UploadDeadLetterQueue",
                                                                                      "QueueName"]}}]
@@ -232,9 +233,9 @@ def test_the_dead_letter_queue_has_an_alarm_on_the_alarm_topic(resources):
     assert dlq_alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
     redrive = resources["UploadQueue"]["Properties"]["RedrivePolicy"]
     assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["UploadDeadLetterQueue", "Arn"]}
-    # the finalize function's own failures (execution-ended events) land there too
+    # the finalize function's own failures (execution-ended events) have their own queue
     assert resources["FinalizeFunction"]["Properties"]["DeadLetterQueue"] == {
-        "Type": "SQS", "TargetArn": {"Fn::GetAtt": ["UploadDeadLetterQueue", "Arn"]}}
+        "Type": "SQS", "TargetArn": {"Fn::GetAtt": ["FinalizeDeadLetterQueue", "Arn"]}}
 
 
 def test_failed_and_timed_out_executions_have_alarms_on_the_alarm_topic(resources):

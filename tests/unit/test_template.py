@@ -181,7 +181,7 @@ def test_upload_queue_redrives_to_the_dead_letter_queue(resources):
 
 
 def test_queues_are_encrypted(resources):
-    for name in ("UploadQueue", "UploadDeadLetterQueue"):
+    for name in ("UploadQueue", "UploadDeadLetterQueue", "FinalizeDeadLetterQueue"):
         assert resources[name]["Properties"]["SqsManagedSseEnabled"] is True
 
 
@@ -270,13 +270,26 @@ def test_every_function_and_state_machine_logs_to_a_declared_log_group(resources
         assert refs(res["Properties"]["Logging"]["Destinations"]) <= groups, name
 
 
-def test_dead_letter_queue_has_an_alarm(resources):
+@pytest.mark.parametrize("queue", ["UploadDeadLetterQueue", "FinalizeDeadLetterQueue"])
+def test_each_dead_letter_queue_has_an_alarm(resources, queue):
     alarms = of_type(resources, "AWS::CloudWatch::Alarm")
     dlq = [a["Properties"] for a in alarms.values() if a["Properties"]["Namespace"] == "AWS/SQS"
-           and refs(a["Properties"]["Dimensions"]) == {"UploadDeadLetterQueue"}]
+           and a["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
+           and refs(a["Properties"]["Dimensions"]) == {queue}]
     assert len(dlq) == 1
-    assert dlq[0]["MetricName"] == "ApproximateNumberOfMessagesVisible"
     assert dlq[0]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+
+def test_finalize_dead_letters_have_their_own_queue(resources):
+    """Finalize's failed events (Lambda's async DLQ) and the rule's undelivered ones share a queue that
+    the upload queue does not use: a redrive of uploads never hands them to the submit function."""
+    finalize = resources["FinalizeFunction"]["Properties"]
+    assert finalize["DeadLetterQueue"] == {"Type": "SQS",
+                                           "TargetArn": {"Fn::GetAtt": ["FinalizeDeadLetterQueue", "Arn"]}}
+    (rule,) = finalize["Events"].values()
+    assert rule["Properties"]["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["FinalizeDeadLetterQueue", "Arn"]}}
+    assert resources["UploadQueue"]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"] == {
+        "Fn::GetAtt": ["UploadDeadLetterQueue", "Arn"]}
 
 
 def test_every_state_machine_has_failed_and_timed_out_alarms(resources):
