@@ -287,3 +287,74 @@ def test_the_check_knows_what_the_code_emits(emitted):
         assert ("S3VendorImport", "ImportsTimedOut", dims) in emitted
     assert ("S3VendorImport", "ImportsFailed", frozenset({("vendor", "hopex")})) not in emitted
 
+
+
+# -- 5. settings that cannot bite ---------------------------------------------------------------------------------
+
+def asl() -> dict:
+    return json.loads((ROOT / "statemachines" / "import.asl.json").read_text())
+
+
+def test_staged_work_outlives_every_execution(template):
+    """Finalize reads the rejects staged under work/ when the execution ends, up to the execution's
+    TimeoutSeconds after it started; the lifecycle rule must not expire them before. S3 counts
+    expiration days from the object's creation, rounded up to the next midnight UTC, so an object
+    lives at least that many whole days
+    (docs.aws.amazon.com/AmazonS3/latest/userguide/lifecycle-expire-general-considerations.html);
+    a day more than the execution's lifetime leaves Finalize its time."""
+    assert asl()["TimeoutSeconds"] == 7 * 86400
+    param = template["Parameters"]["WorkRetentionDays"]
+    assert param["MinValue"] == 8 and param["Default"] >= param["MinValue"]
+    (rule,) = [r for r in template["Resources"]["ImportBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+               if r.get("Prefix") == "work/"]
+    assert rule["ExpirationInDays"] == {"Ref": "WorkRetentionDays"}
+
+
+@pytest.mark.parametrize("name", ["ImportBucket", "JobsTable"])
+def test_what_holds_user_data_survives_a_stack_delete_and_a_replacement(template, name):
+    """DeletionPolicy covers a stack delete, UpdateReplacePolicy an update that replaces the resource
+    (docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-attribute-deletionpolicy.html,
+    .../aws-attribute-updatereplacepolicy.html). The bucket holds uploads, rejects and status files,
+    the table the status records."""
+    res = template["Resources"][name]
+    assert (res.get("DeletionPolicy"), res.get("UpdateReplacePolicy")) == ("Retain", "Retain")
+
+
+def test_every_upload_event_sample_carries_the_object_version():
+    """Every event notification from a versioning-enabled bucket carries s3.object.versionId (and a
+    sequencer): docs.aws.amazon.com/AmazonS3/latest/userguide/notification-content-structure.html.
+    The job id is derived from it, so a sample without it tests another path than AWS takes."""
+    seen = 0
+    for path in sorted((ROOT / "events").glob("*.json")):
+        doc = json.loads(path.read_text())
+        for message in doc.get("Records", []) if isinstance(doc, dict) else []:
+            body = json.loads(message.get("body") or "{}")
+            for record in body.get("Records", []):
+                if record.get("eventSource") == "aws:s3":
+                    obj = record["s3"]["object"]
+                    assert obj.get("versionId") and obj.get("sequencer"), path.name
+                    seen += 1
+    assert seen == 6  # submit-sqs-upload.json and one per vendor
+
+
+# Name limits of what the template names after the stack: Step Functions state machine names,
+# docs.aws.amazon.com/step-functions/latest/apireference/API_CreateStateMachine.html (80);
+# log group names, docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_CreateLogGroup.html
+# (512); dashboard names, docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutDashboard.html (255).
+NAME_LIMITS = {("AWS::Serverless::StateMachine", "Name"): 80, ("AWS::Logs::LogGroup", "LogGroupName"): 512,
+               ("AWS::CloudWatch::Dashboard", "DashboardName"): 255}
+
+
+def test_the_readme_gives_the_longest_stack_name_every_derived_name_allows(template):
+    allowed = 128  # CloudFormation's own limit on stack names
+    derived = 0
+    for r in template["Resources"].values():
+        for (typ, prop), limit in NAME_LIMITS.items():
+            value = r.get("Properties", {}).get(prop) if r["Type"] == typ else None
+            if isinstance(value, dict) and "Fn::Sub" in value and "${AWS::StackName}" in value["Fn::Sub"]:
+                fixed = value["Fn::Sub"].replace("${AWS::StackName}", "")
+                assert "${" not in fixed, fixed  # only fixed text besides the stack name
+                allowed = min(allowed, limit - len(fixed))
+                derived += 1
+    assert derived >= 5 and allowed == 61  # "-simplemente-import" is 19 characters: 80 - 19
+    assert f"at most {allowed} characters" in (ROOT / "README.md").read_text()
