@@ -23,7 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from . import moto_seams
-from .template_deploy import ACCOUNT, REGION, ROOT, Deployer, function_code_dirs, load_sam_template, translate
+from .template_deploy import (
+    ACCOUNT,
+    REGION,
+    ROOT,
+    Deployer,
+    function_code_dirs,
+    load_sam_template,
+    translate,
+    vendor_stems,
+)
 
 _SFN_DONE = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 DEFAULT_TIME_SCALE = 0.001
@@ -97,7 +106,8 @@ class LocalPipeline:
         self._mock.start()
         _reset_library_caches()
         self._start_s3_endpoint()
-        sam = load_sam_template()
+        sam = load_sam_template(parameters=self.parameters)
+        self.stems = vendor_stems(sam)
         self.cfn = translate(sam, self.parameters)
         self.deployment = Deployer(self.cfn, self.parameters).deploy()
         code = function_code_dirs(sam)
@@ -161,13 +171,13 @@ class LocalPipeline:
 
     # -- configuration -----------------------------------------------------------------------------
     def set_settings(self, vendor: str, doc: dict[str, Any]) -> None:
-        arn = self.deployment.refs[f"{_logical(vendor)}Settings"]
+        arn = self.deployment.refs[f"{self.stems[vendor]}Settings"]
         self.secrets.put_secret_value(SecretId=arn, SecretString=json.dumps(doc))
         self.settings[vendor] = doc
         _reset_library_caches(settings_only=True)
 
     def state_machine_arn(self, vendor: str) -> str:
-        return self.deployment.refs[f"{_logical(vendor)}ImportStateMachine"]
+        return self.deployment.refs[f"{self.stems[vendor]}ImportStateMachine"]
 
     # -- running imports ---------------------------------------------------------------------------
     def upload(self, path: str | Path | bytes, key: str, metadata: dict[str, str] | None = None) -> dict[str, Any]:
@@ -241,7 +251,7 @@ class LocalPipeline:
         version = (outcome or {}).get("version") or (outcome or {}).get("etag")
         job_id = execution_name(self.bucket, key, version)
         arn = None
-        if vendor in _LOGICAL:
+        if vendor in self.stems:
             sm_name = self.state_machine_arn(vendor).rsplit(":", 1)[-1]
             arn = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{sm_name}:{job_id}"
             try:
@@ -351,13 +361,6 @@ class LocalPipeline:
 
 
 _running: LocalPipeline | None = None
-
-_LOGICAL = {"hopex": "Hopex", "campaign": "Campaign", "aep": "Aep", "simplemente": "Simplemente", "cirrus": "Cirrus"}
-
-
-def _logical(vendor: str) -> str:
-    return _LOGICAL[vendor]
-
 
 def _reset_library_caches(settings_only: bool = False) -> None:
     """Library caches hold clients and settings per container; a new local deployment is a new

@@ -21,6 +21,8 @@ import boto3
 from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
+from .language_extensions import expand
+
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -40,13 +42,14 @@ class _PolicyLoader:
         return {n: f"arn:aws:iam::aws:policy/{n}" for n in names}
 
 
-def load_sam_template(path: Path = ROOT / "template.yaml") -> dict[str, Any]:
-    return yaml_parse(path.read_text())
+def load_sam_template(path: Path = ROOT / "template.yaml", parameters: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The SAM template as CloudFormation hands it to the SAM transform: language extensions expanded."""
+    return expand(yaml_parse(path.read_text()), parameters)
 
 
 def translate(sam: dict[str, Any], parameters: dict[str, Any] | None = None) -> dict[str, Any]:
     """SAM -> CloudFormation, with local code locations (S3 placeholders) and the ASL inlined."""
-    sam = json.loads(json.dumps(sam))
+    sam = expand(json.loads(json.dumps(sam)), parameters)
     for name, res in sam["Resources"].items():
         props = res.get("Properties", {})
         if res["Type"] == "AWS::Serverless::Function":
@@ -56,6 +59,13 @@ def translate(sam: dict[str, Any], parameters: dict[str, Any] | None = None) -> 
         elif res["Type"] == "AWS::Serverless::StateMachine" and "DefinitionUri" in props:
             props["Definition"] = json.loads((ROOT / props.pop("DefinitionUri")).read_text())
     return transform(sam, parameters or {}, _PolicyLoader())
+
+
+def vendor_stems(sam: dict[str, Any]) -> dict[str, str]:
+    """Vendor id -> logical-id stem (HopexFunction, HopexSettings...) of the vendors the template deploys:
+    the rows of Mappings VendorTable whose stem has a function."""
+    rows = sam.get("Mappings", {}).get("VendorTable", {})
+    return {row["Id"]: stem for stem, row in rows.items() if f"{stem}Function" in sam["Resources"]}
 
 
 def function_code_dirs(sam: dict[str, Any]) -> dict[str, tuple[Path, str]]:
@@ -364,6 +374,13 @@ class Deployer:
             kms.enable_key_rotation(KeyId=key["KeyId"])
         self.refs[name] = key["KeyId"]
         self.attrs[name] = {"Arn": key["Arn"], "KeyId": key["KeyId"]}
+
+    def _create_aws_iam_policy(self, name: str, p: dict[str, Any]) -> None:
+        pname = p["PolicyName"]
+        for role in p.get("Roles", []):
+            self.c("iam").put_role_policy(RoleName=role, PolicyName=pname,
+                                          PolicyDocument=json.dumps(p["PolicyDocument"]))
+        self.refs[name] = pname
 
     def _create_aws_lambda_layerversion(self, name: str, p: dict[str, Any]) -> None:
         resp = self.c("lambda").publish_layer_version(

@@ -12,7 +12,6 @@ import re
 from pathlib import Path
 
 import pytest
-from samtranslator.yaml_helper import yaml_parse
 
 ROOT = Path(__file__).resolve().parents[2]
 VENDORS = ("hopex", "campaign", "aep", "simplemente", "cirrus")
@@ -21,7 +20,9 @@ LOGICAL = {"hopex": "Hopex", "campaign": "Campaign", "aep": "Aep", "simplemente"
 
 @pytest.fixture(scope="module")
 def template() -> dict:
-    return yaml_parse((ROOT / "template.yaml").read_text())
+    from local.template_deploy import load_sam_template
+
+    return load_sam_template()  # Fn::ForEach expanded, as CloudFormation hands it to the SAM transform
 
 
 @pytest.fixture(scope="module")
@@ -310,12 +311,12 @@ def test_staged_work_outlives_every_execution(template):
     assert rule["ExpirationInDays"] == {"Ref": "WorkRetentionDays"}
 
 
-@pytest.mark.parametrize("name", ["ImportBucket", "JobsTable"])
+@pytest.mark.parametrize("name", ["ImportBucket", "JobsTable", *(f"{LOGICAL[v]}Settings" for v in VENDORS)])
 def test_what_holds_user_data_survives_a_stack_delete_and_a_replacement(template, name):
     """DeletionPolicy covers a stack delete, UpdateReplacePolicy an update that replaces the resource
     (docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-attribute-deletionpolicy.html,
     .../aws-attribute-updatereplacepolicy.html). The bucket holds uploads, rejects and status files,
-    the table the status records."""
+    the table the status records, the settings secrets the vendor credentials."""
     res = template["Resources"][name]
     assert (res.get("DeletionPolicy"), res.get("UpdateReplacePolicy")) == ("Retain", "Retain")
 
@@ -358,3 +359,55 @@ def test_the_readme_gives_the_longest_stack_name_every_derived_name_allows(templ
                 derived += 1
     assert derived >= 5 and allowed == 61  # "-simplemente-import" is 19 characters: 80 - 19
     assert f"at most {allowed} characters" in (ROOT / "README.md").read_text()
+
+
+def test_what_matters_has_an_alarm_on_the_alarm_topic(template):
+    """Failed and timed-out imports end in a SUCCEEDED execution (Finalize catches everything), so
+    the imports' own outcome metrics carry them; Lambda errors and throttles of every function; the
+    upload queue's oldest message; both dead-letter queues."""
+    watched = set()
+    for a in alarms(template).values():
+        assert a["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+        dims = {d["Name"]: (next(iter(refs(d["Value"])), None) or d["Value"]) for d in a["Dimensions"]}
+        watched.add((a["Namespace"], a["MetricName"], tuple(sorted(dims.items()))))
+    functions = ["SubmitFunction", "FinalizeFunction", *(f"{LOGICAL[v]}Function" for v in VENDORS)]
+    expected = {("AWS/Lambda", m, (("FunctionName", f),)) for f in functions for m in ("Errors", "Throttles")}
+    expected |= {("S3VendorImport", m, (("service", "s3-vendor-import"), ("vendor", v)))
+                 for v in VENDORS for m in ("ImportsFailed", "ImportsTimedOut")}
+    expected |= {("AWS/SQS", "ApproximateAgeOfOldestMessage", (("QueueName", "UploadQueue"),)),
+                 ("AWS/SQS", "ApproximateNumberOfMessagesVisible", (("QueueName", "UploadDeadLetterQueue"),)),
+                 ("AWS/SQS", "ApproximateNumberOfMessagesVisible", (("QueueName", "FinalizeDeadLetterQueue"),))}
+    assert expected <= watched, sorted(expected - watched)
+
+
+def test_a_retried_step_never_overlaps_the_run_it_replaces(template):
+    """A Task that runs past its TimeoutSeconds fails with States.Timeout
+    (docs.aws.amazon.com/step-functions/latest/dg/state-task.html), but the Lambda invocation it made
+    goes on until it returns or reaches the function's own timeout
+    (docs.aws.amazon.com/lambda/latest/dg/configuration-timeout.html). The vendor steps retry
+    States.Timeout: if the Task could time out while its function still runs, the retry would run
+    beside it. With the function's timeout a minute below the Task's, the function has always ended
+    (returned, or been stopped by Lambda: Sandbox.Timedout, retried) before the Task could time out."""
+    globals_timeout = template["Globals"]["Function"]["Timeout"]
+    tasks = {}
+
+    def walk(states):
+        for name, s in states.items():
+            if s["Type"] == "Task":
+                tasks[name] = s
+            for branch in s.get("Branches", []):
+                walk(branch["States"])
+
+    walk(asl()["States"])
+    machines = {n: r for n, r in template["Resources"].items() if r["Type"] == "AWS::Serverless::StateMachine"}
+    assert len(machines) == len(VENDORS)
+    checked = 0
+    for name, machine in machines.items():
+        subs = machine["Properties"]["DefinitionSubstitutions"]
+        for state, task in tasks.items():
+            (var,) = re.findall(r"\$\{(\w+)\}", task["Resource"])
+            (function,) = refs(subs[var])
+            timeout = template["Resources"][function]["Properties"].get("Timeout", globals_timeout)
+            assert timeout + 60 <= task["TimeoutSeconds"], (name, state, function, timeout)
+            checked += 1
+    assert checked == 3 * len(VENDORS)  # Submit, Poll, Finalize in each

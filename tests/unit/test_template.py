@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from samtranslator.yaml_helper import yaml_parse
 from vendor_import.connectors import VENDORS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,7 +19,9 @@ LOGICAL = {"hopex": "Hopex", "campaign": "Campaign", "aep": "Aep", "simplemente"
 
 @pytest.fixture(scope="module")
 def template() -> dict:
-    return yaml_parse((ROOT / "template.yaml").read_text())
+    from local.template_deploy import load_sam_template
+
+    return load_sam_template()  # Fn::ForEach expanded, as CloudFormation hands it to the SAM transform
 
 
 @pytest.fixture(scope="module")
@@ -215,19 +216,39 @@ def test_function_code_folders_and_handlers_exist(template, resources):
 
 
 def test_submit_function_knows_every_vendors_state_machine(resources):
-    sub = resources["SubmitFunction"]["Properties"]["Environment"]["Variables"]["STATE_MACHINES"]["Fn::Sub"]
-    machines = json.loads(sub)
-    assert machines == {v: f"${{{LOGICAL[v]}ImportStateMachine}}" for v in VENDORS}
+    variables = resources["SubmitFunction"]["Properties"]["Environment"]["Variables"]
+    machines = {k: v for k, v in variables.items() if k.startswith("STATE_MACHINE_")}
+    assert machines == {f"STATE_MACHINE_{LOGICAL[v]}": {"Ref": f"{LOGICAL[v]}ImportStateMachine"} for v in VENDORS}
 
 
-def test_execution_ended_rule_sends_every_state_machine_to_finalize(resources):
-    (rule,) = resources["FinalizeFunction"]["Properties"]["Events"].values()
-    assert rule["Type"] == "EventBridgeRule"
-    pattern = rule["Properties"]["Pattern"]
-    assert pattern["source"] == ["aws.states"]
-    assert pattern["detail-type"] == ["Step Functions Execution Status Change"]
-    assert set(pattern["detail"]["status"]) == {"FAILED", "TIMED_OUT", "ABORTED"}
-    assert refs(pattern["detail"]["stateMachineArn"]) == {f"{LOGICAL[v]}ImportStateMachine" for v in VENDORS}
+def test_submit_function_may_start_exactly_the_vendor_state_machines(cfn):
+    started: set[str] = set()
+    for name, res in cfn["Resources"].items():
+        docs = [p["PolicyDocument"] for p in res["Properties"].get("Policies", [])] \
+            if name == "SubmitFunctionRole" else \
+            [res["Properties"]["PolicyDocument"]] if res["Type"] == "AWS::IAM::Policy" \
+            and res["Properties"]["Roles"] == [{"Ref": "SubmitFunctionRole"}] else []
+        for doc in docs:
+            for st in doc["Statement"]:
+                actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+                if any(a.startswith("states:") for a in actions):
+                    assert actions == ["states:StartExecution"] and st["Effect"] == "Allow", st
+                    assert isinstance(st["Resource"], dict), st  # one state machine, never a pattern
+                    started |= refs(st["Resource"])
+    assert started == {f"{LOGICAL[v]}ImportStateMachine" for v in VENDORS}
+
+
+def test_execution_ended_rules_send_every_state_machine_to_finalize(resources):
+    rules = resources["FinalizeFunction"]["Properties"]["Events"]
+    assert set(rules) == {f"{LOGICAL[v]}ExecutionEndedAbnormally" for v in VENDORS}
+    for v in VENDORS:
+        rule = rules[f"{LOGICAL[v]}ExecutionEndedAbnormally"]
+        assert rule["Type"] == "EventBridgeRule"
+        pattern = rule["Properties"]["Pattern"]
+        assert pattern["source"] == ["aws.states"]
+        assert pattern["detail-type"] == ["Step Functions Execution Status Change"]
+        assert set(pattern["detail"]["status"]) == {"FAILED", "TIMED_OUT", "ABORTED"}
+        assert pattern["detail"]["stateMachineArn"] == [{"Ref": f"{LOGICAL[v]}ImportStateMachine"}]
 
 
 # -- state machines ------------------------------------------------------------------------------------------
@@ -286,8 +307,10 @@ def test_finalize_dead_letters_have_their_own_queue(resources):
     finalize = resources["FinalizeFunction"]["Properties"]
     assert finalize["DeadLetterQueue"] == {"Type": "SQS",
                                            "TargetArn": {"Fn::GetAtt": ["FinalizeDeadLetterQueue", "Arn"]}}
-    (rule,) = finalize["Events"].values()
-    assert rule["Properties"]["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["FinalizeDeadLetterQueue", "Arn"]}}
+    rules = list(finalize["Events"].values())
+    assert len(rules) == len(VENDORS)  # one execution-ended rule per vendor state machine
+    for rule in rules:
+        assert rule["Properties"]["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["FinalizeDeadLetterQueue", "Arn"]}}
     assert resources["UploadQueue"]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"] == {
         "Fn::GetAtt": ["UploadDeadLetterQueue", "Arn"]}
 

@@ -1,13 +1,13 @@
 """Builds the logic objects from the Lambda environment (clients created once per container).
 
-Environment: JOBS_TABLE, IMPORT_BUCKET, COMPLETION_TOPIC_ARN, IDEMPOTENCY_TABLE, STATE_MACHINES
-(submit), VENDOR and SETTINGS_SECRET_ARN (vendor functions). S3_PRESIGN_ENDPOINT is for the local
-runner only (presigned URLs must point at the emulated S3 there).
+Environment: JOBS_TABLE, IMPORT_BUCKET, COMPLETION_TOPIC_ARN, IDEMPOTENCY_TABLE; STATE_MACHINE_<Stem>
+(submit: one per vendor, from template.yaml's loop over parameter Vendors); VENDOR and
+SETTINGS_SECRET_ARN (vendor functions). S3_PRESIGN_ENDPOINT is for the local runner only
+(presigned URLs must point at the emulated S3 there).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from functools import cache
 from typing import Any
@@ -68,12 +68,18 @@ def finalizer():
 def upload_router(logger=None):
     from .logic.submit_upload import UploadRouter
 
-    try:
-        machines = json.loads(env("STATE_MACHINES"))
-    except ValueError:
-        raise SettingsError("environment variable STATE_MACHINES is not JSON") from None
     return UploadRouter(sfn_client=client("stepfunctions"), s3_client=client("s3"),
-                        state_machines=machines, finalizer=finalizer(), logger=logger)
+                        state_machines=state_machines(), finalizer=finalizer(), logger=logger)
+
+
+STATE_MACHINE_PREFIX = "STATE_MACHINE_"
+
+
+def state_machines(environ=os.environ) -> dict[str, str]:
+    """Vendor id -> state machine ARN, from the STATE_MACHINE_<Stem> variables (the stem is the vendor
+    id with a capital first letter: template.yaml, Mappings VendorTable)."""
+    return {name[len(STATE_MACHINE_PREFIX):].lower(): arn for name, arn in environ.items()
+            if name.startswith(STATE_MACHINE_PREFIX)}
 
 
 _settings_cache: dict[str, Any] = {}
