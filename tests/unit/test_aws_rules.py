@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from .test_template import refs  # logical ids referenced inside a value (Ref, GetAtt, Sub)
+
 ROOT = Path(__file__).resolve().parents[2]
 VENDORS = ("hopex", "campaign", "aep", "simplemente", "cirrus")
 LOGICAL = {"hopex": "Hopex", "campaign": "Campaign", "aep": "Aep", "simplemente": "Simplemente", "cirrus": "Cirrus"}
@@ -36,27 +38,6 @@ def translated(template: dict) -> dict:
     with pytest.MonkeyPatch.context() as mp:  # the translator builds ARNs for a region
         mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
         return translate(copy.deepcopy(template))
-
-
-def refs(value) -> set[str]:
-    """Logical ids referenced inside a value (Ref, GetAtt, ${...} of Sub)."""
-    found: set[str] = set()
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if k == "Ref" and isinstance(v, str):
-                found.add(v)
-            elif k == "Fn::GetAtt":
-                found.add(v[0] if isinstance(v, list) else v.split(".")[0])
-            elif k == "Fn::Sub":
-                text, local_vars = (v, {}) if isinstance(v, str) else (v[0], v[1])
-                found.update(m.split(".")[0] for m in re.findall(r"\$\{([^}!]+)\}", text) if m not in local_vars)
-                found |= refs(local_vars)
-            else:
-                found |= refs(v)
-    elif isinstance(value, list):
-        for v in value:
-            found |= refs(v)
-    return found
 
 
 def as_list(value) -> list:
