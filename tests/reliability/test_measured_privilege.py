@@ -22,7 +22,7 @@ import pytest
 from local.recorder import iam_requests, record_calls
 
 from .helpers import LOGICAL, ROOT, VENDORS, report
-from .test_redrive import aborted_execution
+from .test_redrive import execution_that_ends_without_finalize
 
 # Granted, and not seen used by the code in a local run, on purpose:
 NOT_CALLED_BY_THE_CODE = {
@@ -66,6 +66,9 @@ def allows(statements, action: str, resource: str) -> bool:
 @pytest.fixture(scope="module")
 def measured(pipe, sims):
     """{function logical id: {(action, resource)}} from one run of every kind of import."""
+    from local.runner import _reset_library_caches
+
+    _reset_library_caches()  # cold containers: settings are read from their secret again
     with record_calls() as calls:
         for vendor in VENDORS:
             module = importlib.import_module(f"local.simulators.{vendor}")
@@ -77,8 +80,8 @@ def measured(pipe, sims):
             pipe.start_console(vendor, {"bucket": pipe.bucket, "key": f"inbox/{vendor}/measured-missing.csv"})
         pipe.import_file(b"a,b\n1,2\n", "inbox/nosuchvendor/measured.csv")  # FAILED by the submit function
         pipe.import_file(ROOT / "events/files/hopex/clean.mgl", "inbox/hopex/dry-run/measured.mgl")
-        job_id, arn = aborted_execution(pipe, "inbox/hopex/measured-aborted.mgl")
-        pipe._finish(job_id, arn, "inbox/hopex/measured-aborted.mgl", "hopex")  # finalized from the event
+        job_id, arn = execution_that_ends_without_finalize(pipe)
+        pipe._finish(job_id, arn, "", "hopex")  # finalized from the execution-ended event
     by_name = iam_requests(calls)
     logical = {name: lid for lid, name in pipe.deployment.functions.items()}
     return {logical[name]: reqs for name, reqs in by_name.items()}

@@ -9,7 +9,6 @@ the operator's redrive (local/redrive.py, `s3-vendor-import redrive`).
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 from local.redrive import EXECUTION_ENDED, UNKNOWN, UPLOAD, kind_of
@@ -19,30 +18,22 @@ from .helpers import ROOT, assert_one_outcome, outcomes_by_job, slug, take_queue
 SAMPLE = (ROOT / "events" / "files" / "hopex" / "clean.mgl").read_bytes()
 
 
-def aborted_execution(pipe, key: str) -> tuple[str, str]:
-    """An import whose execution ended without reaching Finalize (aborted at once): (job id, arn)."""
-    pipe.upload(SAMPLE, key)
-    take_queue_messages(pipe)  # started by hand below, not by the upload
+def execution_that_ends_without_finalize(pipe) -> tuple[str, str]:
+    """An execution that fails before Finalize, every time: a console input that is a JSON string,
+    to which the first state's Catch cannot add $.error (its status record comes from the
+    execution-ended event). Returns (job id, execution ARN)."""
     job_id = f"dlq-{uuid.uuid4().hex[:12]}"
     arn = pipe.sfn.start_execution(stateMachineArn=pipe.state_machine_arn("hopex"), name=job_id,
-                                   input=json.dumps({"bucket": pipe.bucket, "key": key}))["executionArn"]
-    for _ in range(500):  # moto cannot stop an execution whose worker has not started yet
-        try:
-            pipe.sfn.stop_execution(executionArn=arn)
-            break
-        except AttributeError:
-            time.sleep(0.01)
-    assert pipe.wait_execution(arn)["status"] in ("ABORTED", "FAILED")  # moto may report either
+                                   input=json.dumps("inbox/hopex/not-an-object.mgl"))["executionArn"]
     return job_id, arn
 
 
-def test_a_failed_finalize_event_waits_in_its_own_queue_and_redrive_gives_the_import_its_one_record(pipe, request):
-    key = f"inbox/hopex/{slug(request.node.name)}.mgl"
-    job_id, arn = aborted_execution(pipe, key)
+def test_a_failed_finalize_event_waits_in_its_own_queue_and_redrive_gives_the_import_its_one_record(pipe):
+    job_id, arn = execution_that_ends_without_finalize(pipe)
     pipe.lambdas.crash_next[pipe.finalize_function] = 3  # every attempt of the asynchronous invocation
-    result = pipe._finish(job_id, arn, key, "hopex")
+    result = pipe._finish(job_id, arn, "", "hopex")
 
-    assert result.execution_status in ("ABORTED", "FAILED") and result.state in ("MISSING", "RUNNING")
+    assert (result.execution_status, result.state) == ("FAILED", "MISSING")
     assert outcomes_by_job(pipe, [job_id])[job_id] == {"records": [], "documents": [], "messages": []}
     assert pipe.dlq_depth(pipe.finalize_dlq_url) == 1
     assert pipe.dlq_depth() == 0  # the uploads' queue holds uploads only
@@ -54,17 +45,17 @@ def test_a_failed_finalize_event_waits_in_its_own_queue_and_redrive_gives_the_im
     found = outcomes_by_job(pipe, [job_id])[job_id]
     record = assert_one_outcome(found, job_id)
     assert (record["state"], record["job_id"], record["vendor"]) == ("FAILED", job_id, "hopex")
+    assert record["error"]["type"] == "InputError"
 
     again = pipe.redrive()  # nothing left: no second record, no second message
     assert again.moved == {UPLOAD: 0, EXECUTION_ENDED: 0}
     assert_one_outcome(outcomes_by_job(pipe, [job_id])[job_id], job_id)  # drain_messages keeps all
 
 
-def test_a_finalize_that_fails_again_on_redrive_leaves_the_event_in_its_queue(pipe, request):
-    key = f"inbox/hopex/{slug(request.node.name)}.mgl"
-    job_id, arn = aborted_execution(pipe, key)
+def test_a_finalize_that_fails_again_on_redrive_leaves_the_event_in_its_queue(pipe):
+    job_id, arn = execution_that_ends_without_finalize(pipe)
     pipe.lambdas.crash_next[pipe.finalize_function] = 4  # the 3 attempts, then the redrive's
-    pipe._finish(job_id, arn, key, "hopex")
+    pipe._finish(job_id, arn, "", "hopex")
 
     redriven = pipe.redrive()
 
@@ -114,3 +105,11 @@ def test_each_dead_letter_is_routed_by_its_kind_whatever_queue_holds_it():
     for other in ("not json", "[]", json.dumps({"Records": []}), json.dumps({"source": "aws.states"}),
                   json.dumps({"Records": [{"eventSource": "aws:sns"}]})):
         assert kind_of(other) == UNKNOWN, other
+
+
+def test_the_redrive_command_names_the_stack_it_cannot_read(pipe, capsys):
+    from local.cli import build_parser
+
+    args = build_parser().parse_args(["redrive", "--stack", "no-such-stack", "--region", "us-east-1"])
+    assert args.func(args) == 1
+    assert "cannot read stack 'no-such-stack'" in capsys.readouterr().err
