@@ -31,7 +31,7 @@ with simulator_class("acme")() as sim:
             "code": [local.__file__, vendor_import.__file__], "vendors": VENDORS, "simulators": sorted(SIMULATORS),
             "state": result.state, "record_vendor": result.record["vendor"], "sim_jobs": len(sim.jobs),
             "machine": pipe.state_machine_arn("acme"), "function": pipe.deployment.functions["AcmeFunction"],
-            "resources": sorted(n for n in pipe.cfn["Resources"] if n.startswith(("Acme", "FinalizeFunctionAcme"))),
+            "resources": sorted(n for n in pipe.cfn["Resources"] if n.startswith("Acme")),
         }))
 """
 
@@ -76,5 +76,5 @@ def test_a_sixth_vendor_needs_its_connector_its_simulator_and_one_row(tmp_path):
     assert out["resources"] == sorted([
         "AcmeSettings", "AcmeFunction", "AcmeFunctionRole", "AcmeLogGroup", "AcmeImportStateMachine",
         "AcmeImportStateMachineRole", "AcmeStateMachineLogGroup", "AcmeExecutionsFailedAlarm",
-        "AcmeExecutionsTimedOutAlarm", "AcmeSubmitStartsImportPolicy", "FinalizeFunctionAcmeExecutionEndedAbnormally",
-        "FinalizeFunctionAcmeExecutionEndedAbnormallyPermission"])
+        "AcmeExecutionsTimedOutAlarm", "AcmeExecutionEndedRule", "AcmeExecutionEndedPermission",
+        "AcmeSubmitStartsImportPolicy"])

@@ -215,10 +215,15 @@ def test_function_code_folders_and_handlers_exist(template, resources):
         assert f"def {func}(" in source, name
 
 
-def test_submit_function_knows_every_vendors_state_machine(resources):
+def test_submit_function_knows_every_vendors_state_machine(resources, template):
     variables = resources["SubmitFunction"]["Properties"]["Environment"]["Variables"]
-    machines = {k: v for k, v in variables.items() if k.startswith("STATE_MACHINE_")}
-    assert machines == {f"STATE_MACHINE_{LOGICAL[v]}": {"Ref": f"{LOGICAL[v]}ImportStateMachine"} for v in VENDORS}
+    assert variables["VENDOR_STEMS"] == {"Fn::Join": [",", {"Ref": "Vendors"}]}
+    assert template["Parameters"]["Vendors"]["Default"] == "Hopex,Campaign,Aep,Simplemente,Cirrus"
+    prefix = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:${AWS::StackName}-"
+    assert variables["STATE_MACHINE_ARN_PREFIX"] == {"Fn::Sub": prefix}
+    for v in VENDORS:  # the name the prefix + "<id>-import" rule of vendor_import.wiring expects
+        name = resources[f"{LOGICAL[v]}ImportStateMachine"]["Properties"]["Name"]
+        assert name == {"Fn::Sub": f"${{AWS::StackName}}-{v}-import"}
 
 
 def test_submit_function_may_start_exactly_the_vendor_state_machines(cfn):
@@ -239,16 +244,20 @@ def test_submit_function_may_start_exactly_the_vendor_state_machines(cfn):
 
 
 def test_execution_ended_rules_send_every_state_machine_to_finalize(resources):
-    rules = resources["FinalizeFunction"]["Properties"]["Events"]
-    assert set(rules) == {f"{LOGICAL[v]}ExecutionEndedAbnormally" for v in VENDORS}
+    rules = {n: r for n, r in resources.items() if r["Type"] == "AWS::Events::Rule"}
+    assert set(rules) == {f"{LOGICAL[v]}ExecutionEndedRule" for v in VENDORS}
     for v in VENDORS:
-        rule = rules[f"{LOGICAL[v]}ExecutionEndedAbnormally"]
-        assert rule["Type"] == "EventBridgeRule"
-        pattern = rule["Properties"]["Pattern"]
+        props = rules[f"{LOGICAL[v]}ExecutionEndedRule"]["Properties"]
+        pattern = props["EventPattern"]
         assert pattern["source"] == ["aws.states"]
         assert pattern["detail-type"] == ["Step Functions Execution Status Change"]
         assert set(pattern["detail"]["status"]) == {"FAILED", "TIMED_OUT", "ABORTED"}
         assert pattern["detail"]["stateMachineArn"] == [{"Ref": f"{LOGICAL[v]}ImportStateMachine"}]
+        assert [t["Arn"] for t in props["Targets"]] == [{"Fn::GetAtt": ["FinalizeFunction", "Arn"]}]
+        permission = resources[f"{LOGICAL[v]}ExecutionEndedPermission"]["Properties"]
+        assert permission == {"Action": "lambda:InvokeFunction", "FunctionName": {"Ref": "FinalizeFunction"},
+                              "Principal": "events.amazonaws.com",
+                              "SourceArn": {"Fn::GetAtt": [f"{LOGICAL[v]}ExecutionEndedRule", "Arn"]}}
 
 
 # -- state machines ------------------------------------------------------------------------------------------

@@ -2,10 +2,11 @@
 resources, and the deployed template is the one of commit 250a6f4 (five written-out vendor blocks,
 tests/unit/fixtures/template_250a6f4.yaml) but for these differences, each checked below:
 
-* Fn::ForEach makes keys, never list items, so each list of the five vendors became a keyed set:
+* Fn::ForEach makes keys, never list items, and SAM CLI expands it only at the top of Resources,
+  Outputs or Properties, so each list of the five vendors became per-vendor resources of the loop:
   the finalize rule of five ARNs is five rules (and permissions), the submit role's StartExecution
-  statement on five ARNs is five AWS::IAM::Policy on that role, the STATE_MACHINES JSON variable is
-  one STATE_MACHINE_<Stem> variable per vendor;
+  statement on five ARNs is five AWS::IAM::Policy on that role; the submit function's STATE_MACHINES
+  JSON (five Refs) became the ARN prefix of the state machine names and the list of vendor stems;
 * the dashboard finds its per-vendor lines with metric math SEARCH instead of naming each vendor
   (the same metrics; a vendor shows once it has emitted data in the last two weeks);
 * an output's Description takes no function, so the per-vendor output descriptions name no vendor;
@@ -32,7 +33,8 @@ BEFORE = Path(__file__).resolve().parent / "fixtures" / "template_250a6f4.yaml"
 STEMS = ("Hopex", "Campaign", "Aep", "Simplemente", "Cirrus")
 IDS = {"Hopex": "hopex", "Campaign": "campaign", "Aep": "aep", "Simplemente": "simplemente", "Cirrus": "cirrus"}
 PER_VENDOR = ("Settings", "Function", "LogGroup", "ImportStateMachine", "StateMachineLogGroup",
-              "ExecutionsFailedAlarm", "ExecutionsTimedOutAlarm", "SubmitStartsImportPolicy")
+              "ExecutionsFailedAlarm", "ExecutionsTimedOutAlarm", "ExecutionEndedRule", "ExecutionEndedPermission",
+              "SubmitStartsImportPolicy")
 SHARED = {"ImportBucket", "ImportBucketPolicy", "UploadQueue", "UploadDeadLetterQueue", "UploadQueuePolicy",
           "JobsTable", "IdempotencyTable", "CompletionTopic", "CompletionEmailSubscription", "AlarmTopic",
           "AlarmEmailSubscription", "CommonLayer", "SubmitFunction", "SubmitLogGroup", "FinalizeFunction",
@@ -135,29 +137,25 @@ def test_the_only_resources_added_or_removed_are_the_per_vendor_rule_permission_
     assert set(before["Resources"]) - set(after["Resources"]) == {
         "FinalizeFunctionExecutionEndedAbnormally", "FinalizeFunctionExecutionEndedAbnormallyPermission"}
     assert set(after["Resources"]) - set(before["Resources"]) == {
-        f"{name}" for stem in STEMS for name in (f"FinalizeFunction{stem}ExecutionEndedAbnormally",
-                                                 f"FinalizeFunction{stem}ExecutionEndedAbnormallyPermission",
-                                                 f"{stem}SubmitStartsImportPolicy")}
+        f"{stem}{part}" for stem in STEMS
+        for part in ("ExecutionEndedRule", "ExecutionEndedPermission", "SubmitStartsImportPolicy")}
 
 
 def test_one_rule_per_state_machine_matches_what_the_one_rule_matched(translated):
-    # a list cannot be built by Fn::ForEach (it makes keys), so the rule of five ARNs became five rules
     before, after = translated
     old = before["Resources"]["FinalizeFunctionExecutionEndedAbnormally"]["Properties"]
+    old_permission = before["Resources"]["FinalizeFunctionExecutionEndedAbnormallyPermission"]["Properties"]
     matched = []
     for stem in STEMS:
-        new = after["Resources"][f"FinalizeFunction{stem}ExecutionEndedAbnormally"]["Properties"]
+        new = after["Resources"][f"{stem}ExecutionEndedRule"]["Properties"]
         pattern = copy.deepcopy(new["EventPattern"])
         matched += pattern["detail"].pop("stateMachineArn")
         expected = copy.deepcopy(old["EventPattern"])
         del expected["detail"]["stateMachineArn"]
         assert pattern == expected
-        assert [t["Arn"] for t in new["Targets"]] == [t["Arn"] for t in old["Targets"]]
-        permission = after["Resources"][f"FinalizeFunction{stem}ExecutionEndedAbnormallyPermission"]["Properties"]
-        assert permission["SourceArn"] == {"Fn::GetAtt": [f"FinalizeFunction{stem}ExecutionEndedAbnormally", "Arn"]}
-        assert {k: v for k, v in permission.items() if k != "SourceArn"} == {
-            "Action": "lambda:InvokeFunction", "FunctionName": {"Ref": "FinalizeFunction"},
-            "Principal": "events.amazonaws.com"}
+        assert [t["Arn"] for t in new["Targets"]] == [t["Arn"] for t in old["Targets"]]  # the target id is a label
+        permission = after["Resources"][f"{stem}ExecutionEndedPermission"]["Properties"]
+        assert permission == {**old_permission, "SourceArn": {"Fn::GetAtt": [f"{stem}ExecutionEndedRule", "Arn"]}}
     assert matched == old["EventPattern"]["detail"]["stateMachineArn"]
 
 
@@ -183,16 +181,27 @@ def test_the_submit_function_may_start_the_same_state_machines_through_per_vendo
     assert started == statement["Resource"]
 
 
-def test_the_submit_function_gets_the_same_state_machines_in_one_variable_each(translated):
+def test_the_submit_function_finds_the_same_state_machines_by_name(translated):
+    # STATE_MACHINES held {"hopex": Ref HopexImportStateMachine, ...}; now the function builds each ARN
+    # from the prefix and the vendor ids of VENDOR_STEMS (vendor_import.wiring.state_machines)
+    from vendor_import.wiring import state_machines
+
     before, after = translated
     old = copy.deepcopy(before["Resources"]["SubmitFunction"])
     new = copy.deepcopy(after["Resources"]["SubmitFunction"])
     old_map = json.loads(old["Properties"]["Environment"]["Variables"].pop("STATE_MACHINES")["Fn::Sub"])
-    new_vars = new["Properties"]["Environment"]["Variables"]
-    new_map = {k.removeprefix("STATE_MACHINE_").lower(): new_vars.pop(k)
-               for k in list(new_vars) if k.startswith("STATE_MACHINE_")}
-    assert {k: f"${{{v['Ref']}}}" for k, v in new_map.items()} == old_map
+    variables = new["Properties"]["Environment"]["Variables"]
+    assert variables.pop("VENDOR_STEMS") == {"Fn::Join": [",", {"Ref": "Vendors"}]}
+    prefix = variables.pop("STATE_MACHINE_ARN_PREFIX")["Fn::Sub"]
     assert new == old
+    environ = {"STATE_MACHINE_ARN_PREFIX": prefix, "VENDOR_STEMS": ",".join(STEMS)}
+    names = {v: after["Resources"][ref[2:-1]]["Properties"]["StateMachineName"]["Fn::Sub"]
+             for v, ref in old_map.items()}
+    assert state_machines(environ) == {
+        v: prefix + name.removeprefix("${AWS::StackName}-") for v, name in names.items()}
+    assert state_machines(environ) == {
+        "hopex": prefix + "hopex-import", "campaign": prefix + "campaign-import", "aep": prefix + "aep-import",
+        "simplemente": prefix + "simplemente-import", "cirrus": prefix + "cirrus-import"}
 
 
 def test_outputs_are_the_same_but_vendor_descriptions(translated):
