@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -230,3 +231,45 @@ def test_the_dashboard_shows_the_same_metrics(translated):
                              "ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted", "ExecutionsStarted",
                              "ExecutionsSucceeded"}
     assert listed_before <= listed_after | searched_after
+
+
+SAM_PYTHON = ROOT / ".venv-sam" / "bin" / "python"
+SAM_EXPAND = """
+import json, sys
+from samcli.lib.cfn_language_extensions.api import process_template
+from samtranslator.yaml_helper import yaml_parse
+print(json.dumps(process_template(yaml_parse(open(sys.argv[1]).read()))))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SAM_PYTHON.exists(), reason="aws-sam-cli is not installed in .venv-sam (make sam-validate)")
+def test_the_expansion_is_the_one_of_sam_cli():
+    """AWS's own expander (SAM CLI 1.170, samcli.lib.cfn_language_extensions) gives the same resources
+    and outputs. It also resolves Refs to parameters to their defaults and writes a Fn::Sub string
+    as a plain string: both are undone before comparing."""
+    proc = subprocess.run([str(SAM_PYTHON), "-c", SAM_EXPAND, str(ROOT / "template.yaml")], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    theirs = json.loads(proc.stdout)
+    mine = load_sam_template()
+    defaults = {name: spec["Default"] for name, spec in mine["Parameters"].items() if "Default" in spec}
+
+    def plain(value):
+        if isinstance(value, dict):
+            if set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+                return value["Fn::Sub"]
+            if set(value) == {"Ref"} and value["Ref"] in defaults:
+                return defaults[value["Ref"]]
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        return value
+
+    assert set(theirs["Resources"]) == set(mine["Resources"]) and set(theirs["Outputs"]) == set(mine["Outputs"])
+    for stem in STEMS:
+        for part in PER_VENDOR:
+            name = f"{stem}{part}"
+            assert plain(theirs["Resources"][name]) == plain(mine["Resources"][name]), name
+    for name, output in mine["Outputs"].items():
+        assert plain(theirs["Outputs"][name]) == plain(output), name
