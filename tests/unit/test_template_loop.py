@@ -76,6 +76,13 @@ def test_the_loop_expands_to_the_expected_resources():
         f"{stem}{suffix}" for stem in STEMS for suffix in ("StateMachineArn", "SettingsSecretArn")}
 
 
+def test_each_stem_is_its_vendor_id_with_a_capital_first_letter():
+    # vendor_import.wiring.state_machines reads the id from the stem (CloudFormation has no lower-case function)
+    rows = load_sam_template()["Mappings"]["VendorTable"]
+    assert {stem: row["Id"] for stem, row in rows.items()} == IDS
+    assert all(stem == row["Id"].capitalize() for stem, row in rows.items())
+
+
 def test_the_vendors_parameter_chooses_the_loop_items():
     sam = load_sam_template(parameters={"Vendors": "Hopex,Cirrus"})
     assert {n for n in sam["Resources"] if n.endswith("Settings")} == {"HopexSettings", "CirrusSettings"}
