@@ -55,7 +55,7 @@ def lambda_env(role: str, vendor: str = "hopex") -> dict[str, str]:
         "COMPLETION_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:completion",
         "POWERTOOLS_SERVICE_NAME": "s3-vendor-import", "POWERTOOLS_METRICS_NAMESPACE": "S3VendorImport",
         "POWERTOOLS_LOG_LEVEL": "INFO",
-        "STATE_MACHINE_Hopex": "arn:aws:states:us-east-1:123456789012:stateMachine:bench-hopex-import",
+        "STATE_MACHINE_ARN_PREFIX": "arn:aws:states:us-east-1:123456789012:stateMachine:bench-", "VENDOR_STEMS": "",
         "VENDOR": vendor, "SETTINGS_SECRET_ARN": f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{vendor}",
     })
     return env

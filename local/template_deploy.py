@@ -84,6 +84,9 @@ class Deployer:
         self.template = template
         self.params = {k: v.get("Default") for k, v in template.get("Parameters", {}).items()}
         self.params.update(parameters or {})
+        for name, spec in template.get("Parameters", {}).items():  # a Ref to a list parameter is a list
+            if spec.get("Type") == "CommaDelimitedList" and isinstance(self.params.get(name), str):
+                self.params[name] = [item.strip() for item in self.params[name].split(",")]
         stack_uuid = str(uuid.uuid5(uuid.NAMESPACE_DNS, STACK))
         self.pseudo = {
             "AWS::AccountId": ACCOUNT, "AWS::Region": REGION, "AWS::StackName": STACK,

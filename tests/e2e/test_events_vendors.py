@@ -11,7 +11,7 @@ import logging
 
 import pytest
 
-from local.simulators import SIMULATORS, simulator_class
+from local.simulators import SIMULATORS
 from local.template_deploy import ROOT
 
 pytestmark = pytest.mark.e2e
@@ -26,18 +26,6 @@ SAMPLE_FILES = {  # the sample file each vendor's events name
     "aep": "events/files/aep/profiles-clean.ndjson", "simplemente": "events/files/simplemente/articles-clean.csv",
     "cirrus": "events/files/cirrus/accounts-clean.xml",
 }
-
-
-@pytest.fixture(scope="module")
-def sims(pipe, hopex_sim):
-    started = {v: simulator_class(v)().start() for v in VENDORS if v != "hopex"}
-    everything = {"hopex": hopex_sim, **started}
-    for vendor, sim in everything.items():
-        pipe.set_settings(vendor, sim.settings())
-    yield everything
-    for sim in started.values():
-        sim.stop()
-    pipe.set_settings("hopex", hopex_sim.settings())
 
 
 def load(name: str, bucket: str, version: str | None = None) -> dict:

@@ -125,6 +125,17 @@ def test_only_the_vendor_functions_talk_to_vendors_and_finalize_has_no_credentia
         assert refs(resources[name]["Properties"]) & secrets == set(), name
 
 
+def test_the_submit_function_may_start_exactly_the_vendor_state_machines(cfn):
+    started = []
+    for role, st in statements(cfn):
+        if any(a.startswith("states:") for a in as_list(st["Action"])):
+            assert role == "SubmitFunctionRole", (role, st)
+            assert as_list(st["Action"]) == ["states:StartExecution"] and st["Effect"] == "Allow", st
+            assert isinstance(st["Resource"], dict), st  # one state machine per statement, never a pattern
+            started += refs(st["Resource"])
+    assert sorted(started) == sorted(f"{LOGICAL[v]}ImportStateMachine" for v in VENDORS)
+
+
 def test_vendor_functions_write_only_under_work(resources):
     for v in VENDORS:
         writes = [st for p in resources[f"{LOGICAL[v]}Function"]["Properties"]["Policies"]

@@ -1,9 +1,8 @@
 """Builds the logic objects from the Lambda environment (clients created once per container).
 
-Environment: JOBS_TABLE, IMPORT_BUCKET, COMPLETION_TOPIC_ARN, IDEMPOTENCY_TABLE; STATE_MACHINE_<Stem>
-(submit: one per vendor, from template.yaml's loop over parameter Vendors); VENDOR and
-SETTINGS_SECRET_ARN (vendor functions). S3_PRESIGN_ENDPOINT is for the local runner only
-(presigned URLs must point at the emulated S3 there).
+Environment: JOBS_TABLE, IMPORT_BUCKET, COMPLETION_TOPIC_ARN, IDEMPOTENCY_TABLE;
+STATE_MACHINE_ARN_PREFIX and VENDOR_STEMS (submit); VENDOR and SETTINGS_SECRET_ARN (vendor functions).
+S3_PRESIGN_ENDPOINT is for the local runner only (presigned URLs must point at the emulated S3 there).
 """
 
 from __future__ import annotations
@@ -72,14 +71,15 @@ def upload_router(logger=None):
                         state_machines=state_machines(), finalizer=finalizer(), logger=logger)
 
 
-STATE_MACHINE_PREFIX = "STATE_MACHINE_"
-
-
 def state_machines(environ=os.environ) -> dict[str, str]:
-    """Vendor id -> state machine ARN, from the STATE_MACHINE_<Stem> variables (the stem is the vendor
-    id with a capital first letter: template.yaml, Mappings VendorTable)."""
-    return {name[len(STATE_MACHINE_PREFIX):].lower(): arn for name, arn in environ.items()
-            if name.startswith(STATE_MACHINE_PREFIX)}
+    """Vendor id -> state machine ARN. template.yaml names the state machine of vendor <id> (stem <Id>,
+    the id with a capital first letter, in parameter Vendors) ``<stack>-<id>-import``: its ARN is
+    STATE_MACHINE_ARN_PREFIX + ``<id>-import``, for each stem in VENDOR_STEMS (comma-separated)."""
+    prefix = environ.get("STATE_MACHINE_ARN_PREFIX")
+    if not prefix:
+        raise SettingsError("environment variable STATE_MACHINE_ARN_PREFIX is not set")
+    ids = [stem.strip().lower() for stem in environ.get("VENDOR_STEMS", "").split(",") if stem.strip()]
+    return {vendor: f"{prefix}{vendor}-import" for vendor in ids}
 
 
 _settings_cache: dict[str, Any] = {}
