@@ -31,8 +31,10 @@ $(CHECKOV_STAMP):
 	.venv-checkov/bin/pip install --quiet --disable-pip-version-check checkov==3.3.30
 	touch $(CHECKOV_STAMP)
 
-checkov: $(CHECKOV_STAMP)
-	.venv-checkov/bin/checkov -f template.yaml --framework cloudformation --quiet --compact --skip-download
+# checkov does not expand Fn::ForEach: it reads the template with the vendor loop expanded.
+checkov: $(STAMP) $(CHECKOV_STAMP)
+	$(BIN)/python -m local.language_extensions template.yaml out/template.expanded.json
+	.venv-checkov/bin/checkov -f out/template.expanded.json --framework cloudformation --quiet --compact --skip-download
 
 test: lint
 	$(BIN)/python -m pytest -q
@@ -50,4 +52,4 @@ clean:
 	.venv-sam/bin/pip install --quiet --disable-pip-version-check aws-sam-cli==1.170.0
 
 sam-validate: .venv-sam/bin/sam
-	SAM_CLI_TELEMETRY=0 .venv-sam/bin/sam validate --lint --template template.yaml --region us-east-1
+	SAM_CLI_TELEMETRY=0 .venv-sam/bin/sam validate --lint --language-extensions --template template.yaml --region us-east-1

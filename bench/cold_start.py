@@ -54,7 +54,8 @@ def lambda_env(role: str, vendor: str = "hopex") -> dict[str, str]:
         "JOBS_TABLE": "jobs", "IMPORT_BUCKET": "bucket", "IDEMPOTENCY_TABLE": "idempotency",
         "COMPLETION_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:completion",
         "POWERTOOLS_SERVICE_NAME": "s3-vendor-import", "POWERTOOLS_METRICS_NAMESPACE": "S3VendorImport",
-        "POWERTOOLS_LOG_LEVEL": "INFO", "STATE_MACHINES": "{}",
+        "POWERTOOLS_LOG_LEVEL": "INFO",
+        "STATE_MACHINE_ARN_PREFIX": "arn:aws:states:us-east-1:123456789012:stateMachine:bench-", "VENDOR_STEMS": "",
         "VENDOR": vendor, "SETTINGS_SECRET_ARN": f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{vendor}",
     })
     return env

@@ -224,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .operator import add_subcommands  # list, show, rejects, resubmit (a stack or local output)
 
     add_subcommands(sub)
+    from .redrive import add_subcommand as add_redrive  # dead letters back to their handlers (a stack)
+
+    add_redrive(sub)
     return parser
 
 

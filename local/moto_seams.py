@@ -57,6 +57,14 @@ class LambdaContext:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
+_running_here = threading.local()
+
+
+def current_function() -> str | None:
+    """The deployed function whose handler runs in this thread, if any (local/recorder.py)."""
+    return getattr(_running_here, "function", None)
+
+
 class InProcessLambdas:
     """Runs each deployed function's handler from its code folder, with its environment."""
 
@@ -93,6 +101,7 @@ class InProcessLambdas:
             os.environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = str(fn.memory_size or 128)
             os.environ["POWERTOOLS_LOG_LEVEL"] = saved.get("S3VI_LOCAL_LOG_LEVEL", "WARNING")
             started = time.perf_counter()
+            _running_here.function = fname
             try:
                 module = self._module(fname)
                 handler_name = self.code_dirs[fname][1].rsplit(".", 1)[1]
@@ -114,6 +123,7 @@ class InProcessLambdas:
                                       "stackTrace": trace})
                 errored = True
             finally:
+                _running_here.function = None
                 _restore_environ(saved)
             self.invocations.append({"function": fname, "seconds": time.perf_counter() - started,
                                      "errored": errored, "memory_mb": int(fn.memory_size or 128),

@@ -6,7 +6,9 @@ to the vendor (a built-in simulator on 127.0.0.1, or the endpoint in a settings 
 
 What AWS does between services is emulated here, faithfully to its documented behaviour:
 the SQS event source mapping (batches of 10, partial batch failures, redrive to the DLQ after
-maxReceiveCount) and the EventBridge rule that finalizes executions that ended abnormally.
+maxReceiveCount), the EventBridge rule that finalizes executions that ended abnormally (an
+asynchronous invocation: Lambda's two retries, then the function's dead-letter queue), and the
+operator's redrive of both dead-letter queues (local/redrive.py).
 """
 
 from __future__ import annotations
@@ -21,10 +23,20 @@ from pathlib import Path
 from typing import Any
 
 from . import moto_seams
-from .template_deploy import ACCOUNT, REGION, ROOT, Deployer, function_code_dirs, load_sam_template, translate
+from .template_deploy import (
+    ACCOUNT,
+    REGION,
+    ROOT,
+    Deployer,
+    function_code_dirs,
+    load_sam_template,
+    translate,
+    vendor_stems,
+)
 
 _SFN_DONE = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 DEFAULT_TIME_SCALE = 0.001
+ASYNC_ATTEMPTS = 3  # an asynchronous invocation: the first run and Lambda's 2 retries (the default)
 
 
 @dataclass
@@ -94,7 +106,8 @@ class LocalPipeline:
         self._mock.start()
         _reset_library_caches()
         self._start_s3_endpoint()
-        sam = load_sam_template()
+        sam = load_sam_template(parameters=self.parameters)
+        self.stems = vendor_stems(sam)
         self.cfn = translate(sam, self.parameters)
         self.deployment = Deployer(self.cfn, self.parameters).deploy()
         code = function_code_dirs(sam)
@@ -113,6 +126,7 @@ class LocalPipeline:
         self.bucket = self.deployment.refs["ImportBucket"]
         self.queue_url = self.deployment.refs["UploadQueue"]
         self.dlq_url = self.deployment.refs["UploadDeadLetterQueue"]
+        self.finalize_dlq_url = self.deployment.refs["FinalizeDeadLetterQueue"]
         self.table = self.ddb.Table(self.deployment.refs["JobsTable"])
         self.submit_function = self.deployment.functions["SubmitFunction"]
         self.finalize_function = self.deployment.functions["FinalizeFunction"]
@@ -157,13 +171,13 @@ class LocalPipeline:
 
     # -- configuration -----------------------------------------------------------------------------
     def set_settings(self, vendor: str, doc: dict[str, Any]) -> None:
-        arn = self.deployment.refs[f"{_logical(vendor)}Settings"]
+        arn = self.deployment.refs[f"{self.stems[vendor]}Settings"]
         self.secrets.put_secret_value(SecretId=arn, SecretString=json.dumps(doc))
         self.settings[vendor] = doc
         _reset_library_caches(settings_only=True)
 
     def state_machine_arn(self, vendor: str) -> str:
-        return self.deployment.refs[f"{_logical(vendor)}ImportStateMachine"]
+        return self.deployment.refs[f"{self.stems[vendor]}ImportStateMachine"]
 
     # -- running imports ---------------------------------------------------------------------------
     def upload(self, path: str | Path | bytes, key: str, metadata: dict[str, str] | None = None) -> dict[str, Any]:
@@ -237,7 +251,7 @@ class LocalPipeline:
         version = (outcome or {}).get("version") or (outcome or {}).get("etag")
         job_id = execution_name(self.bucket, key, version)
         arn = None
-        if vendor in _LOGICAL:
+        if vendor in self.stems:
             sm_name = self.state_machine_arn(vendor).rsplit(":", 1)[-1]
             arn = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{sm_name}:{job_id}"
             try:
@@ -268,7 +282,9 @@ class LocalPipeline:
             time.sleep(0.01)
 
     def _emit_execution_ended(self, desc: dict[str, Any]) -> None:
-        """The EventBridge rule of the template: abnormal ends are finalized by the final function."""
+        """The EventBridge rule of the template: abnormal ends are finalized by the final function,
+        invoked asynchronously: Lambda runs it up to 3 times (2 retries), then sends the event to the
+        function's dead-letter queue (docs.aws.amazon.com/lambda/latest/dg/invocation-async-error-handling.html)."""
         event = {
             "version": "0", "source": "aws.states", "detail-type": "Step Functions Execution Status Change",
             "account": ACCOUNT, "region": REGION, "resources": [desc["executionArn"]],
@@ -278,7 +294,25 @@ class LocalPipeline:
                        "stopDate": int(desc.get("stopDate", desc["startDate"]).timestamp() * 1000),
                        "input": desc.get("input"), "error": desc.get("error"), "cause": desc.get("cause")},
         }
-        self.lambda_client.invoke(FunctionName=self.finalize_function, Payload=json.dumps(event).encode())
+        payload = json.dumps(event)
+        for _attempt in range(ASYNC_ATTEMPTS):
+            resp = self.lambda_client.invoke(FunctionName=self.finalize_function, Payload=payload.encode())
+            resp["Payload"].read()
+            if not resp.get("FunctionError"):
+                return
+        dead_letters = self.deployment.dead_letters.get(self.finalize_function)
+        if dead_letters:
+            self.sqs.send_message(QueueUrl=dead_letters, MessageBody=payload)
+
+    def redrive(self) -> Any:
+        """What an operator runs (`s3-vendor-import redrive`): each dead letter back to its handler;
+        then the event source mapping delivers the uploads that went back to the upload queue."""
+        from .redrive import redrive
+
+        result = redrive(self.sqs, self.lambda_client, dead_letter_urls=[self.dlq_url, self.finalize_dlq_url],
+                         upload_queue_url=self.queue_url, finalize_function=self.finalize_function)
+        self.pump_queue()
+        return result
 
     def _collect(self, job_id: str, key: str, vendor: str, status: str | None) -> ImportResult:
         from vendor_import.dal.jobs_table import _from_dynamo
@@ -319,19 +353,14 @@ class LocalPipeline:
                 })
                 self.sqs.delete_message(QueueUrl=self.sns_capture_url, ReceiptHandle=m["ReceiptHandle"])
 
-    def dlq_depth(self) -> int:
-        attrs = self.sqs.get_queue_attributes(QueueUrl=self.dlq_url, AttributeNames=["ApproximateNumberOfMessages"])
+    def dlq_depth(self, queue_url: str | None = None) -> int:
+        """Messages waiting in the upload dead-letter queue (or in queue_url)."""
+        attrs = self.sqs.get_queue_attributes(QueueUrl=queue_url or self.dlq_url,
+                                              AttributeNames=["ApproximateNumberOfMessages"])
         return int(attrs["Attributes"]["ApproximateNumberOfMessages"])
 
 
 _running: LocalPipeline | None = None
-
-_LOGICAL = {"hopex": "Hopex", "campaign": "Campaign", "aep": "Aep", "simplemente": "Simplemente", "cirrus": "Cirrus"}
-
-
-def _logical(vendor: str) -> str:
-    return _LOGICAL[vendor]
-
 
 def _reset_library_caches(settings_only: bool = False) -> None:
     """Library caches hold clients and settings per container; a new local deployment is a new

@@ -21,6 +21,8 @@ import boto3
 from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
+from .language_extensions import expand
+
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -40,13 +42,14 @@ class _PolicyLoader:
         return {n: f"arn:aws:iam::aws:policy/{n}" for n in names}
 
 
-def load_sam_template(path: Path = ROOT / "template.yaml") -> dict[str, Any]:
-    return yaml_parse(path.read_text())
+def load_sam_template(path: Path = ROOT / "template.yaml", parameters: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The SAM template as CloudFormation hands it to the SAM transform: language extensions expanded."""
+    return expand(yaml_parse(path.read_text()), parameters)
 
 
 def translate(sam: dict[str, Any], parameters: dict[str, Any] | None = None) -> dict[str, Any]:
     """SAM -> CloudFormation, with local code locations (S3 placeholders) and the ASL inlined."""
-    sam = json.loads(json.dumps(sam))
+    sam = expand(json.loads(json.dumps(sam)), parameters)
     for name, res in sam["Resources"].items():
         props = res.get("Properties", {})
         if res["Type"] == "AWS::Serverless::Function":
@@ -56,6 +59,13 @@ def translate(sam: dict[str, Any], parameters: dict[str, Any] | None = None) -> 
         elif res["Type"] == "AWS::Serverless::StateMachine" and "DefinitionUri" in props:
             props["Definition"] = json.loads((ROOT / props.pop("DefinitionUri")).read_text())
     return transform(sam, parameters or {}, _PolicyLoader())
+
+
+def vendor_stems(sam: dict[str, Any]) -> dict[str, str]:
+    """Vendor id -> logical-id stem (HopexFunction, HopexSettings...) of the vendors the template deploys:
+    the rows of Mappings VendorTable whose stem has a function."""
+    rows = sam.get("Mappings", {}).get("VendorTable", {})
+    return {row["Id"]: stem for stem, row in rows.items() if f"{stem}Function" in sam["Resources"]}
 
 
 def function_code_dirs(sam: dict[str, Any]) -> dict[str, tuple[Path, str]]:
@@ -74,6 +84,9 @@ class Deployer:
         self.template = template
         self.params = {k: v.get("Default") for k, v in template.get("Parameters", {}).items()}
         self.params.update(parameters or {})
+        for name, spec in template.get("Parameters", {}).items():  # a Ref to a list parameter is a list
+            if spec.get("Type") == "CommaDelimitedList" and isinstance(self.params.get(name), str):
+                self.params[name] = [item.strip() for item in self.params[name].split(",")]
         stack_uuid = str(uuid.uuid5(uuid.NAMESPACE_DNS, STACK))
         self.pseudo = {
             "AWS::AccountId": ACCOUNT, "AWS::Region": REGION, "AWS::StackName": STACK,
@@ -357,6 +370,21 @@ class Deployer:
         self.role_policies = getattr(self, "role_policies", {})
         self.role_policies[name] = p
 
+    def _create_aws_kms_key(self, name: str, p: dict[str, Any]) -> None:
+        kms = self.c("kms")
+        key = kms.create_key(Policy=json.dumps(p["KeyPolicy"]), Description=p.get("Description", ""))["KeyMetadata"]
+        if p.get("EnableKeyRotation"):
+            kms.enable_key_rotation(KeyId=key["KeyId"])
+        self.refs[name] = key["KeyId"]
+        self.attrs[name] = {"Arn": key["Arn"], "KeyId": key["KeyId"]}
+
+    def _create_aws_iam_policy(self, name: str, p: dict[str, Any]) -> None:
+        pname = p["PolicyName"]
+        for role in p.get("Roles", []):
+            self.c("iam").put_role_policy(RoleName=role, PolicyName=pname,
+                                          PolicyDocument=json.dumps(p["PolicyDocument"]))
+        self.refs[name] = pname
+
     def _create_aws_lambda_layerversion(self, name: str, p: dict[str, Any]) -> None:
         resp = self.c("lambda").publish_layer_version(
             LayerName=p.get("LayerName") or name, Content={"ZipFile": _empty_zip()},
@@ -376,6 +404,11 @@ class Deployer:
         self.attrs[name] = {"Arn": arn}
         self.functions = getattr(self, "functions", {})
         self.functions[name] = fname
+        # where Lambda sends an asynchronous event after its retries (the runner emulates it)
+        self.dead_letters = getattr(self, "dead_letters", {})
+        target = (p.get("DeadLetterConfig") or {}).get("TargetArn")
+        if target:
+            self.dead_letters[fname] = next(self.refs[q] for q, a in self.attrs.items() if a.get("Arn") == target)
 
     def _create_aws_stepfunctions_statemachine(self, name: str, p: dict[str, Any]) -> None:
         definition = p.get("DefinitionString") or json.dumps(p["Definition"])

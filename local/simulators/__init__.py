@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import pkgutil
 
-# vendor id -> "module:Class"
-SIMULATORS = {
-    "hopex": "local.simulators.hopex:HopexSimulator",
-    "campaign": "local.simulators.campaign:CampaignSimulator",
-    "aep": "local.simulators.aep:AepSimulator",
-    "simplemente": "local.simulators.simplemente:SimplementeSimulator",
-    "cirrus": "local.simulators.cirrus:CirrusSimulator",
-}
+# A simulator is the module simulators/<vendor id>.py defining <Vendorid>Simulator (hopex.py ->
+# HopexSimulator), the same names as the connector's; base.py holds the base class.
+SIMULATORS = {m.name: f"{__name__}.{m.name}:{m.name.capitalize()}Simulator"
+              for m in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name)
+              if m.name.isalnum() and m.name.islower() and m.name != "base"}
 
 
 def simulator_class(vendor: str):

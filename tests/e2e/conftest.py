@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from local.simulators import SIMULATORS, simulator_class
 from local.simulators.hopex import CLIENT_SECRET, PASSWORD, HopexSimulator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +36,36 @@ def pipe(hopex_sim, tmp_path_factory):
                        out_dir=tmp_path_factory.mktemp("e2e-out"), execution_timeout=60) as pipeline:
         pipeline.issued_tokens = set()  # every token the simulator ever issued (secret checks)
         yield pipeline
+
+
+@pytest.fixture(scope="package")
+def sims(pipe, hopex_sim):
+    """Every vendor's simulator (found by module name, local/simulators/<vendor>.py), started once for
+    the e2e package, its settings in the pipeline. Tests reset what they change."""
+    started = {v: simulator_class(v)().start() for v in SIMULATORS if v != "hopex"}
+    everything = {"hopex": hopex_sim, **started}
+    for vendor, sim in everything.items():
+        pipe.set_settings(vendor, sim.settings())
+    yield everything
+    for sim in started.values():
+        sim.stop()
+
+
+@pytest.fixture
+def vendor_sim(request, pipe, sims):
+    """The simulator of one vendor, with its own settings in the pipeline before and after the test.
+    The vendor: ``request.param`` (``@pytest.mark.parametrize("vendor_sim", [...], indirect=True)``)
+    or the test module's ``VENDOR``."""
+    vendor = getattr(request, "param", None) or request.module.VENDOR
+    sim = sims[vendor]
+
+    def restore_settings():
+        if pipe.settings.get(vendor) != sim.settings():
+            pipe.set_settings(vendor, sim.settings())
+
+    restore_settings()
+    yield sim
+    restore_settings()
 
 
 class Harness:

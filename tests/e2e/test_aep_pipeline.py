@@ -25,6 +25,8 @@ from local.simulators.base import Fault
 
 pytestmark = pytest.mark.e2e
 
+VENDOR = "aep"  # for the vendor_sim fixture (conftest.py)
+
 ROOT = Path(__file__).resolve().parents[2]
 FILES = ROOT / "events" / "files" / "aep"
 UNKNOWN_FORMAT = "Message has unknown xdm format"
@@ -32,20 +34,10 @@ UNKNOWN_FORMAT = "Message has unknown xdm format"
 
 # -- fixtures -------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def aep_sim():
-    with AepSimulator() as sim:
-        yield sim
-
-
-@pytest.fixture(scope="module")
-def aep_pipe(pipe, aep_sim):
-    pipe.set_settings("aep", aep_sim.settings())
-    return pipe
-
-
 @pytest.fixture
-def aep(aep_pipe, aep_sim, request):
+def aep(pipe, vendor_sim, request):
+    aep_sim = vendor_sim  # shared by the e2e package (conftest.py), its settings already in place
+
     def reset():
         with aep_sim._lock, aep_sim._inlet_lock:
             aep_sim.requests.clear()
@@ -54,11 +46,9 @@ def aep(aep_pipe, aep_sim, request):
             aep_sim.accepted.clear()
             aep_sim.refused.clear()
             aep_sim.batch_requests = 0
-        if aep_pipe.settings.get("aep") != aep_sim.settings():
-            aep_pipe.set_settings("aep", aep_sim.settings())
 
     reset()
-    yield Aep(aep_pipe, aep_sim, request.node.name)
+    yield Aep(pipe, aep_sim, request.node.name)
     reset()
 
 

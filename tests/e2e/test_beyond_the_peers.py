@@ -10,24 +10,12 @@ import statistics
 import pytest
 
 from local import moto_seams
-from local.simulators import SIMULATORS, simulator_class
+from local.simulators import SIMULATORS
 from local.template_deploy import ROOT
 
 pytestmark = pytest.mark.e2e
 
 VENDORS = tuple(SIMULATORS)
-
-
-@pytest.fixture(scope="module")
-def sims(pipe, hopex_sim):
-    started = {v: simulator_class(v)().start() for v in VENDORS if v != "hopex"}
-    everything = {"hopex": hopex_sim, **started}
-    for vendor, sim in everything.items():
-        pipe.set_settings(vendor, sim.settings())
-    yield everything
-    for sim in started.values():
-        sim.stop()
-    pipe.set_settings("hopex", hopex_sim.settings())
 
 
 def first_success_case(vendor: str):

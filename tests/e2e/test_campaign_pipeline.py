@@ -20,37 +20,27 @@ from local.simulators.campaign import CLIENT_SECRET, CampaignSimulator
 
 pytestmark = pytest.mark.e2e
 
+VENDOR = "campaign"  # for the vendor_sim fixture (conftest.py)
+
 ROOT = Path(__file__).resolve().parents[2]
 FILES = ROOT / "events" / "files" / "campaign"
 
 
 # -- fixtures -------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def campaign_sim():
-    with CampaignSimulator() as sim:
-        yield sim
-
-
-@pytest.fixture(scope="module")
-def campaign_pipe(pipe, campaign_sim):
-    pipe.set_settings("campaign", campaign_sim.settings())
-    return pipe
-
-
 @pytest.fixture
-def campaign(campaign_pipe, campaign_sim, request):
+def campaign(pipe, vendor_sim, request):
+    campaign_sim = vendor_sim  # shared by the e2e package (conftest.py), its settings already in place
+
     def reset():
         with campaign_sim._state_lock:
             tokens = dict(campaign_sim.tokens)
         campaign_sim.reset()
         with campaign_sim._state_lock:
             campaign_sim.tokens.update(tokens)  # a server does not forget tokens between imports
-        if campaign_pipe.settings.get("campaign") != campaign_sim.settings():
-            campaign_pipe.set_settings("campaign", campaign_sim.settings())
 
     reset()
-    yield Campaign(campaign_pipe, campaign_sim, request.node.name)
+    yield Campaign(pipe, campaign_sim, request.node.name)
     reset()
 
 

@@ -25,6 +25,8 @@ from local.simulators.cirrus import INVALID_LOOKUP, PASSWORD, CirrusSimulator
 
 pytestmark = pytest.mark.e2e
 
+VENDOR = "cirrus"  # for the vendor_sim fixture (conftest.py)
+
 ROOT = Path(__file__).resolve().parents[2]
 FILES = ROOT / "events" / "files" / "cirrus"
 REJECTED_IN_SAMPLE = {3: "Acme Marseille", 8: "Acme Nice", 11: "Acme Grenoble"}
@@ -32,20 +34,9 @@ REJECTED_IN_SAMPLE = {3: "Acme Marseille", 8: "Acme Nice", 11: "Acme Grenoble"}
 
 # -- fixtures -------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def cirrus_sim():
-    with CirrusSimulator() as sim:
-        yield sim
-
-
-@pytest.fixture(scope="module")
-def cirrus_pipe(pipe, cirrus_sim):
-    pipe.set_settings("cirrus", cirrus_sim.settings())
-    return pipe
-
-
 @pytest.fixture
-def cirrus(cirrus_pipe, cirrus_sim, request):
+def cirrus(pipe, vendor_sim, request):
+    cirrus_sim = vendor_sim
     """A clean simulator log and the simulator's settings before each test."""
     def reset():
         with cirrus_sim._lock:
@@ -54,11 +45,9 @@ def cirrus(cirrus_pipe, cirrus_sim, request):
             cirrus_sim.received.clear()
             cirrus_sim.store.clear()
             cirrus_sim.data_actions = 0
-        if cirrus_pipe.settings.get("cirrus") != cirrus_sim.settings():
-            cirrus_pipe.set_settings("cirrus", cirrus_sim.settings())
 
     reset()
-    yield Cirrus(cirrus_pipe, cirrus_sim, request.node.name)
+    yield Cirrus(pipe, cirrus_sim, request.node.name)
     reset()
 
 

@@ -14,12 +14,15 @@ pytestmark = pytest.mark.e2e
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 PLACEHOLDER = "REPLACE-WITH-IMPORT-BUCKET"
+VERSION_PLACEHOLDER = "REPLACE-WITH-VERSION-ID"
 KEY = "inbox/hopex/clean.mgl"
 
 
-def load(name: str, bucket: str) -> dict:
+def load(name: str, bucket: str, version: str | None = None) -> dict:
     text = (EVENTS / name).read_text()
     assert PLACEHOLDER in text
+    if version is not None:
+        text = text.replace(VERSION_PLACEHOLDER, version)
     return json.loads(text.replace(PLACEHOLDER, bucket))
 
 
@@ -47,12 +50,11 @@ def test_every_sample_event_is_json_and_names_the_bucket_by_the_placeholder():
         assert PLACEHOLDER in (EVENTS / name).read_text(), name
 
 
-def test_submit_sqs_upload_starts_the_import_of_clean_mgl(uploaded):
-    e2e = uploaded
-    event = load("submit-sqs-upload.json", e2e.pipe.bucket)
+def test_submit_sqs_upload_starts_the_import_of_clean_mgl(e2e):
+    version = e2e.put_without_event(KEY, e2e.sample("clean.mgl"))["VersionId"]
+    event = load("submit-sqs-upload.json", e2e.pipe.bucket, version)
     assert invoke(e2e.pipe, e2e.submit_function, event) == {"batchItemFailures": []}
-    s3_object = json.loads(event["Records"][0]["body"])["Records"][0]["s3"]["object"]
-    result = e2e.pipe._result_for(KEY, {"etag": s3_object["eTag"]})
+    result = e2e.pipe._result_for(KEY, {"version": version})
     assert result.execution_status == "SUCCEEDED" and result.state == "SUCCEEDED"
     e2e.one_outcome(job_id=result.job_id)
     assert len(e2e.sim.jobs) == 1

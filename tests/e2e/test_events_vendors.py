@@ -11,13 +11,14 @@ import logging
 
 import pytest
 
-from local.simulators import SIMULATORS, simulator_class
+from local.simulators import SIMULATORS
 from local.template_deploy import ROOT
 
 pytestmark = pytest.mark.e2e
 
 EVENTS = ROOT / "events"
 PLACEHOLDER = "REPLACE-WITH-IMPORT-BUCKET"
+VERSION_PLACEHOLDER = "REPLACE-WITH-VERSION-ID"
 VENDORS = tuple(SIMULATORS)
 LOGICAL = {"hopex": "Hopex", "campaign": "Campaign", "aep": "Aep", "simplemente": "Simplemente", "cirrus": "Cirrus"}
 SAMPLE_FILES = {  # the sample file each vendor's events name
@@ -27,30 +28,22 @@ SAMPLE_FILES = {  # the sample file each vendor's events name
 }
 
 
-@pytest.fixture(scope="module")
-def sims(pipe, hopex_sim):
-    started = {v: simulator_class(v)().start() for v in VENDORS if v != "hopex"}
-    everything = {"hopex": hopex_sim, **started}
-    for vendor, sim in everything.items():
-        pipe.set_settings(vendor, sim.settings())
-    yield everything
-    for sim in started.values():
-        sim.stop()
-    pipe.set_settings("hopex", hopex_sim.settings())
-
-
-def load(name: str, bucket: str) -> dict:
+def load(name: str, bucket: str, version: str | None = None) -> dict:
     text = (EVENTS / name).read_text()
     assert PLACEHOLDER in text, name
+    if version is not None:
+        text = text.replace(VERSION_PLACEHOLDER, version)
     return json.loads(text.replace(PLACEHOLDER, bucket))
 
 
-def put_without_event(pipe, key: str, body: bytes) -> None:
-    """Upload as a user would before invoking by hand: the upload's own queue message is dropped."""
-    pipe.s3.put_object(Bucket=pipe.bucket, Key=key, Body=body)
+def put_without_event(pipe, key: str, body: bytes) -> str:
+    """Upload as a user would before invoking by hand: the upload's own queue message is dropped.
+    Returns the version the upload created."""
+    version = pipe.s3.put_object(Bucket=pipe.bucket, Key=key, Body=body)["VersionId"]
     while msgs := pipe.sqs.receive_message(QueueUrl=pipe.queue_url, MaxNumberOfMessages=10).get("Messages", []):
         for m in msgs:
             pipe.sqs.delete_message(QueueUrl=pipe.queue_url, ReceiptHandle=m["ReceiptHandle"])
+    return version
 
 
 def invoke(pipe, function: str, event: dict) -> dict:
@@ -78,12 +71,14 @@ def test_every_vendor_has_an_event_for_every_function_route():
 
 @pytest.mark.parametrize("vendor", VENDORS)
 def test_submit_sqs_upload_event_imports_the_sample(pipe, sims, vendor):
-    event = load(f"submit-sqs-upload-{vendor}.json", pipe.bucket)
+    key = s3_object(load(f"submit-sqs-upload-{vendor}.json", pipe.bucket))["key"]
+    version = put_without_event(pipe, key, sample(vendor))
+    event = load(f"submit-sqs-upload-{vendor}.json", pipe.bucket, version)
     obj = s3_object(event)
     assert obj["key"].startswith(f"inbox/{vendor}/") and obj["size"] == len(sample(vendor))
-    put_without_event(pipe, obj["key"], sample(vendor))
+    assert obj["versionId"] == version
     assert invoke(pipe, pipe.submit_function, event) == {"batchItemFailures": []}
-    result = pipe._result_for(obj["key"], {"etag": obj["eTag"]})
+    result = pipe._result_for(obj["key"], {"version": version})
     assert (result.execution_status, result.state) == ("SUCCEEDED", "SUCCEEDED"), result.record
 
 

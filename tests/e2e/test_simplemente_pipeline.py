@@ -26,6 +26,8 @@ from local.simulators.simplemente import SECRET, SimplementeSimulator, http_fetc
 
 pytestmark = pytest.mark.e2e
 
+VENDOR = "simplemente"  # for the vendor_sim fixture (conftest.py)
+
 ROOT = Path(__file__).resolve().parents[2]
 FILES = ROOT / "events" / "files" / "simplemente"
 CLEAN = FILES / "articles-clean.csv"
@@ -33,20 +35,10 @@ CLEAN = FILES / "articles-clean.csv"
 
 # -- fixtures -------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def simplemente_sim():
-    with SimplementeSimulator() as sim:
-        yield sim
-
-
-@pytest.fixture(scope="module")
-def simplemente_pipe(pipe, simplemente_sim):
-    pipe.set_settings("simplemente", simplemente_sim.settings())
-    return pipe
-
-
 @pytest.fixture
-def simplemente(simplemente_pipe, simplemente_sim, request):
+def simplemente(pipe, vendor_sim, request):
+    simplemente_sim = vendor_sim  # shared by the e2e package (conftest.py), its settings already in place
+
     def reset():
         simplemente_sim.wait_fetched()
         with simplemente_sim._lock:
@@ -55,11 +47,9 @@ def simplemente(simplemente_pipe, simplemente_sim, request):
             simplemente_sim.imports.clear()
             simplemente_sim._fetchers.clear()
         simplemente_sim.fetch = http_fetch
-        if simplemente_pipe.settings.get("simplemente") != simplemente_sim.settings():
-            simplemente_pipe.set_settings("simplemente", simplemente_sim.settings())
 
     reset()
-    yield Simplemente(simplemente_pipe, simplemente_sim, request.node.name)
+    yield Simplemente(pipe, simplemente_sim, request.node.name)
     reset()
 
 

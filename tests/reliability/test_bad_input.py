@@ -189,11 +189,11 @@ def test_the_corpus_is_kept_and_covered(uploaded):
 
 def placeholder(vendor: str) -> str:
     """The secret as the template creates it, before the user puts the real settings in."""
-    from samtranslator.yaml_helper import yaml_parse
+    from local.template_deploy import load_sam_template
 
-    from .helpers import LOGICAL, ROOT
+    from .helpers import LOGICAL
 
-    template = yaml_parse((ROOT / "template.yaml").read_text())
+    template = load_sam_template()
     return template["Resources"][f"{LOGICAL[vendor]}Settings"]["Properties"]["SecretString"]
 
 

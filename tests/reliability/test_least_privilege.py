@@ -13,7 +13,6 @@ import re
 import subprocess
 
 import pytest
-from samtranslator.yaml_helper import yaml_parse
 
 from .helpers import LOGICAL, ROOT, VENDORS, report
 
@@ -31,7 +30,9 @@ ON_ANY_RESOURCE = {"logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:Update
 
 @pytest.fixture(scope="module")
 def template() -> dict:
-    return yaml_parse((ROOT / "template.yaml").read_text())
+    from local.template_deploy import load_sam_template
+
+    return load_sam_template()  # Fn::ForEach expanded, as CloudFormation hands it to the SAM transform
 
 
 @pytest.fixture(scope="module")
@@ -70,11 +71,16 @@ def refs(value) -> set[str]:
 
 
 def statements(cfn) -> list[tuple[str, dict]]:
+    """(role logical id, statement) of every role's inline policies and of the AWS::IAM::Policy
+    resources attached to roles (the vendor loop's <Stem>SubmitStartsImportPolicy)."""
     out = []
     for name, res in cfn["Resources"].items():
         if res["Type"] == "AWS::IAM::Role":
             for policy in res["Properties"].get("Policies", []):
                 out += [(name, st) for st in policy["PolicyDocument"]["Statement"]]
+        elif res["Type"] == "AWS::IAM::Policy":
+            for role in res["Properties"]["Roles"]:
+                out += [(role["Ref"], st) for st in res["Properties"]["PolicyDocument"]["Statement"]]
     return out
 
 
@@ -117,6 +123,17 @@ def test_only_the_vendor_functions_talk_to_vendors_and_finalize_has_no_credentia
     secrets = {n for n, r in resources.items() if r["Type"] == "AWS::SecretsManager::Secret"}
     for name in ("SubmitFunction", "FinalizeFunction"):
         assert refs(resources[name]["Properties"]) & secrets == set(), name
+
+
+def test_the_submit_function_may_start_exactly_the_vendor_state_machines(cfn):
+    started = []
+    for role, st in statements(cfn):
+        if any(a.startswith("states:") for a in as_list(st["Action"])):
+            assert role == "SubmitFunctionRole", (role, st)
+            assert as_list(st["Action"]) == ["states:StartExecution"] and st["Effect"] == "Allow", st
+            assert isinstance(st["Resource"], dict), st  # one state machine per statement, never a pattern
+            started += refs(st["Resource"])
+    assert sorted(started) == sorted(f"{LOGICAL[v]}ImportStateMachine" for v in VENDORS)
 
 
 def test_vendor_functions_write_only_under_work(resources):
@@ -224,7 +241,8 @@ def alarms(resources) -> dict[str, dict]:
 
 
 def test_the_dead_letter_queue_has_an_alarm_on_the_alarm_topic(resources):
-    (dlq_alarm,) = [a for a in alarms(resources).values() if a["Namespace"] == "AWS/SQS"]
+    (dlq_alarm,) = [a for a in alarms(resources).values() if a["Namespace"] == "AWS/SQS"
+                    and a["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["UploadDeadLetterQueue", "QueueName"]}]
     assert dlq_alarm["MetricName"] == "ApproximateNumberOfMessagesVisible"
     assert dlq_alarm["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["UploadDeadLetterQueue",
                                                                                      "QueueName"]}}]
@@ -232,9 +250,9 @@ def test_the_dead_letter_queue_has_an_alarm_on_the_alarm_topic(resources):
     assert dlq_alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
     redrive = resources["UploadQueue"]["Properties"]["RedrivePolicy"]
     assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["UploadDeadLetterQueue", "Arn"]}
-    # the finalize function's own failures (execution-ended events) land there too
+    # the finalize function's own failures (execution-ended events) have their own queue
     assert resources["FinalizeFunction"]["Properties"]["DeadLetterQueue"] == {
-        "Type": "SQS", "TargetArn": {"Fn::GetAtt": ["UploadDeadLetterQueue", "Arn"]}}
+        "Type": "SQS", "TargetArn": {"Fn::GetAtt": ["FinalizeDeadLetterQueue", "Arn"]}}
 
 
 def test_failed_and_timed_out_executions_have_alarms_on_the_alarm_topic(resources):
@@ -287,17 +305,26 @@ def test_every_checkov_skip_says_why(resources):
     assert skips > 0
 
 
-def test_checkov_finds_no_failed_check():
+def test_checkov_finds_no_failed_check(tmp_path):
     if not CHECKOV.exists():
         pytest.skip("checkov is not installed: `make checkov` installs it into .venv-checkov")
-    proc = subprocess.run([str(CHECKOV), "-f", "template.yaml", "--framework", "cloudformation", "--compact",
-                           "--quiet", "--skip-download", "-o", "json"], cwd=ROOT, capture_output=True, text=True,
+    from local.language_extensions import main as write_expanded
+
+    expanded = tmp_path / "template.expanded.json"  # checkov does not expand Fn::ForEach itself
+    write_expanded([str(ROOT / "template.yaml"), str(expanded)])
+    proc = subprocess.run([str(CHECKOV), "-f", str(expanded), "--framework", "cloudformation", "--compact",
+                           "--skip-download", "-o", "json"], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)
     result = json.loads(proc.stdout)
     result = result[0] if isinstance(result, list) else result
     summary = result["summary"]
     failed = [(c["check_id"], c["resource"]) for c in result["results"].get("failed_checks", [])]
     assert failed == [] and summary["failed"] == 0 and proc.returncode == 0
+    checked = {c["resource"] for key in ("passed_checks", "skipped_checks") for c in result["results"][key]}
+    for v in VENDORS:  # it saw the resources of every vendor, not the unexpanded loop
+        assert {f"AWS::SecretsManager::Secret.{LOGICAL[v]}Settings", f"AWS::Serverless::Function.{LOGICAL[v]}Function",
+                f"AWS::Logs::LogGroup.{LOGICAL[v]}LogGroup", f"AWS::IAM::Policy.{LOGICAL[v]}SubmitStartsImportPolicy",
+                } <= checked, v
     report("least privilege (tests/reliability/test_least_privilege.py)",
            f"checkov: {summary['passed']} passed, {summary['failed']} failed, {summary['skipped']} skipped "
            "(each with its reason in the resource's Metadata)")

@@ -103,7 +103,8 @@ SAM = ROOT / ".venv-sam" / "bin" / "sam"
 @pytest.mark.slow
 @pytest.mark.skipif(not SAM.exists(), reason="aws-sam-cli is not installed in .venv-sam (make sam-validate)")
 def test_sam_validate_lint_passes():
-    proc = subprocess.run([str(SAM), "validate", "--lint", "--template", "template.yaml", "--region", "us-east-1"],
+    proc = subprocess.run([str(SAM), "validate", "--lint", "--language-extensions", "--template", "template.yaml",
+                           "--region", "us-east-1"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "SAM_CLI_TELEMETRY": "0"})
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -1,13 +1,12 @@
 """Builds the logic objects from the Lambda environment (clients created once per container).
 
-Environment: JOBS_TABLE, IMPORT_BUCKET, COMPLETION_TOPIC_ARN, IDEMPOTENCY_TABLE, STATE_MACHINES
-(submit), VENDOR and SETTINGS_SECRET_ARN (vendor functions). S3_PRESIGN_ENDPOINT is for the local
-runner only (presigned URLs must point at the emulated S3 there).
+Environment: JOBS_TABLE, IMPORT_BUCKET, COMPLETION_TOPIC_ARN, IDEMPOTENCY_TABLE;
+STATE_MACHINE_ARN_PREFIX and VENDOR_STEMS (submit); VENDOR and SETTINGS_SECRET_ARN (vendor functions).
+S3_PRESIGN_ENDPOINT is for the local runner only (presigned URLs must point at the emulated S3 there).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from functools import cache
 from typing import Any
@@ -68,12 +67,19 @@ def finalizer():
 def upload_router(logger=None):
     from .logic.submit_upload import UploadRouter
 
-    try:
-        machines = json.loads(env("STATE_MACHINES"))
-    except ValueError:
-        raise SettingsError("environment variable STATE_MACHINES is not JSON") from None
     return UploadRouter(sfn_client=client("stepfunctions"), s3_client=client("s3"),
-                        state_machines=machines, finalizer=finalizer(), logger=logger)
+                        state_machines=state_machines(), finalizer=finalizer(), logger=logger)
+
+
+def state_machines(environ=os.environ) -> dict[str, str]:
+    """Vendor id -> state machine ARN. template.yaml names the state machine of vendor <id> (stem <Id>,
+    the id with a capital first letter, in parameter Vendors) ``<stack>-<id>-import``: its ARN is
+    STATE_MACHINE_ARN_PREFIX + ``<id>-import``, for each stem in VENDOR_STEMS (comma-separated)."""
+    prefix = environ.get("STATE_MACHINE_ARN_PREFIX")
+    if not prefix:
+        raise SettingsError("environment variable STATE_MACHINE_ARN_PREFIX is not set")
+    ids = [stem.strip().lower() for stem in environ.get("VENDOR_STEMS", "").split(",") if stem.strip()]
+    return {vendor: f"{prefix}{vendor}-import" for vendor in ids}
 
 
 _settings_cache: dict[str, Any] = {}

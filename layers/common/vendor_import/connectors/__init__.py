@@ -4,21 +4,25 @@ connector (and its dependencies: lxml for XML vendors only) - cold start matters
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from typing import Any
 
 from ..errors import InputError, SettingsError
 from ..settings import validate_fields, validate_settings
 
-# vendor id -> "module:Class"
-CONNECTORS: dict[str, str] = {
-    "hopex": "vendor_import.connectors.hopex:HopexConnector",
-    "campaign": "vendor_import.connectors.campaign:CampaignConnector",
-    "aep": "vendor_import.connectors.aep:AepConnector",
-    "simplemente": "vendor_import.connectors.simplemente:SimplementeConnector",
-    "cirrus": "vendor_import.connectors.cirrus:CirrusConnector",
-}
+# A connector is the module connectors/<vendor id>.py (lowercase letters and digits) defining
+# <Vendorid>Connector, e.g. hopex.py -> HopexConnector; helper modules carry an underscore
+# (adobe_ims, cirrus_xml...) and base.py holds the base class. Found by name, nothing imported.
+_NOT_CONNECTORS = {"base"}
 
-VENDORS = tuple(CONNECTORS)
+
+def _discover() -> tuple[str, ...]:
+    return tuple(sorted(m.name for m in pkgutil.iter_modules(__path__)
+                        if m.name.isalnum() and m.name.islower() and m.name not in _NOT_CONNECTORS))
+
+
+VENDORS = _discover()
+CONNECTORS: dict[str, str] = {v: f"{__name__}.{v}:{v.capitalize()}Connector" for v in VENDORS}
 
 
 def connector_class(vendor: str):
