@@ -47,6 +47,7 @@ from ..errors import (
     VendorUnavailableError,
 )
 from ..http import body_snippet, json_body, new_session, raise_for_status, request
+from ..logic.record_count import RecordTally
 from ..model import FinalState, Progress, RawRejects, RejectRow
 from ..scrub import scrub
 from ..settings import Field
@@ -285,6 +286,13 @@ class AepConnector(Connector):
             return None, "oversize", (f"{where}: the message is {len(message):,} bytes, over the "
                                       f"{limit:,} byte limit of one record; it was not sent")
         return message, "", ""
+
+    def record_tally(self, job: dict[str, Any]) -> RecordTally:
+        """read: the reader's number of the last record committed; refused locally: read, not sent."""
+        c = job["counts"]
+        local = c["records"] - c["sent"]
+        return RecordTally(read=int(job["number"]), accepted=c["accepted"],
+                           refused_by_vendor=c["rejected"] - local, refused_locally=local)
 
     # -- protocol ----------------------------------------------------------------------------------
     def validate(self, ctx: StepContext) -> list[RejectRow]:

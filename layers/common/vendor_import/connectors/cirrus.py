@@ -46,6 +46,7 @@ from ..errors import (
     VendorThrottledError,
     VendorUnavailableError,
 )
+from ..logic.record_count import RecordTally
 from ..model import FinalState, Progress, RawRejects, RejectRow
 from ..scrub import register_secret, scrub
 from ..settings import Field, validate_fields
@@ -318,6 +319,16 @@ class CirrusConnector(Connector):
         if counts.get("unconfirmed"):
             message += f" {counts['unconfirmed']} records have an unknown outcome (UNCONFIRMED)."
         return Progress(job=job, done=True, state=state, counts=dict(counts), message=message)
+
+    @staticmethod
+    def record_tally(job: dict[str, Any]) -> RecordTally:
+        """read: the reader's number of the last record passed; UNCONFIRMED records are counted
+        in ``rejected`` too (they are in the rejects file)."""
+        c = job["counts"]
+        unconfirmed = int(c.get("unconfirmed", 0))
+        return RecordTally(read=int(job["next_record"]) - 1, accepted=c["accepted"],
+                           refused_by_vendor=c["rejected"] - unconfirmed, refused_locally=0,
+                           unconfirmed=unconfirmed)
 
     @staticmethod
     def _describe(job: dict[str, Any]) -> str:

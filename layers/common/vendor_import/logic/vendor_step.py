@@ -20,6 +20,7 @@ from ..errors import InputError
 from ..model import FinalState, Progress, RawRejects
 from ..scrub import scrub
 from ..source import S3Source
+from . import record_count
 from .finalize import iso
 from .routing import ImportRequest, build_request, parse_console_input
 
@@ -79,6 +80,7 @@ class VendorStep:
         progress = connector.submit(ctx)
         # part ids sort in step order ("submit" would sort after "poll-..."): Finalize
         # concatenates the staged rejects in part id order
+        progress = record_count.enforce(progress, connector.record_tally(progress.job) if progress.done else None)
         return self._payload(base, progress, job_id, part_id="step-000000", settings=settings)
 
     def poll(self, job_id: str, request: ImportRequest, job: dict[str, Any]) -> dict[str, Any]:
@@ -103,6 +105,8 @@ class VendorStep:
         progress = connector.poll(connector_job, ctx)
         if progress.vendor_ref is None:
             progress.vendor_ref = job.get("vendor_ref")
+        # records read = accepted + refused + unconfirmed, or the import ends FAILED
+        progress = record_count.enforce(progress, connector.record_tally(progress.job) if progress.done else None)
         return self._payload(base, progress, job_id, part_id=f"step-{polls:06d}", settings=settings)
 
     # -- helpers -------------------------------------------------------------------------------------
