@@ -116,7 +116,8 @@ def test_reader_head_refuses(data, message):
         (b"<Data><Account><Name>A</Name></Account>loose text<Account/></Data>", "text outside any record"),
         (b"<Data><![CDATA[x]]><Account/></Data>", "text outside any record"),
         (b"<Data><Account/></Datum>", "closes <Data>"),
-        (b"<Data><Account><Name>" + b"x" * 5000 + b"<b/></Name></Account></Data>", "larger than 2000 bytes"),
+        (b"<Data><Account><Name>" + b"x" * 5000 + b"<b/></Name></Account></Data>",
+         r"over the 2,000 byte limit of one record \(setting max_record_bytes\)"),
     ],
 )
 def test_reader_records_refuse(data, message):

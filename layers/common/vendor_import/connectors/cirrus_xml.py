@@ -149,17 +149,24 @@ class RecordReader:
             self._buf = self._buf[keep:]
             self._base += keep
             self._pos -= keep
-        if self._keep_from is not None and len(self._buf) > self._max:
-            raise InputError(
-                f"record {self._record_number} (from byte {self._keep_from}) is larger than "
-                f"{self._max} bytes: split it or raise the setting max_record_bytes"
-            )
+        if self._keep_from is not None and len(self._buf) > self._max:  # unfinished, already too large
+            raise self._too_large(self._record_number, self._keep_from, None)
         data = self._stream.read(self._chunk)
         if not data:
             self._eof = True
             return False
         self._buf += data
         return True
+
+    def _check_size(self, number: int, start: int, end: int) -> None:
+        """The limit is exact on the finished record: its bytes from '<' to the end tag's '>'."""
+        if end - start > self._max:
+            raise self._too_large(number, start, end - start)
+
+    def _too_large(self, number: int, start: int, size: int | None) -> InputError:
+        is_size = f"is {size:,} bytes," if size is not None else "is"
+        return InputError(f"record {number} (from byte {start:,}) {is_size} over the {self._max:,} byte limit "
+                          f"of one record (setting max_record_bytes): split it or raise the setting")
 
     def _slice(self, start: int, end: int) -> bytes:
         return self._buf[start - self._base:end - self._base]
@@ -255,6 +262,7 @@ class RecordReader:
                 flat = self._flat_record()
                 if flat is not None:
                     number += 1
+                    self._check_size(number, flat[0], flat[1])
                     yield RecordChunk(number, *flat)
                     continue
             token = self._next_token()
@@ -277,10 +285,12 @@ class RecordReader:
                 depth += 1
             elif kind == "empty" and depth == 1:
                 number += 1
+                self._check_size(number, token.start, token.end)
                 yield RecordChunk(number, token.start, token.end, token.raw, token.name.decode())
             elif kind == "end":
                 depth -= 1
                 if depth == 1:
+                    self._check_size(number, record_start, token.end)
                     chunk = RecordChunk(number, record_start, token.end,
                                         self._slice(record_start, token.end), record_tag.decode())
                     self._keep_from = None
@@ -333,9 +343,7 @@ def parse_record(head: Head, chunk: RecordChunk) -> etree._Element:
     try:
         root = etree.fromstring(doc, safe_parser())
     except etree.XMLSyntaxError as exc:
-        raise InputError(
-            f"record {chunk.number} (from byte {chunk.start}) is not well-formed XML: {_syntax_message(exc)}"
-        ) from None
+        raise _xml_error(exc, f"record {chunk.number} (from byte {chunk.start})") from None
     return root[0]
 
 
@@ -399,8 +407,25 @@ def check_document(stream: BinaryIO, record_tag: str, matching_field: str | None
             while elem.getprevious() is not None:
                 del parent[0]
     except etree.XMLSyntaxError as exc:
-        raise InputError(f"the file is not well-formed XML: {_syntax_message(exc)}") from None
+        raise _xml_error(exc, "the file") from None
     return DocumentSummary(records, missing, missing_total)
+
+
+# libxml2's bound on one text node without XML_PARSE_HUGE (huge_tree stays off: a safety limit)
+PARSER_TEXT_LIMIT = 10_000_000
+
+
+def _xml_error(exc: etree.XMLSyntaxError, what: str) -> InputError:
+    """The InputError for a parse failure: libxml2's resource bound (a text node over 10 MB) is
+    not an XML fault and is said as such, naming the setting that does not lift it."""
+    last = exc.error_log.last_error if exc.error_log else None
+    if last is not None and last.type_name == "ERR_RESOURCE_LIMIT":
+        return InputError(
+            f"{what}: a text value near line {last.line} is over {PARSER_TEXT_LIMIT:,} bytes, the XML "
+            f"parser's (libxml2) bound on one text; the file is not refused as malformed, the value is too "
+            f"long to parse safely, and raising the setting max_record_bytes does not lift this bound: "
+            f"shorten the value or split it over several fields")
+    return InputError(f"{what} is not well-formed XML: {_syntax_message(exc)}")
 
 
 def _syntax_message(exc: etree.XMLSyntaxError) -> str:

@@ -70,11 +70,15 @@ class VendorStep:
         if not request.dry_run:
             base["pace"] = self._learned_pace(source.size, job_id)
         if request.dry_run:
-            if rows:
+            # a record vendor stages its would-be rejects itself (rows and raw records, as the real
+            # run would); otherwise the rows returned are the rejects file
+            if rows and not self._emitted:
                 self.store.stage_rejects(job_id, "dry-run", rows, None)
+            fmt = self._emitted_format
             return {**base, "done": True, "state": FinalState.VALIDATED.value, "wait_seconds": 0,
                     "connector": {}, "counts": {"would_reject": len(rows)},
-                    "message": _dry_run_message(len(rows)), "vendor_ref": None, "raw_format": None}
+                    "message": _dry_run_message(len(rows)), "vendor_ref": None,
+                    "raw_format": _format_dict(fmt) if fmt else None}
         self.jobs.mark_running(job_id, self.vendor, {"state": "RUNNING", "updated_at": iso(self.clock()),
                                                      "source_key": request.key})
         progress = connector.submit(ctx)
@@ -174,10 +178,12 @@ class VendorStep:
 
         def emit_rejects(part_id: str, rows, raw: bytes | None = None, fmt: RawRejects | None = None):
             self.store.stage_rejects(job_id, f"part-{part_id}", list(rows or []), raw)
+            self._emitted = True
             if fmt is not None:
                 self._emitted_format = fmt
 
         self._emitted_format = None
+        self._emitted = False
         return StepContext(source=source, options=options, presign=presign, time_left=self.time_left,
                            checkpoint=checkpoint, emit_rejects=emit_rejects, dry_run=request.dry_run,
                            job_id=job_id)
