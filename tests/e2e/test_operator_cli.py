@@ -171,10 +171,14 @@ def test_local_errors(capsys, tmp_path):
     assert exc.value.code == 2
 
 
-def test_resubmit_key_keeps_folders_and_options_and_the_extension():
+def test_resubmit_key_keeps_folders_and_options_that_apply_and_the_extension():
+    # format=csv/ does not apply to the NDJSON rejects file (issue 13 part 4): dropped
     record = {"vendor": "aep", "source": {"key": "inbox/aep/format=csv/batch/profiles.csv"}}
     key = operator.resubmit_key(record, "s3://b/rejects/aep/j/profiles.rejected.ndjson", now=0)
-    assert key == "inbox/aep/format=csv/batch/profiles.rejected.resubmit-19700101T000000Z.ndjson"
+    assert key == "inbox/aep/batch/profiles.rejected.resubmit-19700101T000000Z.ndjson"
+    record = {"vendor": "cirrus", "source": {"key": "inbox/cirrus/action=insert/x/a.xml"}}
+    assert operator.resubmit_key(record, "s3://b/x/a.rejects.xml", now=0) == \
+        "inbox/cirrus/action=insert/x/a.rejects.resubmit-19700101T000000Z.xml"
     console = {"vendor": "cirrus", "source": {"key": None}}
     assert operator.resubmit_key(console, "s3://b/x/a.rejects.xml", now=0) == \
         "inbox/cirrus/a.rejects.resubmit-19700101T000000Z.xml"

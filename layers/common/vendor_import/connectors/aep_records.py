@@ -61,9 +61,22 @@ class Position:
     line: int = 1  # line number at ``offset``
 
 
+# a rejects file this connector wrote (``<name>.rejected.ndjson``), maybe renamed by resubmit
+_REJECTS_NAME = re.compile(r"\.rejected(?:\.resubmit-\d{8}T\d{6}Z)?\.ndjson$", re.IGNORECASE)
+
+
+def is_rejects_file(name: str) -> bool:
+    """A ``<name>.rejected.ndjson`` file: NDJSON whatever format option its folder or metadata give
+    (it was written by the connector, in its own format)."""
+    return _REJECTS_NAME.search(name) is not None
+
+
 def detect_format(name: str, source: Source, option: str | None = None) -> str:
-    """The upload's format: the ``format`` option, else the file extension. A ``.json`` file
-    whose first character is ``{`` is read as NDJSON (one object per line is common there)."""
+    """The upload's format: a rejects file is NDJSON; else the ``format`` option, else the file
+    extension. A ``.json`` file whose first character is ``{`` is read as NDJSON (one object per
+    line is common there)."""
+    if is_rejects_file(name):
+        return "ndjson"
     if option:
         if option not in FORMATS:
             raise InputError(f"option format={option!r} is not supported: use one of {', '.join(FORMATS)}")
