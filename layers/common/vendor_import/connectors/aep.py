@@ -499,8 +499,10 @@ class AepConnector(Connector):
         for item, _code, _reason in refused:
             if item.raw is not None:
                 text = item.raw.decode("utf-8")
+            elif item.text is not None:  # as written (NaN, not an object, not JSON)
+                text = item.text
             else:
-                text = _dumps(item.record).decode("utf-8") if item.record is not None else item.text
+                text = _dumps(item.record).decode("utf-8") if item.record is not None else None
             if text is not None:
                 lines.append(text + "\n")
         stem = ctx.source.name.rsplit(".", 1)[0] or "upload"

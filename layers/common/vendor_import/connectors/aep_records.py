@@ -157,8 +157,8 @@ def _read_ndjson(source: Source, pos: Position, max_item_bytes: int) -> Iterator
             item = Item(number, line_no, start, offset, line_no + 1)
             line_no += 1
             if raw is None:
-                item.error = (f"line {item.line}: the line is {size:,} bytes, over the "
-                              f"{max_item_bytes:,} byte limit of one record; it was not read")
+                item.error = (f"line {item.line}: the line is {size:,} bytes, too large to read as one "
+                              "record (setting max_record_bytes); it was not read")
                 item.code = "oversize"
             else:
                 _parse_json_record(raw, item, f"line {item.line}")
@@ -181,7 +181,10 @@ def _parse_json_record(raw: bytes, item: Item, where: str) -> None:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        item.error, item.code = f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})", "encoding"
+        item.error = (f"{where}: byte 0x{raw[exc.start]:02X} is not UTF-8 ({exc.reason}) at byte "
+                      f"{exc.start + 1} of the line; save the file as UTF-8 (the record was not sent rather than "
+                      "sent altered)")
+        item.code = "encoding"
         return
     try:
         try:
@@ -199,7 +202,9 @@ def _parse_json_record(raw: bytes, item: Item, where: str) -> None:
         item.text = text.strip()
         return
     item.record = value
-    if not constants:
+    if constants:
+        item.text = text.strip()  # as written: NaN cannot be encoded again as JSON
+    else:
         item.raw = raw.strip()
 
 
@@ -396,7 +401,7 @@ class _LineFeed:
         self.record_start, self.record_line = self.offset, self.line
         self.record_bytes = 0
         self.blank = True  # only whitespace so far
-        self.bad: tuple[int, int, str] | None = None  # (line, byte in line, reason) of the first bad byte
+        self.bad: tuple[int, int, str, str] | None = None  # (line, byte in line, fault, why) of the first bad byte
         self.pieces_text: list[str] = []
 
     def __iter__(self) -> _LineFeed:
@@ -433,10 +438,10 @@ class _LineFeed:
         except UnicodeDecodeError as exc:
             text = piece.decode("utf-8", "surrogateescape")
             if self.bad is None:
-                self.bad = (line, exc.start + 1, f"byte 0x{piece[exc.start]:02X} is not UTF-8 ({exc.reason})")
+                self.bad = (line, exc.start + 1, f"byte 0x{piece[exc.start]:02X} is not UTF-8 ({exc.reason})", "")
         if "\x00" in text and self.bad is None:
             self.bad = (line, len(text[:text.index("\x00")].encode("utf-8", "surrogateescape")) + 1,
-                        "a NUL byte (0x00): a text file holds none (was it saved as UTF-16?)")
+                        "a NUL byte (0x00)", "a text file holds none (was it saved as UTF-16?): ")
         if self.blank and not text.isspace():
             self.blank = False
         return text
@@ -480,8 +485,8 @@ def _csv_records(stream: BinaryIO, offset: int, line: int, limit: int,
             return
         except _LineTooLong as exc:
             yield _CsvRecord(None, feed.record_start, feed.offset, feed.record_line, feed.line,
-                             f"line {feed.record_line}: the CSV record is {exc.size:,} bytes, over the "
-                             f"{limit:,} byte limit of one record; it was not read", "oversize")
+                             f"line {feed.record_line}: the CSV record is {exc.size:,} bytes, too large to "
+                             "read as one record (setting max_record_bytes); it was not read", "oversize")
             continue
         except csv.Error as exc:
             where = feed.line - 1
@@ -497,11 +502,11 @@ def _csv_records(stream: BinaryIO, offset: int, line: int, limit: int,
             continue
         record = _CsvRecord(row, feed.record_start, feed.offset, feed.record_line, feed.line)
         if feed.bad is not None:
-            bad_line, byte, reason = feed.bad
+            bad_line, byte, reason, why = feed.bad
             column = next((i for i, value in enumerate(row, 1) if _UNDECODED.search(value) or "\x00" in value), 0)
             at = f", column {column}" if column else ""
             record.row = None
-            record.error = (f"line {bad_line}{at}: {reason} at byte {byte} of the line; save the file as "
+            record.error = (f"line {bad_line}{at}: {reason} at byte {byte} of the line; {why}save the file as "
                             "UTF-8 (the record was not sent rather than sent altered)")
             record.code = "encoding"
         yield record

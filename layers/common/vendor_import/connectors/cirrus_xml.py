@@ -64,7 +64,8 @@ _FLAT_RECORD = re.compile(
 _NAME = re.compile(rb"</?([^\s/>]+)")
 _ENCODING = re.compile(rb"""encoding\s*=\s*["']([A-Za-z0-9._:-]+)["']""")
 _UTF8_NAMES = {"utf-8", "utf8", "us-ascii", "ascii"}
-_BOMS_NOT_UTF8 = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+_BOMS_NOT_UTF8 = ((codecs.BOM_UTF32_LE, "UTF-32 LE"), (codecs.BOM_UTF32_BE, "UTF-32 BE"),
+                  (codecs.BOM_UTF16_LE, "UTF-16 LE"), (codecs.BOM_UTF16_BE, "UTF-16 BE"))
 
 _local = threading.local()
 
@@ -209,8 +210,10 @@ class RecordReader:
         start = self._peek(4)
         if not start:
             raise InputError("the file is empty (0 bytes): upload an XML <Data> file of records")
-        if start.startswith(_BOMS_NOT_UTF8):
-            raise InputError("the file is UTF-16/UTF-32: save it as UTF-8 and upload it again")
+        for bom, name in _BOMS_NOT_UTF8:
+            if start.startswith(bom):
+                raise InputError(f"the file is {name} text (it starts with the byte order mark "
+                                 f"{bom.hex(' ').upper()}): save it as UTF-8 and upload it again")
         if start.startswith(codecs.BOM_UTF8):
             self._pos += len(codecs.BOM_UTF8)
         while True:

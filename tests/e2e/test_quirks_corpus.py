@@ -1,0 +1,131 @@
+"""Issue 13 part 1: the real-world quirks corpus (tests/corpus/quirks/, expectations written by hand
+in expected.json) through the whole local pipeline against the vendor simulators over HTTP: the
+records each simulator really received, the rejects files, for the real run and the dry run."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from local.simulators.aep import AepSimulator
+from local.simulators.cirrus import CirrusSimulator
+
+pytestmark = pytest.mark.e2e
+
+CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "quirks"
+EXPECTED = {name: case for name, case in json.loads((CORPUS / "expected.json").read_text()).items()
+            if not name.startswith("_")}
+
+
+@pytest.fixture(scope="module")
+def aep_sim():
+    with AepSimulator() as sim:
+        yield sim
+
+
+@pytest.fixture(scope="module")
+def cirrus_sim():
+    with CirrusSimulator() as sim:
+        yield sim
+
+
+@pytest.fixture
+def sims(pipe, aep_sim, cirrus_sim):
+    pipe.set_settings("aep", aep_sim.settings())
+    pipe.set_settings("cirrus", cirrus_sim.settings())
+
+    def clear():
+        with aep_sim._lock, aep_sim._inlet_lock:
+            aep_sim.requests.clear()
+            aep_sim.accepted.clear()
+            aep_sim.refused.clear()
+        cirrus_sim.received.clear()
+
+    clear()
+    sims = {"aep": aep_sim, "cirrus": cirrus_sim}
+    yield sims, clear
+    pipe.set_settings("aep", aep_sim.settings())
+
+
+def received(sims, vendor: str) -> list[dict]:
+    if vendor == "aep":
+        assert sims["aep"].refused == []  # no quirk holds a record the inlet refuses
+        return list(sims["aep"].accepted)
+    return [r["fields"] for r in sims["cirrus"].received]
+
+
+def rejects_of(result) -> tuple[list[list[str]], bytes | None]:
+    """(rows of the rejects CSV without its header, the raw re-uploadable file or None)."""
+    rows, raw = [], None
+    for path in result.rejects_paths:
+        if path.name.endswith(".rejects.csv"):
+            table = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
+            assert table[0] == ["record", "code", "reason"]
+            rows = table[1:]
+        else:
+            raw = path.read_bytes()
+    return rows, raw
+
+
+def check_rejects(result, vendor: str, expected_rows: list[list[str]], expected_raw: list[str]) -> None:
+    rows, raw = rejects_of(result)
+    assert [r[:2] for r in rows] == [e[:2] for e in expected_rows]
+    for row, (_record, _code, words) in zip(rows, expected_rows, strict=True):
+        assert words in row[2], row
+    if not expected_raw:
+        assert raw is None
+    elif vendor == "aep":
+        assert raw.decode("utf-8").split("\n") == [*expected_raw, ""]
+    else:
+        text, at = raw.decode("utf-8"), 0
+        for fragment in expected_raw:  # each refused record, in order, with its ErrorMessage
+            at = text.index(fragment, at) + len(fragment)
+            assert "<ErrorMessage>" in text[at:].split("</Account>", 1)[0]
+
+
+def run(pipe, sims_clear, name: str, *, dry: bool):
+    case = EXPECTED[name]
+    vendor = case["vendor"]
+    sims, clear = sims_clear
+    if case.get("settings"):
+        pipe.set_settings(vendor, {**sims[vendor].settings(), **case["settings"]})
+    clear()
+    folder = "dry-run/quirks" if dry else "quirks"
+    return case, vendor, pipe.import_file(CORPUS / name, f"inbox/{vendor}/{folder}/{name}")
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_real_run_sends_exactly_the_expected_records(pipe, sims, name):
+    case, vendor, result = run(pipe, sims, name, dry=False)
+    if "error" in case:
+        assert result.state == "FAILED", result.record
+        assert result.record["error"]["type"] == "InputError"
+        assert case["error"] in result.record["error"]["message"]
+        assert received(sims[0], vendor) == []
+        return
+    assert result.state == case["state"], result.record
+    assert received(sims[0], vendor) == case["records"]
+    counts = result.record["counts"]
+    if vendor == "aep":  # the rejects are refused locally: read, never sent
+        assert (counts["records"], counts["accepted"]) == (len(case["records"]) + len(case["rejects"]),
+                                                            len(case["records"]))
+    else:  # every record is sent; Cirrus Shield refuses the rejects
+        assert (counts["records"], counts["accepted"]) == (len(case["records"]),
+                                                            len(case["records"]) - len(case["rejects"]))
+    check_rejects(result, vendor, case["rejects"], case["raw"])
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_dry_run_writes_what_the_real_run_would(pipe, sims, name):
+    case, vendor, result = run(pipe, sims, name, dry=True)
+    assert received(sims[0], vendor) == []
+    if "error" in case:
+        assert result.state == "FAILED", result.record
+        assert case["error"] in result.record["error"]["message"]
+        return
+    assert result.state == "VALIDATED", result.record
+    check_rejects(result, vendor, case.get("dry_rejects", case["rejects"]), case["raw"])
