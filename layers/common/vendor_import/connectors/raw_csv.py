@@ -192,6 +192,8 @@ class _Checker:
                 break
             except csv.Error as exc:
                 text = lines.record_text()
+                if self.header is None:  # the separator first: the likelier mistake
+                    self._header(text, lines.start)
                 self._cells(text, lines.start, strict=True)  # names the line and column
                 raise violation(self.line_no, "quoting", f"{exc}: put strings in double quotes and double "
                                 'the quotes inside them ("")') from None
