@@ -129,3 +129,30 @@ def test_dry_run_writes_what_the_real_run_would(pipe, sims, name):
         return
     assert result.state == "VALIDATED", result.record
     check_rejects(result, vendor, case.get("dry_rejects", case["rejects"]), case["raw"])
+
+
+def test_dry_run_writes_the_oversize_record_itself_as_the_real_run_does(pipe, sims):
+    """Issue 13 part 5: record 7 over max_record_bytes. The real run writes its CSV row and the record
+    itself in <name>.rejected.ndjson; the dry run writes the same two files, byte for byte."""
+    aep_sim, clear = sims[0]["aep"], sims[1]
+    pipe.set_settings("aep", {**aep_sim.settings(), "max_record_bytes": 1024})
+    big = '{"id":"R7","note":"' + "x" * 2000 + '"}'
+    lines = [f'{{"id":"R{n}"}}' for n in range(1, 7)] + [big] + ['{"id":"R8"}']
+    data = ("\n".join(lines) + "\n").encode()
+    files = {}
+    for folder in ("", "dry-run/"):
+        clear()
+        result = pipe.import_file(data, f"inbox/aep/{folder}oversize/seven.ndjson")
+        assert result.state == ("VALIDATED" if folder else "SUCCEEDED_WITH_REJECTS"), result.record
+        files[folder] = {p.name: p.read_bytes() for p in result.rejects_paths}
+        if folder:
+            assert aep_sim.accepted == []
+        else:
+            assert [r["id"] for r in aep_sim.accepted] == ["R1", "R2", "R3", "R4", "R5", "R6", "R8"]
+    assert files[""] == files["dry-run/"]
+    assert files[""]["seven.rejected.ndjson"] == (big + "\n").encode()
+    rows = list(csv.reader(io.StringIO(files[""]["seven.ndjson.rejects.csv"].decode())))
+    assert rows == [["record", "code", "reason"],
+                    ["record 7 (line 7)", "oversize",
+                     "record 7 (line 7): the message is 2,021 bytes, over the 1,024 byte limit of one record; it "
+                     "was not sent"]]
