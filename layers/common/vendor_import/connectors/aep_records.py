@@ -220,7 +220,8 @@ class _ArrayScanner:
 
     def __init__(self, stream: BinaryIO, offset: int, line: int, max_item_bytes: int):
         self.stream = stream
-        self.decoder = json.JSONDecoder()
+        self.duplicates: list[str] = []  # keys written twice in one object of the element decoded last
+        self.decoder = json.JSONDecoder(object_pairs_hook=self._object)
         self.text = ""  # decoded window
         self.pos = 0  # position in ``text``
         self.offset = offset  # byte offset of text[pos]
@@ -228,6 +229,15 @@ class _ArrayScanner:
         self.pending = b""  # bytes of an incomplete UTF-8 sequence
         self.eof = False
         self.limit = max_item_bytes
+
+    def _object(self, pairs: list[tuple[str, object]]) -> dict:
+        """A JSON object; a key written twice is noted (the record is re-encoded when sent: the
+        first value would be lost without a word)."""
+        value = dict(pairs)
+        if len(value) != len(pairs):
+            seen: set[str] = set()
+            self.duplicates.extend(k for k, _ in pairs if k in seen or seen.add(k))
+        return value
 
     def fill(self) -> bool:
         """Read one more chunk into the window; False at the end of the file."""
@@ -276,6 +286,7 @@ class _ArrayScanner:
     def decode(self, number: int) -> tuple[object, int]:
         """Decode the value at the window start; return it and its length in characters."""
         while True:
+            self.duplicates.clear()
             try:
                 value, end = self.decoder.raw_decode(self.text, self.pos)
                 # a number cut at the window edge would decode short: wait for more text
@@ -332,7 +343,12 @@ def _read_json_array(source: Source, pos: Position, max_item_bytes: int) -> Iter
             scan.advance(1)
             item = Item(number, line, start, scan.offset, scan.line)
             size = len(text.encode("utf-8"))
-            if not isinstance(value, dict):
+            if scan.duplicates:
+                item.error = (f"record {number} (line {line}): key {scan.duplicates[0]!r} is written twice in "
+                              "one object; keep one (a JSON reader keeps only the last value)")
+                item.code = "duplicate_key"
+                item.text = text
+            elif not isinstance(value, dict):
                 item.error = f"record {number} (line {line}): a record must be a JSON object, not " \
                              f"{_json_kind(value)}"
                 item.code = "not_object"
