@@ -2,6 +2,8 @@
 in expected.json) through the whole local pipeline against the vendor simulators over HTTP: the
 records each simulator really received, the rejects files, for the real run and the dry run."""
 
+# ruff: noqa: F811 - the fixtures of record_sims are imported, then named as test arguments
+
 from __future__ import annotations
 
 import csv
@@ -11,44 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from local.simulators.aep import AepSimulator
-from local.simulators.cirrus import CirrusSimulator
+from .record_sims import aep_sim, cirrus_sim, clear, record_sims  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.e2e
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "quirks"
 EXPECTED = {name: case for name, case in json.loads((CORPUS / "expected.json").read_text()).items()
             if not name.startswith("_")}
-
-
-@pytest.fixture(scope="module")
-def aep_sim():
-    with AepSimulator() as sim:
-        yield sim
-
-
-@pytest.fixture(scope="module")
-def cirrus_sim():
-    with CirrusSimulator() as sim:
-        yield sim
-
-
-@pytest.fixture
-def sims(pipe, aep_sim, cirrus_sim):
-    pipe.set_settings("aep", aep_sim.settings())
-    pipe.set_settings("cirrus", cirrus_sim.settings())
-
-    def clear():
-        with aep_sim._lock, aep_sim._inlet_lock:
-            aep_sim.requests.clear()
-            aep_sim.accepted.clear()
-            aep_sim.refused.clear()
-        cirrus_sim.received.clear()
-
-    clear()
-    sims = {"aep": aep_sim, "cirrus": cirrus_sim}
-    yield sims, clear
-    pipe.set_settings("aep", aep_sim.settings())
 
 
 def received(sims, vendor: str) -> list[dict]:
@@ -87,28 +58,28 @@ def check_rejects(result, vendor: str, expected_rows: list[list[str]], expected_
             assert "<ErrorMessage>" in text[at:].split("</Account>", 1)[0]
 
 
-def run(pipe, sims_clear, name: str, *, dry: bool):
+def run(pipe, sims, name: str, *, dry: bool):
     case = EXPECTED[name]
     vendor = case["vendor"]
-    sims, clear = sims_clear
     if case.get("settings"):
         pipe.set_settings(vendor, {**sims[vendor].settings(), **case["settings"]})
-    clear()
+    clear(sims)
     folder = "dry-run/quirks" if dry else "quirks"
     return case, vendor, pipe.import_file(CORPUS / name, f"inbox/{vendor}/{folder}/{name}")
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_real_run_sends_exactly_the_expected_records(pipe, sims, name):
+def test_real_run_sends_exactly_the_expected_records(pipe, record_sims, name):
+    sims = record_sims
     case, vendor, result = run(pipe, sims, name, dry=False)
     if "error" in case:
         assert result.state == "FAILED", result.record
         assert result.record["error"]["type"] == "InputError"
         assert case["error"] in result.record["error"]["message"]
-        assert received(sims[0], vendor) == []
+        assert received(sims, vendor) == []
         return
     assert result.state == case["state"], result.record
-    assert received(sims[0], vendor) == case["records"]
+    assert received(sims, vendor) == case["records"]
     counts = result.record["counts"]
     if vendor == "aep":  # the rejects are refused locally: read, never sent
         assert (counts["records"], counts["accepted"]) == (len(case["records"]) + len(case["rejects"]),
@@ -120,9 +91,10 @@ def test_real_run_sends_exactly_the_expected_records(pipe, sims, name):
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_dry_run_writes_what_the_real_run_would(pipe, sims, name):
+def test_dry_run_writes_what_the_real_run_would(pipe, record_sims, name):
+    sims = record_sims
     case, vendor, result = run(pipe, sims, name, dry=True)
-    assert received(sims[0], vendor) == []
+    assert received(sims, vendor) == []
     if "error" in case:
         assert result.state == "FAILED", result.record
         assert case["error"] in result.record["error"]["message"]
@@ -131,24 +103,24 @@ def test_dry_run_writes_what_the_real_run_would(pipe, sims, name):
     check_rejects(result, vendor, case.get("dry_rejects", case["rejects"]), case["raw"])
 
 
-def test_dry_run_writes_the_oversize_record_itself_as_the_real_run_does(pipe, sims):
+def test_dry_run_writes_the_oversize_record_itself_as_the_real_run_does(pipe, record_sims):
     """Issue 13 part 5: record 7 over max_record_bytes. The real run writes its CSV row and the record
     itself in <name>.rejected.ndjson; the dry run writes the same two files, byte for byte."""
-    aep_sim, clear = sims[0]["aep"], sims[1]
-    pipe.set_settings("aep", {**aep_sim.settings(), "max_record_bytes": 1024})
+    inlet = record_sims["aep"]
+    pipe.set_settings("aep", {**inlet.settings(), "max_record_bytes": 1024})
     big = '{"id":"R7","note":"' + "x" * 2000 + '"}'
     lines = [f'{{"id":"R{n}"}}' for n in range(1, 7)] + [big] + ['{"id":"R8"}']
     data = ("\n".join(lines) + "\n").encode()
     files = {}
     for folder in ("", "dry-run/"):
-        clear()
+        clear(record_sims)
         result = pipe.import_file(data, f"inbox/aep/{folder}oversize/seven.ndjson")
         assert result.state == ("VALIDATED" if folder else "SUCCEEDED_WITH_REJECTS"), result.record
         files[folder] = {p.name: p.read_bytes() for p in result.rejects_paths}
         if folder:
-            assert aep_sim.accepted == []
+            assert inlet.accepted == []
         else:
-            assert [r["id"] for r in aep_sim.accepted] == ["R1", "R2", "R3", "R4", "R5", "R6", "R8"]
+            assert [r["id"] for r in inlet.accepted] == ["R1", "R2", "R3", "R4", "R5", "R6", "R8"]
     assert files[""] == files["dry-run/"]
     assert files[""]["seven.rejected.ndjson"] == (big + "\n").encode()
     rows = list(csv.reader(io.StringIO(files[""]["seven.ndjson.rejects.csv"].decode())))

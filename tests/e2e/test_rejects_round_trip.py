@@ -4,6 +4,8 @@ a file with records the vendor refuses, ``resubmit`` its rejects file (the opera
 AWS: copied into the inbox with the upload's metadata), and assert the exact records the vendor
 simulator received the second time, and that the options that still apply were applied again."""
 
+# ruff: noqa: F811 - the fixtures of record_sims are imported, then named as test arguments
+
 from __future__ import annotations
 
 import json
@@ -12,40 +14,12 @@ import re
 import pytest
 
 from local import operator
-from local.simulators.aep import AepSimulator
-from local.simulators.cirrus import CirrusSimulator
+
+from .record_sims import aep_sim, cirrus_sim, clear, record_sims  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.e2e
 
 SOURCES = ("key", "metadata", "console")
-
-
-@pytest.fixture(scope="module")
-def aep_sim():
-    with AepSimulator() as sim:
-        yield sim
-
-
-@pytest.fixture(scope="module")
-def cirrus_sim():
-    with CirrusSimulator() as sim:
-        yield sim
-
-
-@pytest.fixture
-def sims(pipe, aep_sim, cirrus_sim):
-    pipe.set_settings("aep", aep_sim.settings())
-    pipe.set_settings("cirrus", cirrus_sim.settings())
-    return {"aep": aep_sim, "cirrus": cirrus_sim}
-
-
-def _clear(sims) -> None:
-    aep = sims["aep"]
-    with aep._lock, aep._inlet_lock:
-        aep.requests.clear()
-        aep.accepted.clear()
-        aep.refused.clear()
-    sims["cirrus"].received.clear()
 
 
 def _drop_queue(pipe) -> None:
@@ -97,13 +71,14 @@ AEP_CASES = {
 
 @pytest.mark.parametrize("source", SOURCES)
 @pytest.mark.parametrize("fmt", sorted(AEP_CASES))
-def test_aep_rejects_come_back_as_ndjson(sims, pipe, fmt, source):
+def test_aep_rejects_come_back_as_ndjson(record_sims, pipe, fmt, source):
+    sims = record_sims
     data, options, refused = AEP_CASES[fmt]
-    _clear(sims)
+    clear(sims)
     first = _import(pipe, "aep", data, f"rt-{fmt}-{source}.txt", source, options)
     assert first.state == "SUCCEEDED_WITH_REJECTS", first.record
     assert sims["aep"].refused == refused
-    _clear(sims)
+    clear(sims)
     key, again = _resubmit(pipe, first.job_id)
     assert re.fullmatch(rf"inbox/aep/rt-{fmt}-{source}\.rejected\.resubmit-\d{{8}}T\d{{6}}Z\.ndjson", key), key
     head = pipe.s3.head_object(Bucket=pipe.bucket, Key=key)
@@ -114,10 +89,11 @@ def test_aep_rejects_come_back_as_ndjson(sims, pipe, fmt, source):
     assert again.state == "FAILED"  # the inlet refuses them again (they still hold INVALID)
 
 
-def test_a_rejects_file_dropped_back_under_a_format_folder_is_still_read_as_ndjson(sims, pipe):
+def test_a_rejects_file_dropped_back_under_a_format_folder_is_still_read_as_ndjson(record_sims, pipe):
     """A user downloads the rejects file and drops it back where the CSV was, metadata and all."""
-    data, options, refused = AEP_CASES["csv"]
-    _clear(sims)
+    sims = record_sims
+    _data, _options, refused = AEP_CASES["csv"]
+    clear(sims)
     again = pipe.import_file(b"".join(json.dumps(r).encode() + b"\n" for r in refused),
                              "inbox/aep/format=csv/delimiter=;/manual.rejected.ndjson", {"format": "csv"})
     assert again.record["counts"]["records"] == 2
@@ -131,12 +107,13 @@ CIRRUS_XML = (b"<Data>\n<Account><Name>Acme</Name><Code>C1</Code></Account>\n"
 
 
 @pytest.mark.parametrize("source", SOURCES)
-def test_cirrus_rejects_come_back_with_the_options_that_apply(sims, pipe, source):
+def test_cirrus_rejects_come_back_with_the_options_that_apply(record_sims, pipe, source):
+    sims = record_sims
     options = {"action": "insert", "matching_field": "Code"}
-    _clear(sims)
+    clear(sims)
     first = _import(pipe, "cirrus", CIRRUS_XML, f"rt-cirrus-{source}.xml", source, options)
     assert first.state == "SUCCEEDED_WITH_REJECTS", first.record
-    _clear(sims)
+    clear(sims)
     key, again = _resubmit(pipe, first.job_id)
     assert again.record["counts"]["records"] == 1
     # exactly the refused record, its <ErrorMessage> dropped, with the same action again
