@@ -33,6 +33,9 @@ from .report import report, settings_for, table
 # copying it back into the inbox imports them again. HOPEX returns an opaque report and
 # simplement-e messages, which are not records (docs/vendors/*.md, "Re-uploading the rejects file").
 REUPLOADABLE = {"cirrus", "aep"}
+# options that describe how the upload itself was written: a rejects file is written in the
+# connector's own format (AEP: <name>.rejected.ndjson), so they no longer apply to it
+NOT_FOR_REJECTS = {"aep": frozenset({"format", "delimiter"}), "cirrus": frozenset()}
 
 
 class OperatorError(Exception):
@@ -104,6 +107,7 @@ class AwsBackend:
                 metadata = self.s3.head_object(**head).get("Metadata") or {}
             except Exception:  # noqa: BLE001 - the upload expired or was deleted: key options still apply
                 metadata = {}
+        metadata = resubmit_metadata(record, key, metadata)
         bucket, raw_key = split_uri(raw_uri)
         content_type = self.s3.head_object(Bucket=bucket, Key=raw_key).get("ContentType") or "binary/octet-stream"
         self.s3.copy_object(Bucket=self.bucket, Key=key, CopySource={"Bucket": bucket, "Key": raw_key},
@@ -188,16 +192,44 @@ def reuploadable_rejects(record: dict[str, Any]) -> str:
     return raw_uri
 
 
+def _dropped(vendor: str, name: str) -> bool:
+    return name.strip().lower().replace("-", "_") in NOT_FOR_REJECTS.get(vendor, frozenset())
+
+
 def resubmit_key(record: dict[str, Any], raw_uri: str, now: float | None = None) -> str:
-    """inbox/<vendor>/<the original folders and name=value options>/<rejects name + UTC time>.<ext>"""
+    """inbox/<vendor>/<the original folders and the name=value options that still apply>/<rejects
+    name + UTC time>.<ext>. A format option (AEP format=csv/, delimiter=;/) is dropped: the
+    rejects file has its own format."""
     source_key = (record.get("source") or {}).get("key") or ""
     vendor = record["vendor"]
-    folder = source_key.rsplit("/", 1)[0] if source_key.startswith(f"inbox/{vendor}/") else f"inbox/{vendor}"
+    folder = f"inbox/{vendor}"
+    if source_key.startswith(f"inbox/{vendor}/"):
+        segments = source_key.split("/")[2:-1]
+        kept = [seg for seg in segments if not ("=" in seg and _dropped(vendor, seg.partition("=")[0]))]
+        folder = "/".join([folder, *kept])
     name = raw_uri.rsplit("/", 1)[-1]
     stem, dot, ext = name.rpartition(".")
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now if now is not None else time.time()))
     new_name = f"{stem}.resubmit-{stamp}.{ext}" if dot else f"{name}.resubmit-{stamp}"
     return f"{folder}/{new_name}"
+
+
+def resubmit_metadata(record: dict[str, Any], key: str, metadata: dict[str, str]) -> dict[str, str]:
+    """S3 metadata of the re-uploaded rejects file: the upload's own metadata without the options
+    that no longer apply, plus the options the import had from elsewhere (a console start: the
+    status record keeps them) that still apply and are not already a key segment of ``key``."""
+    from vendor_import.logic.routing import options_from_key
+
+    vendor = record["vendor"]
+    out = {name: str(value) for name, value in metadata.items() if not _dropped(vendor, name)}
+    in_key, _dry = options_from_key(key)
+    given = {name.lower().replace("-", "_") for name in out}
+    for name, value in (record.get("options") or {}).items():
+        norm = str(name).lower().replace("-", "_")
+        if _dropped(vendor, norm) or norm in in_key or norm in given or value is None:
+            continue
+        out[norm] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return out
 
 
 def execution_link(record: dict[str, Any]) -> str | None:
@@ -396,11 +428,12 @@ def resubmit_local(backend: LocalBackend, args, out: TextIO) -> int:
     vendor = record["vendor"]
     settings, sim = settings_for(args, vendor)
     scale = args.time_scale if args.time_scale is not None else (DEFAULT_TIME_SCALE if sim else 1.0)
+    metadata = resubmit_metadata(record, key, {})  # the local runner keeps no uploads: options only
     print(f"importing {path} as {key}", file=sys.stderr if args.json else out)
     try:
         with LocalPipeline(settings={vendor: settings}, out_dir=args.out or args.local, time_scale=scale,
                            execution_timeout=args.timeout) as pipe:
-            result = pipe.import_file(path, key)
+            result = pipe.import_file(path, key, metadata or None)
     finally:
         if sim:
             sim.stop()

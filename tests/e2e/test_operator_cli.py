@@ -171,10 +171,14 @@ def test_local_errors(capsys, tmp_path):
     assert exc.value.code == 2
 
 
-def test_resubmit_key_keeps_folders_and_options_and_the_extension():
+def test_resubmit_key_keeps_folders_and_options_that_apply_and_the_extension():
+    # format=csv/ does not apply to the NDJSON rejects file (issue 13 part 4): dropped
     record = {"vendor": "aep", "source": {"key": "inbox/aep/format=csv/batch/profiles.csv"}}
     key = operator.resubmit_key(record, "s3://b/rejects/aep/j/profiles.rejected.ndjson", now=0)
-    assert key == "inbox/aep/format=csv/batch/profiles.rejected.resubmit-19700101T000000Z.ndjson"
+    assert key == "inbox/aep/batch/profiles.rejected.resubmit-19700101T000000Z.ndjson"
+    record = {"vendor": "cirrus", "source": {"key": "inbox/cirrus/action=insert/x/a.xml"}}
+    assert operator.resubmit_key(record, "s3://b/x/a.rejects.xml", now=0) == \
+        "inbox/cirrus/action=insert/x/a.rejects.resubmit-19700101T000000Z.xml"
     console = {"vendor": "cirrus", "source": {"key": None}}
     assert operator.resubmit_key(console, "s3://b/x/a.rejects.xml", now=0) == \
         "inbox/cirrus/a.rejects.resubmit-19700101T000000Z.xml"
@@ -218,3 +222,14 @@ def test_sns_samples_in_the_docs_are_what_a_local_run_publishes_today(pipe, hope
                 return [m.group(1) for m in map(re.compile(r"^( {0,2}[A-Za-z][A-Za-z ]{0,9}):\s+\S").match,
                                                  text.splitlines()) if m]
             assert labels(path.read_text()) == labels(committed.read_text())
+
+
+def test_resubmit_metadata_keeps_only_the_options_that_still_apply():
+    # the upload's metadata: a format option (does not apply to the NDJSON rejects) and a tool's own entry
+    aep = {"vendor": "aep", "options": {"format": "csv", "delimiter": ";"}}
+    assert operator.resubmit_metadata(aep, "inbox/aep/x.rejected.resubmit-19700101T000000Z.ndjson",
+                                      {"format": "csv", "mtime": "1700000000"}) == {"mtime": "1700000000"}
+    # Cirrus: console options carried as metadata, unless already a key segment of the new key
+    cirrus = {"vendor": "cirrus", "options": {"action": "insert", "use_external_id": False, "matching_field": "Code"}}
+    assert operator.resubmit_metadata(cirrus, "inbox/cirrus/action=insert/a.rejects.resubmit-19700101T000000Z.xml",
+                                      {}) == {"use_external_id": "false", "matching_field": "Code"}

@@ -217,8 +217,8 @@ def test_file_not_in_raw_format_is_failed_and_nothing_is_put(simplemente):
     result = simplemente.pipe.import_file(FILES / "articles-bad-format.csv", simplemente.key())
     record = simplemente.one_outcome(result, state="FAILED")
     assert record["error"]["type"] == "InputError"
-    assert record["message"] == ("line 1: expected CRLF line end, found LF only: save the file with Windows "
-                                 "(CRLF) line ends (rule crlf)")
+    assert record["message"] == ("line 1: expected CRLF line end, found LF only (after column 1): save the file "
+                                 "with Windows (CRLF) line ends (rule crlf)")
     assert simplemente.sim.requests == [] and simplemente.sim.imports == {}
 
 

@@ -48,7 +48,8 @@ def test_ndjson_line_over_the_limit_is_skipped_not_held():
     data = b'{"a": 1}\n{"big": "' + b"x" * 5000 + b'"}\n{"a": 3}\n'
     got = resume_everywhere(data, "ndjson", limit=100)
     assert got[1].code == "oversize" and got[1].record is None and got[1].text is None
-    assert "over the 100 byte limit" in got[1].error
+    assert got[1].error == ("line 2: the line is 5,012 bytes, too large to read as one record (setting "
+                            "max_record_bytes); it was not read")
     assert got[2].record == {"a": 3} and got[2].line == 3
 
 
@@ -150,3 +151,59 @@ def test_detect_format():
         detect_format("a.txt", BytesSource(b""))
     with pytest.raises(InputError, match="not supported"):
         detect_format("a.json", BytesSource(b""), "xml")
+
+
+# -- issue 13: the csv module's rules, byte offsets kept -------------------------------------------
+PRODUCTS = b'sku,name,price\nA1,TV 55" screen,499\nA2,HDMI cable,9\nA3,TV 65" screen,899\nA4,Remote control,19\n'
+
+
+def test_csv_quote_inside_an_unquoted_field_is_a_literal_character():
+    got = resume_everywhere(PRODUCTS, "csv")
+    assert [i.record for i in got] == [
+        {"sku": "A1", "name": 'TV 55" screen', "price": "499"},
+        {"sku": "A2", "name": "HDMI cable", "price": "9"},
+        {"sku": "A3", "name": 'TV 65" screen', "price": "899"},
+        {"sku": "A4", "name": "Remote control", "price": "19"},
+    ]
+    assert [(i.line, i.start, i.end) for i in got] == [(2, 15, 36), (3, 36, 52), (4, 52, 73), (5, 73, 94)]
+
+
+def test_csv_lone_cr_line_ends_and_resume():
+    got = resume_everywhere(b"id,v\r1,a\r2,b\r", "csv")
+    assert [(i.line, i.start, i.end, i.record) for i in got] == [(2, 5, 9, {"id": "1", "v": "a"}),
+                                                                  (3, 9, 13, {"id": "2", "v": "b"})]
+
+
+def test_csv_bad_records_are_refused_one_by_one_and_reading_goes_on():
+    data = b'id,v\n1,"a"b\n2,caf\xe9\n3,nul\x00\n4,ok\n'
+    got = resume_everywhere(data, "csv")
+    assert [(i.number, i.line, i.code) for i in got] == [(1, 2, "csv_quote"), (2, 3, "encoding"),
+                                                          (3, 4, "encoding"), (4, 5, "")]
+    assert got[0].error == ("line 2: ',' expected after '\"': a quote inside a quoted value must be doubled (\"\"), "
+                            "and a closing quote must be followed by ',' or the line end")
+    assert got[1].error == ("line 3, column 2: byte 0xE9 is not UTF-8 (invalid continuation byte) at byte 6 of the "
+                            "line; save the file as UTF-8 (the record was not sent rather than sent altered)")
+    assert got[2].error == ("line 4, column 2: a NUL byte (0x00) at byte 6 of the line; a text file holds none "
+                            "(was it saved as UTF-16?): save the file as UTF-8 (the record was not sent rather "
+                            "than sent altered)")
+    assert got[3].record == {"id": "4", "v": "ok"}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson", "json"])
+def test_utf16_files_are_refused_naming_the_encoding(fmt):
+    data = '{"id": 1}\n'.encode("utf-16-be")
+    with pytest.raises(InputError, match=r"^the file is UTF-16 BE text \(it starts with the byte order mark FE FF\)"):
+        items(b"\xfe\xff" + data, fmt)
+
+
+def test_json_array_duplicate_keys_refuse_the_record_not_the_file():
+    got = items(b'[{"id": 1, "a": 1, "a": 2}, {"id": 2}]', "json")
+    assert got[0].code == "duplicate_key" and got[0].text == '{"id": 1, "a": 1, "a": 2}'
+    assert got[1].record == {"id": 2}
+
+
+@pytest.mark.parametrize("name, fmt", [("x.rejected.ndjson", "ndjson"),
+                                       ("x.rejected.resubmit-20260101T000000Z.ndjson", "ndjson"),
+                                       ("x.rejected.csv", "csv")])
+def test_a_rejects_file_is_ndjson_whatever_the_format_option(name, fmt):
+    assert detect_format(name, BytesSource(b'{"a": 1}\n'), "csv") == ("ndjson" if fmt == "ndjson" else "csv")

@@ -117,7 +117,7 @@ def test_reader_head_refuses(data, message):
         (b"<Data><![CDATA[x]]><Account/></Data>", "text outside any record"),
         (b"<Data><Account/></Datum>", "closes <Data>"),
         (b"<Data><Account><Name>" + b"x" * 5000 + b"<b/></Name></Account></Data>",
-         r"is over the max_record_bytes setting's 2 KB limit \(2,000 bytes\): split it or raise the setting"),
+         r"over the 2,000 byte limit of one record \(setting max_record_bytes\)"),
     ],
 )
 def test_reader_records_refuse(data, message):
@@ -318,3 +318,42 @@ def test_answers_without_results(body, content_type, message):
 def test_unreadable_success_value_is_a_format_error():
     with pytest.raises(cx.ResponseFormatError, match="maybe"):
         cx.parse_results(b"<Data><A><Success>maybe</Success></A></Data>")
+
+
+# -- issue 15 section 4: max_record_bytes exact on the finished record; libxml2's text bound ---------------
+def _record_of(size: int, tail: bytes = b"") -> bytes:
+    """<Account><Name>xxx</Name></Account> of exactly ``size`` bytes."""
+    pre, post = b"<Account><Name>", b"</Name>" + tail + b"</Account>"
+    return pre + b"x" * (size - len(pre) - len(post)) + post
+
+
+@pytest.mark.parametrize("chunk_bytes", [65536, 1000])
+def test_max_record_bytes_is_exact_on_the_finished_record(chunk_bytes):
+    assert [c.end - c.start for c in read_all(b"<Data>" + _record_of(100_000) + b"</Data>",
+                                              chunk_bytes=chunk_bytes, max_record_bytes=100_000)] == [100_000]
+    for size in (100_001, 104_857):  # one byte over; and over by less than one read chunk
+        # refused once finished, or before (memory bound) when the unfinished record is already over
+        with pytest.raises(InputError, match=rf"^record 1 \(from byte 6\) is (?:{size:,} bytes, )?over the 100,000 "
+                           r"byte limit of one record \(setting max_record_bytes\): split it or raise the setting$"):
+            read_all(b"<Data>" + _record_of(size) + b"</Data>", chunk_bytes=chunk_bytes, max_record_bytes=100_000)
+
+
+def test_the_default_limit_refuses_a_1_048_531_byte_record():
+    with pytest.raises(InputError, match=r"is 1,048,531 bytes, over the 1,000,000 byte limit"):
+        read_all(b"<Data>" + _record_of(1_048_531) + b"</Data>")
+
+
+def test_a_text_over_libxml2s_bound_is_reported_as_such_naming_the_setting():
+    doc = b"<Data>" + _record_of(12_000_000) + b"</Data>"
+    expected = ("a text value near line 1 is over 10,000,000 bytes, the XML parser's (libxml2) bound on one "
+                "text; the file is not refused as malformed, the value is too long to parse safely, and raising "
+                "the setting max_record_bytes does not lift this bound: shorten the value or split it over "
+                "several fields")
+    with pytest.raises(InputError) as exc:
+        cx.check_document(io.BytesIO(doc), "Account", "Name")
+    assert str(exc.value) == f"the file: {expected}"
+    (chunk,) = read_all(doc, max_record_bytes=20_000_000)  # the byte reader delimits it fine
+    with pytest.raises(InputError) as exc:
+        cx.parse_record(head_of(doc), chunk)
+    assert str(exc.value) == f"record 1 (from byte 6): {expected}"
+    assert "well-formed" not in str(exc.value)

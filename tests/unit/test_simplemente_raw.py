@@ -88,8 +88,49 @@ def test_line_of_an_error_inside_a_multi_line_record():
 
 def test_crlf_message_format():
     assert str(refused(raw(HEADER, ROW) + raw(ROW, end="\n"))) == (
-        "line 3: expected CRLF line end, found LF only: save the file with Windows (CRLF) line ends "
-        "(rule crlf)")
+        "line 3: expected CRLF line end, found LF only (after column 5): save the file with Windows (CRLF) "
+        "line ends (rule crlf)")
+
+
+# -- issue 13/14: record boundaries by the CSV rules; every message names line, column, fault, fix -------
+def test_a_line_feed_inside_a_quoted_value_is_not_a_line_end():
+    # the value holds a bare LF (a line break typed in a spreadsheet cell): the record ends at CRLF
+    data = raw(HEADER, '"A1";"Chaise\nsur deux lignes";1;true;', ROW)
+    summary = check(data)
+    assert (summary.records, summary.lines) == (2, 4)
+
+
+def test_a_quote_inside_an_unquoted_value_does_not_swallow_the_next_lines():
+    # an inch mark: the csv rules end the record at the line end; RAW then refuses that very cell
+    error = refused(raw(HEADER, '"A1";"x";1;true;', '"A2";TV 55" screen;1;true;', ROW, ROW))
+    assert str(error) == (
+        'line 3: column 2: double quote inside an unquoted value: put the whole value in double quotes '
+        'and double the quote inside it ("") (rule quoting)')
+
+
+@pytest.mark.parametrize("data, message", [
+    (raw(HEADER, ROW) + b'"A2";"caf\xe9";1;true;\r\n',
+     "line 3: column 2: invalid UTF-8 at byte 10 of the line (byte 0xE9; latin-1/Windows-1252 text?): save "
+     "the file encoded as UTF-8 (without BOM) (rule utf8)"),
+    (b"\xef\xbb\xbf" + raw(HEADER, ROW),
+     "line 1: column 1: the file starts with a UTF-8 byte order mark (BOM): save it as UTF-8 without BOM "
+     "(rule bom)"),
+    (raw(HEADER, ROW, '"A2";"Chaise";12.5;true'),
+     "line 3: 4 columns where the header has 5 (column 5 is missing): separate columns with ; and put "
+     "values containing ; in double quotes (rule separator)"),
+    (raw(HEADER, ROW, '"A2";"Chaise";12.5;true;;'),
+     "line 3: 6 columns where the header has 5 (column 6 is one too many): separate columns with ; and put "
+     "values containing ; in double quotes (rule separator)"),
+    (raw(HEADER, ROW, "", ROW), "line 3: column 1: empty line: remove empty lines from the file (rule separator)"),
+    (raw(HEADER) + ROW.encode() + b"\r" + ROW.encode(),
+     "line 2: carriage return (CR) without line feed after column 5 (a lone CR ends a line): save the file "
+     "with Windows (CRLF) line ends (rule crlf)"),
+    (raw(HEADER, '"A1";"Lampe "Atelier"";1;true;'),
+     'line 2: column 2: a double quote inside a quoted value must be doubled (""), and the closing quote '
+     "must be followed by ; or the line end (rule quoting)"),
+])
+def test_each_message_names_line_column_violation_and_fix(data, message):
+    assert str(refused(data)) == message
 
 
 # -- always checked --------------------------------------------------------------------------------

@@ -60,6 +60,7 @@ from ..errors import (
     VendorUnavailableError,
 )
 from ..http import body_snippet, json_body, new_session, raise_for_status, request
+from ..logic.record_count import RecordTally
 from ..model import FinalState, Progress, RawRejects, RejectRow
 from ..scrub import scrub
 from ..settings import Field
@@ -364,25 +365,44 @@ class AepConnector(Connector):
                                       f"{limit_text('aep', limit)} for one record; it was not sent")
         return message, "", ""
 
+    def record_tally(self, job: dict[str, Any]) -> RecordTally:
+        """read: the reader's number of the last record committed; refused locally: read, not sent."""
+        c = job["counts"]
+        local = c["records"] - c["sent"]
+        return RecordTally(read=int(job["number"]), accepted=c["accepted"],
+                           refused_by_vendor=c["rejected"] - local, refused_locally=local)
+
     # -- protocol ----------------------------------------------------------------------------------
     def validate(self, ctx: StepContext) -> list[RejectRow]:
+        """Every local check of the sending steps. A dry run also stages its would-be rejects as
+        the real run does (``ctx.emit_rejects``, same part ids, rows and raw records), so it
+        writes the same rejects files; the list returned is capped at 10,000 rows."""
         if ctx.source.size == 0:
             raise InputError(f"{ctx.source.name} is empty: upload a file with at least one record")
         fmt, delimiter = self._format(ctx)
         rows: list[RejectRow] = []
         records = good = extra = 0
         margin = self.settings["time_margin_seconds"]
+        part: list[tuple[Item, str, str]] = []
         for item in self._items(ctx, fmt, delimiter):
             records += 1
             message, code, reason = self._check(item)
             if message is not None:
                 good += 1
-            elif len(rows) < _MAX_VALIDATE_ROWS:
+                continue
+            if len(rows) < _MAX_VALIDATE_ROWS:
                 rows.append(RejectRow(_record_ref(item), reason, code))
             else:
                 extra += 1
-            if records % 10_000 == 0 and ctx.time_left() < margin:
+            if ctx.dry_run:
+                part.append((item, code, reason))
+                if len(part) >= _MAX_LOCAL_PER_BATCH:
+                    self._emit_refused(part, ctx)
+                    part = []
+            if records % 10_000 == 0 and ctx.time_left() < margin and not ctx.dry_run:
                 break  # the sending steps check every record again
+        if part:
+            self._emit_refused(part, ctx)
         if records == 0:
             raise InputError(f"{ctx.source.name} holds no records: {_format_hint(fmt)}")
         if good == 0:
@@ -552,21 +572,31 @@ class AepConnector(Connector):
         ctx.checkpoint(copy.deepcopy(job))
 
     def _emit(self, batch: _Batch, outcome: _Outcome, ctx: StepContext) -> None:
-        refused = sorted(batch.local + outcome.refused, key=lambda r: r[0].number)
+        # part id: the batch's start offset (a retried batch rewrites its part, whatever it refuses)
+        self._emit_refused(batch.local + outcome.refused, ctx, batch.start)
+
+    @staticmethod
+    def _emit_refused(refused: list[tuple[Item, str, str]], ctx: StepContext, part: int | None = None) -> None:
+        """Stage refused records: one CSV row each, and the record itself in the re-uploadable
+        ``<name>.rejected.ndjson`` when it could be read. Part id: the first record's offset."""
         if not refused:
             return
+        refused = sorted(refused, key=lambda r: r[0].number)
         rows = [RejectRow(_record_ref(item), scrub(reason), code) for item, code, reason in refused]
         lines = []
         for item, _code, _reason in refused:
             if item.raw is not None:
                 text = item.raw.decode("utf-8")
+            elif item.text is not None:  # as written (NaN, not an object, not JSON)
+                text = item.text
             else:
-                text = _dumps(item.record).decode("utf-8") if item.record is not None else item.text
+                text = _dumps(item.record).decode("utf-8") if item.record is not None else None
             if text is not None:
                 lines.append(text + "\n")
         stem = ctx.source.name.rsplit(".", 1)[0] or "upload"
         fmt = RawRejects(name=f"{stem}.rejected.ndjson", content_type="application/x-ndjson")
-        ctx.emit_rejects(f"{batch.start:015d}", rows, "".join(lines).encode("utf-8"), fmt)
+        part_id = f"{refused[0][0].start if part is None else part:015d}"
+        ctx.emit_rejects(part_id, rows, "".join(lines).encode("utf-8"), fmt)
 
     def _send_batch(self, batch: _Batch, ctx: StepContext) -> _Outcome:
         """Send one batch (worker thread). Batch path: one request, split on 413, messages refused

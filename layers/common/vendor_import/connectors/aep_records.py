@@ -14,9 +14,11 @@ with broken syntax, a bad CSV header, a quote never closed) raise ``InputError``
 
 from __future__ import annotations
 
+import codecs
 import csv
-import io
 import json
+import re
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -59,9 +61,22 @@ class Position:
     line: int = 1  # line number at ``offset``
 
 
+# a rejects file this connector wrote (``<name>.rejected.ndjson``), maybe renamed by resubmit
+_REJECTS_NAME = re.compile(r"\.rejected(?:\.resubmit-\d{8}T\d{6}Z)?\.ndjson$", re.IGNORECASE)
+
+
+def is_rejects_file(name: str) -> bool:
+    """A ``<name>.rejected.ndjson`` file: NDJSON whatever format option its folder or metadata give
+    (it was written by the connector, in its own format)."""
+    return _REJECTS_NAME.search(name) is not None
+
+
 def detect_format(name: str, source: Source, option: str | None = None) -> str:
-    """The upload's format: the ``format`` option, else the file extension. A ``.json`` file
-    whose first character is ``{`` is read as NDJSON (one object per line is common there)."""
+    """The upload's format: a rejects file is NDJSON; else the ``format`` option, else the file
+    extension. A ``.json`` file whose first character is ``{`` is read as NDJSON (one object per
+    line is common there)."""
+    if is_rejects_file(name):
+        return "ndjson"
     if option:
         if option not in FORMATS:
             raise InputError(f"option format={option!r} is not supported: use one of {', '.join(FORMATS)}")
@@ -89,6 +104,8 @@ def read_items(source: Source, fmt: str, position: Position | None = None, *,
                max_item_bytes: int, delimiter: str = ",") -> Iterator[Item]:
     """Yield the file's items from ``position`` (default: the start of the file)."""
     position = position or Position()
+    if position.offset == 0 and fmt != "csv":  # the CSV header check does it
+        _check_not_utf16(source)
     if fmt == "ndjson":
         return _read_ndjson(source, position, max_item_bytes)
     if fmt == "json":
@@ -140,8 +157,8 @@ def _read_ndjson(source: Source, pos: Position, max_item_bytes: int) -> Iterator
             item = Item(number, line_no, start, offset, line_no + 1)
             line_no += 1
             if raw is None:
-                item.error = (f"line {item.line}: the line is {size:,} bytes, over the "
-                              f"{max_item_bytes:,} byte limit of one record; it was not read")
+                item.error = (f"line {item.line}: the line is {size:,} bytes, too large to read as one "
+                              "record (setting max_record_bytes); it was not read")
                 item.code = "oversize"
             else:
                 _parse_json_record(raw, item, f"line {item.line}")
@@ -164,7 +181,10 @@ def _parse_json_record(raw: bytes, item: Item, where: str) -> None:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        item.error, item.code = f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})", "encoding"
+        item.error = (f"{where}: byte 0x{raw[exc.start]:02X} is not UTF-8 ({exc.reason}) at byte "
+                      f"{exc.start + 1} of the line; save the file as UTF-8 (the record was not sent rather than "
+                      "sent altered)")
+        item.code = "encoding"
         return
     try:
         try:
@@ -182,7 +202,9 @@ def _parse_json_record(raw: bytes, item: Item, where: str) -> None:
         item.text = text.strip()
         return
     item.record = value
-    if not constants:
+    if constants:
+        item.text = text.strip()  # as written: NaN cannot be encoded again as JSON
+    else:
         item.raw = raw.strip()
 
 
@@ -198,7 +220,8 @@ class _ArrayScanner:
 
     def __init__(self, stream: BinaryIO, offset: int, line: int, max_item_bytes: int):
         self.stream = stream
-        self.decoder = json.JSONDecoder()
+        self.duplicates: list[str] = []  # keys written twice in one object of the element decoded last
+        self.decoder = json.JSONDecoder(object_pairs_hook=self._object)
         self.text = ""  # decoded window
         self.pos = 0  # position in ``text``
         self.offset = offset  # byte offset of text[pos]
@@ -206,6 +229,15 @@ class _ArrayScanner:
         self.pending = b""  # bytes of an incomplete UTF-8 sequence
         self.eof = False
         self.limit = max_item_bytes
+
+    def _object(self, pairs: list[tuple[str, object]]) -> dict:
+        """A JSON object; a key written twice is noted (the record is re-encoded when sent: the
+        first value would be lost without a word)."""
+        value = dict(pairs)
+        if len(value) != len(pairs):
+            seen: set[str] = set()
+            self.duplicates.extend(k for k, _ in pairs if k in seen or seen.add(k))
+        return value
 
     def fill(self) -> bool:
         """Read one more chunk into the window; False at the end of the file."""
@@ -254,6 +286,7 @@ class _ArrayScanner:
     def decode(self, number: int) -> tuple[object, int]:
         """Decode the value at the window start; return it and its length in characters."""
         while True:
+            self.duplicates.clear()
             try:
                 value, end = self.decoder.raw_decode(self.text, self.pos)
                 # a number cut at the window edge would decode short: wait for more text
@@ -310,7 +343,12 @@ def _read_json_array(source: Source, pos: Position, max_item_bytes: int) -> Iter
             scan.advance(1)
             item = Item(number, line, start, scan.offset, scan.line)
             size = len(text.encode("utf-8"))
-            if not isinstance(value, dict):
+            if scan.duplicates:
+                item.error = (f"record {number} (line {line}): key {scan.duplicates[0]!r} is written twice in "
+                              "one object; keep one (a JSON reader keeps only the last value)")
+                item.code = "duplicate_key"
+                item.text = text
+            elif not isinstance(value, dict):
                 item.error = f"record {number} (line {line}): a record must be a JSON object, not " \
                              f"{_json_kind(value)}"
                 item.code = "not_object"
@@ -344,20 +382,163 @@ def _expect_end(scan: _ArrayScanner) -> None:
 
 
 # -- CSV -------------------------------------------------------------------------------------------
-def read_csv_header(source: Source, max_item_bytes: int, delimiter: str = ",") -> tuple[list[str], Position]:
-    """The CSV header (column names) and the position of the first data row."""
+# A CSV file is read by the standard library's ``csv`` module (excel dialect, ``strict``): a quote
+# inside an unquoted field is a literal character (``TV 55" screen``), a quoted field may hold the
+# delimiter, doubled quotes and line breaks. ``strict`` refuses what the module would otherwise
+# mangle silently (``"a"b`` read as ``ab``, a quote left open at the end of the file). The module
+# is fed one physical line at a time by ``_LineFeed``, which counts bytes and lines, so each
+# record's start and end offsets (the cursor) are known exactly.
+_LINE_END = re.compile(rb"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+_UNDECODED = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8 (surrogateescape)
+
+
+class _LineTooLong(Exception):  # noqa: N818 - a signal, not an error
+    def __init__(self, size: int):
+        super().__init__(size)
+        self.size = size
+
+
+class _LineFeed:
+    """Physical lines of a byte stream as ``csv.reader`` wants them (text, line end kept: CR LF,
+    LF or a lone CR, as with ``open(newline="")``), counting bytes and lines. A line over
+    ``limit`` bytes is consumed without being kept (``_LineTooLong``); a record spanning lines
+    over ``limit`` bytes in all is a quote never closed (``InputError``)."""
+
+    def __init__(self, stream: BinaryIO, offset: int, line: int, limit: int):
+        self.stream = stream
+        self.offset = offset  # bytes consumed so far (absolute)
+        self.line = line  # number of the next physical line
+        self.limit = limit
+        self.pieces: deque[bytes] = deque()
+        self.begin()
+
+    def begin(self) -> None:
+        """A new record starts at the current position."""
+        self.record_start, self.record_line = self.offset, self.line
+        self.record_bytes = 0
+        self.blank = True  # only whitespace so far
+        self.bad: tuple[int, int, str, str] | None = None  # (line, byte in line, fault, why) of the first bad byte
+        self.pieces_text: list[str] = []
+
+    def __iter__(self) -> _LineFeed:
+        return self
+
+    def __next__(self) -> str:
+        if not self.pieces:
+            raw = self.stream.readline(self.limit + 1)
+            if not raw:
+                raise StopIteration
+            if len(raw) > self.limit and not raw.endswith(b"\n"):
+                size = len(raw)
+                while True:
+                    rest = self.stream.readline(_CHUNK)
+                    size += len(rest)
+                    if not rest or rest.endswith(b"\n"):
+                        break
+                self.offset += size
+                self.line += 1
+                raise _LineTooLong(size)
+            lone_cr = raw.count(b"\r") > (1 if raw.endswith(b"\r\n") else 0)
+            self.pieces.extend(_LINE_END.findall(raw) if lone_cr else (raw,))
+        piece = self.pieces.popleft()
+        line = self.line
+        self.offset += len(piece)
+        self.line += 1
+        self.record_bytes += len(piece)
+        if self.record_bytes > self.limit and line > self.record_line:
+            raise InputError(f"line {self.record_line}: a quoted CSV field opened on this line is not closed "
+                             f"within {self.limit:,} bytes (or the record is over that size): close the "
+                             'quote, and double each quote inside a quoted value ("")')
+        try:
+            text = piece.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            text = piece.decode("utf-8", "surrogateescape")
+            if self.bad is None:
+                self.bad = (line, exc.start + 1, f"byte 0x{piece[exc.start]:02X} is not UTF-8 ({exc.reason})", "")
+        if "\x00" in text and self.bad is None:
+            self.bad = (line, len(text[:text.index("\x00")].encode("utf-8", "surrogateescape")) + 1,
+                        "a NUL byte (0x00)", "a text file holds none (was it saved as UTF-16?): ")
+        if self.blank and not text.isspace():
+            self.blank = False
+        return text
+
+
+def _check_not_utf16(source: Source) -> int:
+    """Refuse a UTF-16/UTF-32 file by its byte order mark; return the size of a UTF-8 BOM (skipped)."""
     with source.open(0) as stream:
-        for raw, _start, end, line, next_line in _csv_records(stream, 0, 1, max_item_bytes):
-            if raw is None:
-                raise InputError(f"line {line}: the CSV header is over {max_item_bytes:,} bytes")
-            if not raw.strip():
-                continue
-            row = _csv_row(raw, delimiter, line)
-            if row is None:
-                raise InputError("line 1: the CSV header is not UTF-8 text")
-            names = [name.strip() for name in row]
-            _check_header(names, line, delimiter)
-            return names, Position(end, 0, next_line)
+        head = stream.read(4)
+    for bom, name in ((codecs.BOM_UTF32_LE, "UTF-32 LE"), (codecs.BOM_UTF32_BE, "UTF-32 BE"),
+                      (codecs.BOM_UTF16_LE, "UTF-16 LE"), (codecs.BOM_UTF16_BE, "UTF-16 BE")):
+        if head.startswith(bom):
+            raise InputError(f"the file is {name} text (it starts with the byte order mark "
+                             f"{bom.hex(' ').upper()}): save it as UTF-8 and upload it again")
+    return len(_BOM) if head.startswith(_BOM) else 0
+
+
+@dataclass(slots=True)
+class _CsvRecord:
+    row: list[str] | None  # None: refused (error set)
+    start: int
+    end: int
+    line: int
+    next_line: int
+    error: str | None = None
+    code: str = ""
+
+
+def _csv_records(stream: BinaryIO, offset: int, line: int, limit: int,
+                 delimiter: str) -> Iterator[_CsvRecord]:
+    """The file's CSV records from ``offset`` (a record boundary), blank lines skipped."""
+    if csv.field_size_limit() < limit:  # one field may fill the record (default 131,072 characters)
+        csv.field_size_limit(limit)
+    feed = _LineFeed(stream, offset, line, limit)
+    reader = csv.reader(feed, delimiter=delimiter, strict=True)
+    while True:
+        feed.begin()
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except _LineTooLong as exc:
+            yield _CsvRecord(None, feed.record_start, feed.offset, feed.record_line, feed.line,
+                             f"line {feed.record_line}: the CSV record is {exc.size:,} bytes, too large to "
+                             "read as one record (setting max_record_bytes); it was not read", "oversize")
+            continue
+        except csv.Error as exc:
+            where = feed.line - 1
+            if str(exc).startswith("unexpected end of data"):
+                raise InputError(f"line {feed.record_line}: a quoted CSV field opened on this line is not "
+                                 'closed before the end of the file: close it, and double each quote '
+                                 'inside a quoted value ("")') from None
+            yield _CsvRecord(None, feed.record_start, feed.offset, feed.record_line, feed.line,
+                             f"line {where}: {exc}: a quote inside a quoted value must be doubled (\"\"), "
+                             f"and a closing quote must be followed by {delimiter!r} or the line end", "csv_quote")
+            continue
+        if feed.blank:
+            continue
+        record = _CsvRecord(row, feed.record_start, feed.offset, feed.record_line, feed.line)
+        if feed.bad is not None:
+            bad_line, byte, reason, why = feed.bad
+            column = next((i for i, value in enumerate(row, 1) if _UNDECODED.search(value) or "\x00" in value), 0)
+            at = f", column {column}" if column else ""
+            record.row = None
+            record.error = (f"line {bad_line}{at}: {reason} at byte {byte} of the line; {why}save the file as "
+                            "UTF-8 (the record was not sent rather than sent altered)")
+            record.code = "encoding"
+        yield record
+
+
+def read_csv_header(source: Source, max_item_bytes: int, delimiter: str = ",") -> tuple[list[str], Position]:
+    """The CSV header (column names) and the position of the first data row. Raises InputError
+    for a UTF-16/32 file, an empty file or a header that cannot name the columns."""
+    bom = _check_not_utf16(source)
+    with source.open(bom) as stream:
+        for record in _csv_records(stream, bom, 1, max_item_bytes, delimiter):
+            if record.row is None:
+                raise InputError(f"the CSV header: {record.error}")
+            names = [name.strip() for name in record.row]
+            _check_header(names, record.line, delimiter)
+            return names, Position(record.end, 0, record.next_line)
     raise InputError("the CSV file is empty: it needs a header line naming the columns")
 
 
@@ -371,56 +552,14 @@ def _check_header(names: list[str], line: int, delimiter: str = ",") -> None:
                              f"separates columns with {other!r}, not {delimiter!r}; {fix}")
     for i, name in enumerate(names, 1):
         if not name:
-            raise InputError(f"line {line}: CSV header column {i} has no name; name every column")
-    seen: set[str] = set()
-    for name in names:
+            trailing = " (a trailing delimiter at the end of the line?)" if i == len(names) else ""
+            raise InputError(f"line {line}: CSV header column {i} has no name{trailing}; name every column")
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names, 1):
         if name in seen:
-            raise InputError(f"line {line}: CSV header names column {name!r} twice; column names "
-                             "must be unique")
-        seen.add(name)
-
-
-def _csv_records(stream: BinaryIO, offset: int, line: int,
-                 max_item_bytes: int) -> Iterator[tuple[bytes | None, int, int, int, int]]:
-    """Physical lines joined into CSV records (a quoted field may hold newlines):
-    (bytes or None when too large, start, end, line, next_line)."""
-    while True:
-        start, first_line = offset, line
-        parts: list[bytes] = []
-        size = quotes = 0
-        while True:
-            raw, n = _read_line(stream, max_item_bytes)
-            if n == 0:
-                if parts:
-                    raise InputError(f"line {first_line}: a quoted CSV field is not closed before the "
-                                     "end of the file")
-                return
-            if raw is not None and offset == 0:
-                raw, bom = _strip_bom(raw, 0)
-                start += bom
-            offset += n
-            line += 1
-            if raw is None:
-                yield None, start, offset, first_line, line
-                break
-            parts.append(raw)
-            size += n
-            quotes += raw.count(b'"')
-            if quotes % 2 == 0:  # every quoted field closed: the record ends here
-                yield b"".join(parts), start, offset, first_line, line
-                break
-            if size > max_item_bytes:
-                raise InputError(f"line {first_line}: a quoted CSV field is not closed (or the record "
-                                 f"is over {max_item_bytes:,} bytes)")
-
-
-def _csv_row(raw: bytes, delimiter: str, line: int) -> list[str] | None:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=False))
-    return rows[0] if rows else []
+            raise InputError(f"line {line}: CSV header names column {name!r} twice (columns {seen[name]} "
+                             f"and {i}); column names must be unique: rename one")
+        seen[name] = i
 
 
 def _read_csv(source: Source, pos: Position, max_item_bytes: int, delimiter: str) -> Iterator[Item]:
@@ -429,23 +568,16 @@ def _read_csv(source: Source, pos: Position, max_item_bytes: int, delimiter: str
         pos = first
     number = pos.number
     with source.open(pos.offset) as stream:
-        for raw, start, end, line, next_line in _csv_records(stream, pos.offset, pos.line, max_item_bytes):
-            if raw is not None and not raw.strip():
-                continue
+        for rec in _csv_records(stream, pos.offset, pos.line, max_item_bytes, delimiter):
             number += 1
-            item = Item(number, line, start, end, next_line)
-            if raw is None:
-                item.error = (f"line {line}: the CSV record is over the {max_item_bytes:,} byte limit "
-                              "of one record; it was not read")
-                item.code = "oversize"
-                yield item
-                continue
-            row = _csv_row(raw, delimiter, line)
+            item = Item(number, rec.line, rec.start, rec.end, rec.next_line)
+            row = rec.row
             if row is None:
-                item.error, item.code = f"line {line}: not UTF-8 text", "encoding"
+                item.error, item.code = rec.error, rec.code
             elif len(row) != len(header):
-                item.error = (f"line {line}: {len(row)} fields but the header has {len(header)}; "
-                              "quote fields that contain the delimiter")
+                extra = " (a trailing delimiter?)" if len(row) == len(header) + 1 and row[-1] == "" else ""
+                item.error = (f"line {rec.line}: {len(row)} fields but the header has {len(header)}{extra}; "
+                              f"quote fields that contain the delimiter {delimiter!r}")
                 item.code = "csv_fields"
             else:
                 # an empty cell is an absent value, not an empty string

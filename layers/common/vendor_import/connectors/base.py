@@ -75,3 +75,8 @@ class Connector:
 
     def poll(self, job: dict[str, Any], ctx: StepContext) -> Progress:
         raise NotImplementedError
+
+    def record_tally(self, job: dict[str, Any]):
+        """Record vendors: the final ``logic.record_count.RecordTally`` of a finished job (the
+        records-read invariant is checked on it); None for file vendors."""
+        return None

@@ -46,6 +46,7 @@ from ..errors import (
     VendorThrottledError,
     VendorUnavailableError,
 )
+from ..logic.record_count import RecordTally
 from ..model import FinalState, Progress, RawRejects, RejectRow
 from ..scrub import register_secret, scrub
 from ..settings import Field, validate_fields
@@ -138,22 +139,44 @@ class CirrusConnector(Connector):
         with ctx.source.open(0) as stream:
             summary = cx.check_document(stream, first.tag, params["matching_field"])
         scanned = 0
+        field_name = params["matching_field"]
+        reason = f"the matching field <{field_name}> is missing or empty"
+        job = {**params, "record_tag": first.tag}
+        pending: list[cx.RecordChunk] = []
         with ctx.source.open(head.body_offset) as stream:
             reader = cx.RecordReader(stream, offset=head.body_offset,
                                      max_record_bytes=self.settings["max_record_bytes"])
             for chunk in reader.records(head):
                 _check_same_type(chunk, first.tag)
                 scanned += 1
+                if ctx.dry_run:
+                    pending.append(chunk)
+                    if len(pending) >= int(self.settings["batch_size"]):
+                        self._emit_would_be(head, pending, job, reason, ctx)
+                        pending = []
+        if pending:
+            self._emit_would_be(head, pending, job, reason, ctx)
         if scanned != summary.records:  # both readers must agree, or the cursor would be wrong
             raise InputError(f"the file's record structure is ambiguous ({summary.records} records "
                              f"parsed, {scanned} delimited): simplify the markup between records")
-        field_name = params["matching_field"]
-        rows = [RejectRow(str(n), f"the matching field <{field_name}> is missing or empty",
-                          CODE_MISSING_FIELD) for n in summary.missing_matching_field]
+        rows = [RejectRow(str(n), reason, CODE_MISSING_FIELD) for n in summary.missing_matching_field]
         if summary.missing_total > len(rows):
             rows.append(RejectRow("...", f"and {summary.missing_total - len(rows)} more records "
                                          f"without <{field_name}>", CODE_MISSING_FIELD))
         return rows
+
+    def _emit_would_be(self, head: cx.Head, batch: list[cx.RecordChunk], job: dict[str, Any], reason: str,
+                       ctx: StepContext) -> None:
+        """Dry run: the records of one would-be batch that Cirrus Shield would refuse for a missing
+        matching field, staged as the real run stages a batch's rejects (same part id, record
+        label and re-uploadable XML with <ErrorMessage>)."""
+        rows, raw = [], []
+        for chunk, element in zip(batch, self._record_elements(head, batch, job), strict=True):
+            if not cx.field_value(element, job["matching_field"]):
+                rows.append(RejectRow(self._record_label(chunk, element, job), reason, CODE_MISSING_FIELD))
+                raw.append(cx.reject_xml(element, reason))
+        if rows:
+            ctx.emit_rejects(_part_id(batch[0].number), rows, _raw_part(raw), self._raw_format(ctx))
 
     def submit(self, ctx: StepContext) -> Progress:
         head, first = self._read_head(ctx)
@@ -326,6 +349,16 @@ class CirrusConnector(Connector):
             message += f" {counts['unconfirmed']} records have an unknown outcome (UNCONFIRMED)."
         return Progress(job=job, done=True, state=state, counts=dict(counts), message=message,
                         error_type="VendorRefusedAll" if state is FinalState.FAILED else None)
+
+    @staticmethod
+    def record_tally(job: dict[str, Any]) -> RecordTally:
+        """read: the reader's number of the last record passed; UNCONFIRMED records are counted
+        in ``rejected`` too (they are in the rejects file)."""
+        c = job["counts"]
+        unconfirmed = int(c.get("unconfirmed", 0))
+        return RecordTally(read=int(job["next_record"]) - 1, accepted=c["accepted"],
+                           refused_by_vendor=c["rejected"] - unconfirmed, refused_locally=0,
+                           unconfirmed=unconfirmed)
 
     @staticmethod
     def _describe(job: dict[str, Any]) -> str:

@@ -30,7 +30,6 @@ from typing import Any, BinaryIO
 from lxml import etree
 
 from ..errors import InputError
-from ..units import limit_text
 
 CHUNK_BYTES = 64 * 1024
 DROPPED_CHILDREN = {"success", "errormessage"}  # response fields a re-uploaded rejects file carries
@@ -65,7 +64,8 @@ _FLAT_RECORD = re.compile(
 _NAME = re.compile(rb"</?([^\s/>]+)")
 _ENCODING = re.compile(rb"""encoding\s*=\s*["']([A-Za-z0-9._:-]+)["']""")
 _UTF8_NAMES = {"utf-8", "utf8", "us-ascii", "ascii"}
-_BOMS_NOT_UTF8 = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+_BOMS_NOT_UTF8 = ((codecs.BOM_UTF32_LE, "UTF-32 LE"), (codecs.BOM_UTF32_BE, "UTF-32 BE"),
+                  (codecs.BOM_UTF16_LE, "UTF-16 LE"), (codecs.BOM_UTF16_BE, "UTF-16 BE"))
 
 _local = threading.local()
 
@@ -150,17 +150,24 @@ class RecordReader:
             self._buf = self._buf[keep:]
             self._base += keep
             self._pos -= keep
-        if self._keep_from is not None and len(self._buf) > self._max:
-            raise InputError(
-                f"record {self._record_number} (from byte {self._keep_from:,}) is over "
-                f"{limit_text('the max_record_bytes setting', self._max)}: split it or raise the setting"
-            )
+        if self._keep_from is not None and len(self._buf) > self._max:  # unfinished, already too large
+            raise self._too_large(self._record_number, self._keep_from, None)
         data = self._stream.read(self._chunk)
         if not data:
             self._eof = True
             return False
         self._buf += data
         return True
+
+    def _check_size(self, number: int, start: int, end: int) -> None:
+        """The limit is exact on the finished record: its bytes from '<' to the end tag's '>'."""
+        if end - start > self._max:
+            raise self._too_large(number, start, end - start)
+
+    def _too_large(self, number: int, start: int, size: int | None) -> InputError:
+        is_size = f"is {size:,} bytes," if size is not None else "is"
+        return InputError(f"record {number} (from byte {start:,}) {is_size} over the {self._max:,} byte limit "
+                          f"of one record (setting max_record_bytes): split it or raise the setting")
 
     def _slice(self, start: int, end: int) -> bytes:
         return self._buf[start - self._base:end - self._base]
@@ -203,8 +210,10 @@ class RecordReader:
         start = self._peek(4)
         if not start:
             raise InputError("the file is empty (0 bytes): upload an XML <Data> file of records")
-        if start.startswith(_BOMS_NOT_UTF8):
-            raise InputError("the file is UTF-16/UTF-32: save it as UTF-8 and upload it again")
+        for bom, name in _BOMS_NOT_UTF8:
+            if start.startswith(bom):
+                raise InputError(f"the file is {name} text (it starts with the byte order mark "
+                                 f"{bom.hex(' ').upper()}): save it as UTF-8 and upload it again")
         if start.startswith(codecs.BOM_UTF8):
             self._pos += len(codecs.BOM_UTF8)
         while True:
@@ -256,6 +265,7 @@ class RecordReader:
                 flat = self._flat_record()
                 if flat is not None:
                     number += 1
+                    self._check_size(number, flat[0], flat[1])
                     yield RecordChunk(number, *flat)
                     continue
             token = self._next_token()
@@ -278,10 +288,12 @@ class RecordReader:
                 depth += 1
             elif kind == "empty" and depth == 1:
                 number += 1
+                self._check_size(number, token.start, token.end)
                 yield RecordChunk(number, token.start, token.end, token.raw, token.name.decode())
             elif kind == "end":
                 depth -= 1
                 if depth == 1:
+                    self._check_size(number, record_start, token.end)
                     chunk = RecordChunk(number, record_start, token.end,
                                         self._slice(record_start, token.end), record_tag.decode())
                     self._keep_from = None
@@ -334,9 +346,7 @@ def parse_record(head: Head, chunk: RecordChunk) -> etree._Element:
     try:
         root = etree.fromstring(doc, safe_parser())
     except etree.XMLSyntaxError as exc:
-        raise InputError(
-            f"record {chunk.number} (from byte {chunk.start}) is not well-formed XML: {_syntax_message(exc)}"
-        ) from None
+        raise _xml_error(exc, f"record {chunk.number} (from byte {chunk.start})") from None
     return root[0]
 
 
@@ -400,8 +410,25 @@ def check_document(stream: BinaryIO, record_tag: str, matching_field: str | None
             while elem.getprevious() is not None:
                 del parent[0]
     except etree.XMLSyntaxError as exc:
-        raise InputError(f"the file is not well-formed XML: {_syntax_message(exc)}") from None
+        raise _xml_error(exc, "the file") from None
     return DocumentSummary(records, missing, missing_total)
+
+
+# libxml2's bound on one text node without XML_PARSE_HUGE (huge_tree stays off: a safety limit)
+PARSER_TEXT_LIMIT = 10_000_000
+
+
+def _xml_error(exc: etree.XMLSyntaxError, what: str) -> InputError:
+    """The InputError for a parse failure: libxml2's resource bound (a text node over 10 MB) is
+    not an XML fault and is said as such, naming the setting that does not lift it."""
+    last = exc.error_log.last_error if exc.error_log else None
+    if last is not None and last.type_name == "ERR_RESOURCE_LIMIT":
+        return InputError(
+            f"{what}: a text value near line {last.line} is over {PARSER_TEXT_LIMIT:,} bytes, the XML "
+            f"parser's (libxml2) bound on one text; the file is not refused as malformed, the value is too "
+            f"long to parse safely, and raising the setting max_record_bytes does not lift this bound: "
+            f"shorten the value or split it over several fields")
+    return InputError(f"{what} is not well-formed XML: {_syntax_message(exc)}")
 
 
 def _syntax_message(exc: etree.XMLSyntaxError) -> str:

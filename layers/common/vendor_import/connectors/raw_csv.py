@@ -26,6 +26,7 @@ expression; only a failing one is split field by field to name the line and colu
 from __future__ import annotations
 
 import codecs
+import csv
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -53,6 +54,81 @@ _TOKEN = re.compile(r'"(?P<quoted>[^"]*(?:""[^"]*)*)"|(?P<bare>[^;"]*)')
 _DECIMAL_COMMA = re.compile(r"[-+]?\d+,\d+")
 
 _CRLF_HINT = "save the file with Windows (CRLF) line ends"
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_LINE_END = re.compile(rb"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+
+
+def _column_at(text: str) -> int:
+    """The 1-based column at the end of ``text`` (a record's beginning): separators outside quotes
+    (a doubled quote toggles twice)."""
+    column, quoted = 1, False
+    for char in text:
+        if char == '"':
+            quoted = not quoted
+        elif char == ";" and not quoted:
+            column += 1
+    return column
+
+
+class _Lines:
+    """Physical lines for ``csv.reader`` (text, line end kept; CR LF, LF or a lone CR end a line,
+    as with ``open(newline="")``), with the RAW checks of one line, the record's text and the
+    line end that ended it. Bounded: a line over MAX_LINE_BYTES or a record over MAX_RECORD_BYTES
+    is refused."""
+
+    def __init__(self, checker: _Checker, stream: BinaryIO):
+        self.checker = checker
+        self.stream = stream
+        self.pieces: list[bytes] = []
+        self.begin()
+
+    def begin(self) -> None:
+        self.start = self.checker.line_no + 1
+        self.texts: list[str] = []
+        self.size = 0
+
+    @property
+    def ending(self) -> str:
+        last = self.texts[-1] if self.texts else ""
+        return "\r\n" if last.endswith("\r\n") else last[-1:] if last.endswith(("\r", "\n")) else ""
+
+    @property
+    def last_columns(self) -> int:
+        return _column_at("".join(self.texts))
+
+    def record_text(self) -> str:
+        """The record as written, without the line end that ended it."""
+        text = "".join(self.texts)
+        return text[:-len(self.ending)] if self.ending else text
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        checker = self.checker
+        if not self.pieces:
+            raw = self.stream.readline(MAX_LINE_BYTES + 1)
+            if not raw:
+                raise StopIteration
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                n = checker.line_no + 1
+                raise InputError(
+                    f"line {n}: longer than {MAX_LINE_BYTES >> 20} MiB without a line end: a RAW file is "
+                    f"a CSV with one record per line; {_CRLF_HINT}", detail={"line": n, "rule": "line-length"})
+            lone_cr = raw.count(b"\r") > (1 if raw.endswith(b"\r\n") else 0)
+            self.pieces = _LINE_END.findall(raw)[::-1] if lone_cr else [raw]
+        piece = self.pieces.pop()
+        checker.line_no += 1
+        self.size += len(piece)
+        if self.size > MAX_RECORD_BYTES:
+            checker._cells(self.texts[0] if self.texts else "", self.start, strict=True)  # a stray quote?
+            raise violation(self.start, "quoting", "column "
+                            f"{_column_at(self.texts[0] if self.texts else '')}: a double-quoted value opened "
+                            f"on this line is still open {MAX_RECORD_BYTES >> 20} MiB later: close it or "
+                            'double the quote inside it ("")')
+        text = checker._decode_line(piece, "".join(self.texts))
+        self.texts.append(text)
+        return text
 
 
 @dataclass
@@ -102,35 +178,27 @@ class _Checker:
         return rule not in self.off
 
     def run(self, stream: BinaryIO) -> RawSummary:
-        pending: list[str] = []  # physical lines of a record whose quoted value is still open
-        pending_start = pending_bytes = pending_quotes = 0
+        # Record boundaries follow the CSV rules of the standard csv module (a quoted value may
+        # hold ; and line breaks: a line break inside quotes is not a line end); the RAW rules are
+        # then checked on each record's text. strict: a quote after a closing quote is an error,
+        # not silently glued on (with the quoting rule off, the csv module's lenient reading).
+        lines = _Lines(self, stream)
+        reader = csv.reader(lines, delimiter=";", strict=self.on("quoting"))
         while True:
-            raw = stream.readline(MAX_LINE_BYTES + 1)
-            if not raw:
+            lines.begin()
+            try:
+                row = next(reader)
+            except StopIteration:
                 break
-            self.line_no += 1
-            text = self._decode_line(raw)
-            if pending:
-                pending.append(text)
-                pending_bytes += len(raw)
-                pending_quotes += text.count('"')
-            else:
-                pending, pending_start, pending_bytes = [text], self.line_no, len(raw)
-                pending_quotes = text.count('"')
-            # an odd number of quotes: a quoted value goes on to the next line (embedded line end)
-            if self.on("quoting") and pending_quotes % 2:
-                if pending_bytes > MAX_RECORD_BYTES:
-                    self._cells(pending[0], pending_start, strict=True)  # a stray quote on that line?
-                    raise violation(pending_start, "quoting", "a double-quoted value opened here is "
-                                    f"still open {MAX_RECORD_BYTES >> 20} MiB later: close it or "
-                                    'double the quote inside it ("")')
-                continue
-            self._record("\r\n".join(pending), pending_start)
-            pending = []
-        if pending:
-            self._cells(pending[0], pending_start, strict=True)  # a stray quote on that line?
-            raise violation(pending_start, "quoting", "a double-quoted value opened here is never "
-                            'closed: close it, or double the quote inside it ("")')
+            except csv.Error as exc:
+                text = lines.record_text()
+                if self.header is None:  # the separator first: the likelier mistake
+                    self._header(text, lines.start)
+                self._cells(text, lines.start, strict=True)  # names the line and column
+                raise violation(self.line_no, "quoting", f"{exc}: put strings in double quotes and double "
+                                'the quotes inside them ("")') from None
+            self._check_end(lines)
+            self._record(lines.record_text(), lines.start, row)
         if self.header is None:
             raise InputError("the file is empty: a RAW file needs a header line and data rows",
                              detail={"line": 0, "rule": "empty"})
@@ -140,65 +208,69 @@ class _Checker:
                 "flow, so importing it would archive every record", detail={"line": 1, "rule": "empty"})
         return RawSummary(self.records, len(self.header), self.header, self.line_no)
 
+    def _check_end(self, lines: _Lines) -> None:
+        """The crlf rule, on the line end that ends the record (one inside a quoted value is part
+        of the value, whatever it is)."""
+        ending = lines.ending
+        if not self.on("crlf") or ending in ("\r\n", ""):
+            return
+        column = lines.last_columns
+        if ending == "\n":
+            raise violation(self.line_no, "crlf", f"expected CRLF line end, found LF only (after column "
+                            f"{column}): {_CRLF_HINT}")
+        raise violation(self.line_no, "crlf", f"carriage return (CR) without line feed after column {column} "
+                        f"(a lone CR ends a line): {_CRLF_HINT}")
+
     # -- one physical line -------------------------------------------------------------------------
-    def _decode_line(self, raw: bytes) -> str:
+    def _decode_line(self, raw: bytes, column_before: str) -> str:
+        """One physical line (line end kept) as text; the bom, utf8 and line-length checks."""
         n = self.line_no
-        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
-            raise InputError(
-                f"line {n}: longer than {MAX_LINE_BYTES >> 20} MiB without a line end: a RAW file is "
-                f"a CSV with one record per line; {_CRLF_HINT}", detail={"line": n, "rule": "line-length"})
         if n == 1:
             raw = self._strip_bom(raw)
-        if raw.endswith(b"\r\n"):
-            body, ending = raw[:-2], "CRLF"
-        elif raw.endswith(b"\n"):
-            body, ending = raw[:-1], "LF"
-        else:
-            body, ending = raw, None  # the last line may go without a line end
-        if self.on("crlf"):
-            if ending == "LF":
-                raise violation(n, "crlf", f"expected CRLF line end, found LF only: {_CRLF_HINT}")
-            if b"\r" in body:
-                raise violation(n, "crlf", f"carriage return (CR) without line feed: {_CRLF_HINT}")
         try:
-            return body.decode("utf-8")
+            return raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             if self.on("utf8"):
-                raise violation(n, "utf8", f"invalid UTF-8 at byte {exc.start + 1} of the line: save "
-                                "the file encoded as UTF-8 (without BOM)") from None
-            return body.decode("utf-8", "replace")
+                column = _column_at(column_before + raw[:exc.start].decode("utf-8", "replace"))
+                raise violation(n, "utf8", f"column {column}: invalid UTF-8 at byte {exc.start + 1} of the line "
+                                f"(byte 0x{raw[exc.start]:02X}; latin-1/Windows-1252 text?): save the file "
+                                "encoded as UTF-8 (without BOM)") from None
+            return raw.decode("utf-8", "replace")
 
     def _strip_bom(self, raw: bytes) -> bytes:
         if raw.startswith(codecs.BOM_UTF8):
             if self.on("bom"):
-                raise violation(1, "bom", "the file starts with a UTF-8 byte order mark (BOM): save it "
-                                "as UTF-8 without BOM")
+                raise violation(1, "bom", "column 1: the file starts with a UTF-8 byte order mark (BOM): save "
+                                "it as UTF-8 without BOM")
             return raw[len(codecs.BOM_UTF8):]
         if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and self.on("utf8"):
-            raise violation(1, "utf8", "the file is UTF-16 encoded: save it as UTF-8 without BOM")
+            raise violation(1, "utf8", "column 1: the file is UTF-16 encoded (byte order mark "
+                            f"{raw[:2].hex(' ').upper()}): save it as UTF-8 without BOM")
         return raw
 
     # -- one record --------------------------------------------------------------------------------
-    def _record(self, text: str, start: int) -> None:
-        if not text:
+    def _record(self, text: str, start: int, row: list[str]) -> None:
+        if not row:
             if self.on("separator"):
-                raise violation(start, "separator", "empty line: remove empty lines from the file")
+                raise violation(start, "separator", "column 1: empty line: remove empty lines from the file")
             return
         if self.header is None:
             self._header(text, start)
             return
         self.records += 1
-        if _MARK in text:  # cannot use the fast path
-            columns = len(self._cells(text, start, strict=self.on("quoting")))
-        else:
-            marked = _QUOTED_VALUE.sub(_MARK, text) if '"' in text else text
-            if self.on("quoting") and not _VALID_MARKED.fullmatch(marked):
-                self._cells(text, start, strict=True)  # raises at the exact line and column
-            columns = marked.count(";") + 1
-        expected = len(self.header)
+        if self.on("quoting"):
+            if _MARK in text:  # cannot use the fast path
+                self._cells(text, start, strict=True)
+            else:
+                marked = _QUOTED_VALUE.sub(_MARK, text) if '"' in text else text
+                if not _VALID_MARKED.fullmatch(marked):
+                    self._cells(text, start, strict=True)  # raises at the exact line and column
+        columns, expected = len(row), len(self.header)
         if columns != expected and self.on("separator"):
+            where = (f"column {expected + 1} is one too many" if columns > expected else
+                     f"column {columns + 1} is missing")
             raise violation(start, "separator", f"{columns} column{'s' if columns > 1 else ''} where the "
-                            f"header has {expected}: separate columns with ; and put values "
+                            f"header has {expected} ({where}): separate columns with ; and put values "
                             "containing ; in double quotes")
 
     def _header(self, text: str, start: int) -> None:
@@ -225,7 +297,7 @@ class _Checker:
         try:
             return _split(text, strict=strict)
         except _Violation as v:
-            line = start + text.count("\n", 0, v.pos)
+            line = start + len(_LINE_BREAK.findall(text, 0, v.pos))
             raise violation(line, "quoting", f"column {v.column}: {v.text}") from None
 
 

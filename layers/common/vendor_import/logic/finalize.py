@@ -163,6 +163,10 @@ class Finalizer:
             "polls": int(job.get("polls") or 0),
             "waited_seconds": int(job.get("waited_seconds") or 0),
         }
+        if isinstance(inp.get("options"), dict) and inp["options"]:
+            # the import's options (key segments, metadata and console merged): resubmit applies
+            # again those that still fit the rejects file
+            record["options"] = inp["options"]
         record["duration_seconds"] = _duration(record["started_at"], now)
         # how long the vendor took, as the poll loop saw it: the history polling learns from
         record["vendor_seconds"] = (record["waited_seconds"] or None) if state in (

@@ -21,6 +21,7 @@ from ..model import FinalState, Progress, RawRejects
 from ..scrub import scrub
 from ..source import MAGIC_BYTES, S3Source, compression_of, plain_name, stage_gunzipped
 from ..units import limit_text
+from . import record_count
 from .finalize import iso
 from .routing import ImportRequest, build_request, parse_console_input
 
@@ -75,16 +76,21 @@ class VendorStep:
         if not request.dry_run:
             base["pace"] = self._learned_pace(source.size, job_id)
         if request.dry_run:
-            if rows:
+            # a record vendor stages its would-be rejects itself (rows and raw records, as the real
+            # run would); otherwise the rows returned are the rejects file
+            if rows and not self._emitted:
                 self.store.stage_rejects(job_id, "dry-run", rows, None)
+            fmt = self._emitted_format
             return {**base, "done": True, "state": FinalState.VALIDATED.value, "wait_seconds": 0,
                     "connector": {}, "counts": {"would_reject": len(rows)},
-                    "message": _dry_run_message(len(rows)), "vendor_ref": None, "raw_format": None}
+                    "message": _dry_run_message(len(rows)), "vendor_ref": None,
+                    "raw_format": _format_dict(fmt) if fmt else None}
         self.jobs.mark_running(job_id, self.vendor, {"state": "RUNNING", "updated_at": iso(self.clock()),
                                                      "source_key": request.key})
         progress = connector.submit(ctx)
         # part ids sort in step order ("submit" would sort after "poll-..."): Finalize
         # concatenates the staged rejects in part id order
+        progress = record_count.enforce(progress, connector.record_tally(progress.job) if progress.done else None)
         return self._payload(base, progress, job_id, part_id="step-000000", settings=settings)
 
     def poll(self, job_id: str, request: ImportRequest, job: dict[str, Any]) -> dict[str, Any]:
@@ -113,6 +119,8 @@ class VendorStep:
         progress = connector.poll(connector_job, ctx)
         if progress.vendor_ref is None:
             progress.vendor_ref = job.get("vendor_ref")
+        # records read = accepted + refused + unconfirmed, or the import ends FAILED
+        progress = record_count.enforce(progress, connector.record_tally(progress.job) if progress.done else None)
         return self._payload(base, progress, job_id, part_id=f"step-{polls:06d}", settings=settings)
 
     # -- helpers -------------------------------------------------------------------------------------
@@ -203,10 +211,12 @@ class VendorStep:
 
         def emit_rejects(part_id: str, rows, raw: bytes | None = None, fmt: RawRejects | None = None):
             self.store.stage_rejects(job_id, f"part-{part_id}", list(rows or []), raw)
+            self._emitted = True
             if fmt is not None:
                 self._emitted_format = fmt
 
         self._emitted_format = None
+        self._emitted = False
         return StepContext(source=source, options=options, presign=presign, time_left=self.time_left,
                            checkpoint=checkpoint, emit_rejects=emit_rejects, dry_run=request.dry_run,
                            job_id=job_id)
