@@ -53,3 +53,12 @@ class VendorProtocolError(VendorImportError):
 # Error names the state machine retries (kept in sync with statemachines/import.asl.json;
 # a unit test checks it).
 TRANSIENT_ERROR_NAMES = ("VendorUnavailableError", "VendorThrottledError")
+
+
+class RedirectRefused(VendorImportError):
+    """A call carrying a secret (header, form body, presigned URL) was answered with a redirect to
+    another host, or a POST was sent to a sign-in page: never followed, never retried."""
+
+
+class ResponseTooLarge(VendorImportError):
+    """A vendor answer was larger than the ``max_answer_bytes`` setting of its kind of call."""
