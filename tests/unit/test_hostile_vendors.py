@@ -1,0 +1,167 @@
+"""Every vendor's secret-bearing calls against a server that redirects them to another host: the
+other host receives nothing, the import fails RedirectRefused naming the target host."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from vendor_import.connectors import build_connector, load_settings
+from vendor_import.connectors.base import StepContext
+from vendor_import.errors import RedirectRefused
+from vendor_import.source import BytesSource
+
+from tests import hostile
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "pa55-w0rd-that-must-stay-home"
+PRESIGNED = "https://bucket.s3.amazonaws.com/inbox/x.csv?X-Amz-Signature=deadbeefcafe"
+
+
+@pytest.fixture
+def hosts():
+    """(thief, api): thief records what it gets; api redirects every call (307) to the thief,
+    except the paths in ``api.serve`` (e.g. a token endpoint that answers)."""
+    thief = hostile.serve(lambda h, seen: hostile.answer(h, 200, b'{"access_token": "x", "expires_in": 3600}'))
+    routes: dict[str, bytes] = {}
+
+    def respond(h, seen):
+        for prefix, body in routes.items():
+            if seen.path.startswith(prefix):
+                hostile.answer(h, 200, body, {"Content-Type": "application/json"})
+                return
+        target = thief.url.replace("127.0.0.1", "localhost") + seen.path
+        hostile.answer(h, 307, b"", {"Location": target})
+
+    api = hostile.serve(respond)
+    api.routes = routes  # type: ignore[attr-defined]
+    yield thief, api
+    thief.close()
+    api.close()
+
+
+def settings_for(vendor: str, api_url: str, **overrides):
+    doc = json.loads((ROOT / "events" / "settings" / f"{vendor}.example.json").read_text())
+    doc.update(base_url=api_url, allow_http=True, timeout_seconds=5, **overrides)
+    return load_settings(vendor, doc)
+
+
+def assert_refused(call, thief):
+    with pytest.raises(RedirectRefused) as err:
+        call()
+    assert "another host, http://localhost" in str(err.value)
+    assert thief.seen == []
+    return err.value
+
+
+def test_hopex_uas_token_call(hosts):
+    thief, api = hosts
+    settings = settings_for("hopex", api.url)
+    settings["auth"] = {**settings["auth"], "uas_url": api.url + "/UAS/connect/token", "password": SECRET}
+    conn = build_connector("hopex", settings)
+    ctx = StepContext(source=BytesSource(b"data", name="x.mgl"))
+    error = assert_refused(lambda: conn.submit(ctx), thief)
+    assert "HOPEX UAS token request" in str(error)
+
+
+def test_hopex_import_call_with_basic_auth(hosts):
+    thief, api = hosts
+    settings = settings_for("hopex", api.url)
+    settings["auth"] = {**settings["auth"], "type": "basic", "password": SECRET}
+    conn = build_connector("hopex", settings)
+    ctx = StepContext(source=BytesSource(b"data", name="x.mgl"))
+    assert "HOPEX import" in str(assert_refused(lambda: conn.submit(ctx), thief))
+
+
+def test_hopex_status_call(hosts):
+    thief, api = hosts
+    api.routes["/UAS/"] = b'{"access_token": "uas-token-123456", "expires_in": 3600}'
+    settings = settings_for("hopex", api.url)
+    settings["auth"] = {**settings["auth"], "uas_url": api.url + "/UAS/connect/token"}
+    conn = build_connector("hopex", settings)
+    ctx = StepContext(source=BytesSource(b"data", name="x.mgl"))
+    job = {"job_id": "J1", "mode": "import", "validate": "Standard", "polls": 0}
+    assert "HOPEX status" in str(assert_refused(lambda: conn.poll(job, ctx), thief))
+
+
+def test_simplemente_submit_with_the_presigned_url(hosts):
+    thief, api = hosts
+    conn = build_connector("simplemente", settings_for("simplemente", api.url, secret=SECRET))
+    ctx = StepContext(source=BytesSource(b"\"a\";\"b\"\r\n\"1\";\"2\"\r\n", name="x.csv"), options={"flux": "F"},
+                      presign=lambda seconds: PRESIGNED)
+    assert_refused(lambda: conn.submit(ctx), thief)
+
+
+def test_simplemente_status_call(hosts):
+    thief, api = hosts
+    conn = build_connector("simplemente", settings_for("simplemente", api.url, secret=SECRET))
+    ctx = StepContext(source=BytesSource(b"\"a\";\"b\"\r\n\"1\";\"2\"\r\n", name="x.csv"), options={"flux": "F"})
+    job = {"guid": "0f8fad5b-d9cb-469f-a165-70867728950e", "polls": 0, "flux": "F"}
+    assert_refused(lambda: conn.poll(job, ctx), thief)
+
+
+def test_ims_token_call_for_campaign(hosts):
+    thief, api = hosts
+    settings = settings_for("campaign", api.url)
+    settings["ims"] = {**settings["ims"], "token_url": api.url + "/ims/token/v3", "client_secret": SECRET}
+    conn = build_connector("campaign", settings)
+    ctx = StepContext(source=BytesSource(b'{"mapping_id": "M1"}', name="trigger.json"))
+    assert "Adobe IMS token request" in str(assert_refused(lambda: conn.submit(ctx), thief))
+
+
+def test_campaign_api_call_with_the_bearer_token(hosts):
+    thief, api = hosts
+    api.routes["/ims/"] = b'{"access_token": "ims-token-123456", "expires_in": 86399}'
+    settings = settings_for("campaign", api.url)
+    settings["ims"] = {**settings["ims"], "token_url": api.url + "/ims/token/v3"}
+    conn = build_connector("campaign", settings)
+    ctx = StepContext(source=BytesSource(b'{"mapping_id": "M1"}', name="trigger.json"))
+    assert_refused(lambda: conn.submit(ctx), thief)
+
+
+def test_ims_token_call_for_aep(hosts):
+    thief, api = hosts
+    settings = settings_for("aep", api.url, authenticated=True)
+    settings["ims"] = {**settings["ims"], "token_url": api.url + "/ims/token/v3", "client_secret": SECRET}
+    conn = build_connector("aep", settings)
+    ctx = StepContext(source=BytesSource(b'{"a": 1}\n', name="x.ndjson"))
+    with pytest.raises(RedirectRefused) as err:
+        job = conn.submit(ctx).job
+        conn.poll(job, ctx)
+    assert "Adobe IMS token request" in str(err.value) and "http://localhost" in str(err.value)
+    assert thief.seen == []
+
+
+def test_aep_inlet_call(hosts):
+    thief, api = hosts
+    conn = build_connector("aep", settings_for("aep", api.url))
+    ctx = StepContext(source=BytesSource(b'{"a": 1}\n', name="x.ndjson"))
+    with pytest.raises(RedirectRefused, match="another host, http://localhost"):
+        job = conn.submit(ctx).job
+        conn.poll(job, ctx)
+    assert thief.seen == []
+
+
+def test_cirrus_auth_call(hosts):
+    thief, api = hosts
+    conn = build_connector("cirrus", settings_for("cirrus", api.url, password=SECRET))
+    data = b'<?xml version="1.0"?><Data><Account><Name>A</Name></Account></Data>'
+    ctx = StepContext(source=BytesSource(data, name="accounts.xml"))
+    with pytest.raises(RedirectRefused, match="another host, http://localhost"):
+        job = conn.submit(ctx).job
+        conn.poll(job, ctx)
+    assert thief.seen == []
+
+
+def test_cirrus_data_call_with_the_token_in_its_url(hosts):
+    thief, api = hosts
+    api.routes["/RestApi/AuthToken"] = b'"cirrus-token-123456"'
+    conn = build_connector("cirrus", settings_for("cirrus", api.url, password=SECRET))
+    data = b'<?xml version="1.0"?><Data><Account><Name>A</Name></Account></Data>'
+    ctx = StepContext(source=BytesSource(data, name="accounts.xml"))
+    with pytest.raises(RedirectRefused, match="another host, http://localhost"):
+        job = conn.submit(ctx).job
+        conn.poll(job, ctx)
+    assert thief.seen == []
+    assert [s.path.split("?")[0] for s in api.seen] == ["/RestApi/AuthToken", "/RestApi/DataAction/Account"]
