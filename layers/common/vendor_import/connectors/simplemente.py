@@ -40,7 +40,7 @@ from ..errors import (
 )
 from ..http import body_snippet, json_body, raise_for_status, request
 from ..model import FinalState, Progress, RawRejects, RejectRow
-from ..scrub import register_secret, scrub
+from ..scrub import register_secret, scrub, spreadsheet_cell
 from ..settings import Field
 from .base import Connector, StepContext
 from .raw_csv import RULES, RawSummary, check_raw
@@ -399,9 +399,10 @@ def _first_match(texts: list[str], patterns: list[re.Pattern]) -> str:
 
 
 def messages_csv(messages: list[Message]) -> bytes:
-    """Rows of the raw rejects file: "Date";"Kind";"Message", RAW-style (; quoted, CRLF)."""
+    """Rows of the vendor messages file: "Date";"Kind";"Message", RAW-style (; quoted, CRLF). People
+    open it in a spreadsheet: formula starts and control characters are neutralised (OWASP)."""
     def cell(value: str) -> str:
-        return '"' + value.replace('"', '""') + '"'
+        return '"' + spreadsheet_cell(value).replace('"', '""') + '"'
     return "".join(f"{cell(m.date)};{1 if m.error else 0};{cell(m.text)}\r\n"
                    for m in messages).encode("utf-8")
 

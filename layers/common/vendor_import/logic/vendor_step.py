@@ -11,11 +11,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .. import cost, pace
+from .. import cost, limits, pace
 from ..connectors import build_connector, connector_class, validate_options
 from ..connectors.base import StepContext
 from ..dal.jobs_table import JobsTable
-from ..dal.s3_layout import S3Store
+from ..dal.s3_layout import S3Store, message_key
 from ..errors import InputError
 from ..model import FinalState, Progress, RawRejects
 from ..scrub import scrub
@@ -191,6 +191,7 @@ class VendorStep:
         else:
             wait = pace.wait_for(int(base.get("polls") or 0), int(base.get("waited_seconds") or 0),
                                  settings["poll"], base.get("pace"))
+        message, message_extra = self._state_message(job_id, scrub(progress.message))
         return {
             **base,
             "done": bool(progress.done),
@@ -199,10 +200,20 @@ class VendorStep:
             "connector": progress.job,
             "counts": progress.counts,
             "vendor_ref": progress.vendor_ref,
-            "message": scrub(progress.message),
+            "message": message,
             "error_type": progress.error_type,
             "raw_format": raw_format,
+            **message_extra,
         }
+
+    def _state_message(self, job_id: str, message: str) -> tuple[str, dict[str, Any]]:
+        """A vendor text can be any length; the state holds 256 KiB: a long message travels cut,
+        and whole in S3 for Finalize (``message_key``)."""
+        if len(message) <= limits.STATE_TEXT_CHARS:
+            return message, {}
+        key = message_key(job_id)
+        self.store.put_text(key, message)
+        return limits.cut(message, limits.STATE_TEXT_CHARS), {"message_key": key}
 
 
 def _check_size(connector, source) -> None:
