@@ -209,3 +209,17 @@ def test_the_fields_the_state_machine_adds_are_known():
     req = parse_console_input({"bucket": "b", "key": "inbox/hopex/x.mgl", "etag": "e", "size": 3,
                                "job": {}, "error": None, "dry_run": True, "options": {}, "version_id": "v"})
     assert req.dry_run is True and req.vendor == "hopex"
+
+
+def test_cli_tables_show_control_characters_escaped():
+    from local import operator
+
+    record = {"job_id": "j1", "vendor": "hopex", "state": "FAILED", "updated_at": "2024-05-01T10:00:00Z",
+              "message": "bad\nstate:          SUCCEEDED", "counts": {"rejected": 1},
+              "source": {"key": "inbox/hopex/a\n2099-01-01 00:00  SUCCEEDED\x1b[2K.mgl"}}
+    table = operator.list_text([record])
+    assert len(table.splitlines()) == 3  # header, rule, one row
+    assert "\x1b" not in table and "a\\n2099-01-01 00:00  SUCCEEDED\\x1b[2K.mgl" in table
+    shown = operator.show_text(record)
+    assert [line for line in shown.splitlines() if line.startswith("state")] == ["state:          FAILED"]
+    assert "message:        bad\\nstate:          SUCCEEDED" in shown.splitlines()
