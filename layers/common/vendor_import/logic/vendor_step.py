@@ -93,7 +93,8 @@ class VendorStep:
                     "connector": job.get("connector") or {}, "counts": job.get("counts") or {},
                     "vendor_ref": job.get("vendor_ref"),
                     "message": f"the vendor job was still running after {waited} s of polling "
-                               f"(deadline_seconds = {settings['deadline_seconds']})"}
+                               f"(deadline_seconds = {settings['deadline_seconds']})"
+                               + (f"; the vendor's last word: {job['message']}" if job.get("message") else "")}
         connector = self._connector(settings)
         head = self._head(request)
         source = self._source(request, job.get("size") or head["ContentLength"])
