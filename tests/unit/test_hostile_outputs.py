@@ -223,3 +223,20 @@ def test_cli_tables_show_control_characters_escaped():
     shown = operator.show_text(record)
     assert [line for line in shown.splitlines() if line.startswith("state")] == ["state:          FAILED"]
     assert "message:        bad\\nstate:          SUCCEEDED" in shown.splitlines()
+
+
+def test_a_step_error_quoting_a_1_mb_text_travels_cut_and_is_kept_whole(account):
+    from vendor_import.errors import VendorRejectedError
+    from vendor_import.logic.vendor_step import VendorStep
+
+    step = VendorStep(vendor="campaign", settings_loader=dict, s3_client=account.s3, store=account.store,
+                      jobs=account.jobs)
+    exc = VendorRejectedError("Campaign refused it: " + MB_TEXT)
+    step._fit_error(JOB, exc)
+    assert len(str(exc)) < 17_000 and str(exc).endswith(MARKER_END)
+    cause = json.dumps({"errorType": "VendorRejectedError", "errorMessage": str(exc)})
+    record = account.finalizer(clock).from_state(state_event(error={"Error": "VendorRejectedError", "Cause": cause}))
+    assert utf8_json(record) < KIB256
+    whole = json.loads(account.read(status_key("hopex", JOB)))
+    assert whole["error"]["message"] == "Campaign refused it: " + MB_TEXT
+    assert whole["message"] == "Campaign refused it: " + MB_TEXT

@@ -27,7 +27,8 @@ STATE_JOB_BUDGET = 96 * 1024  # the job payload kept in $.job (next to the execu
 RECORD_BUDGET = 160 * 1024  # the status record in DynamoDB and as Finalize's state output
 STATE_TEXT_CHARS = 16_000  # one message carried in the state
 
-MARKER = " [... {n:,} characters cut: the whole text is in the status JSON in S3]"
+MARKER_TAIL = "characters cut: the whole text is in the status JSON in S3]"
+MARKER = " [... {n:,} " + MARKER_TAIL
 _MIN_KEEP = 200
 
 

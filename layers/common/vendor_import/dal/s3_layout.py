@@ -31,6 +31,11 @@ def message_key(job_id: str) -> str:
     return f"work/{job_id}/message.txt"
 
 
+def error_key(job_id: str) -> str:
+    """The whole message of a step's error too long for the state."""
+    return f"work/{job_id}/error.txt"
+
+
 def status_key(vendor: str, job_id: str) -> str:
     return f"status/{vendor}/{job_id}.json"
 

@@ -12,7 +12,7 @@ from typing import Any
 from .. import cost, limits
 from ..dal.jobs_table import JobsTable
 from ..dal.notifier import Notifier
-from ..dal.s3_layout import S3Store, rejects_prefix, status_key
+from ..dal.s3_layout import S3Store, error_key, rejects_prefix, status_key
 from ..model import FinalState
 from ..scrub import scrub, scrub_obj
 
@@ -64,6 +64,8 @@ class Finalizer:
         err_type, err_msg = error_from_catch(inp.get("error"))
         if err_type:
             state = FinalState.TIMED_OUT if err_type in _TIMEOUT_ERRORS else FinalState.FAILED
+            if err_msg and err_msg.endswith(limits.MARKER_TAIL):  # cut for the state: whole in S3
+                err_msg = self.store.get_text(error_key(event.get("execution_name") or "")) or err_msg
             message = err_msg
             job = self._with_checkpoint_counts(event.get("execution_name") or job.get("job_id"), job)
         else:

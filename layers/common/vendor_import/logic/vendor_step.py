@@ -15,8 +15,8 @@ from .. import cost, limits, pace
 from ..connectors import build_connector, connector_class, validate_options
 from ..connectors.base import StepContext
 from ..dal.jobs_table import JobsTable
-from ..dal.s3_layout import S3Store, message_key
-from ..errors import InputError
+from ..dal.s3_layout import S3Store, error_key, message_key
+from ..errors import InputError, VendorImportError
 from ..model import FinalState, Progress, RawRejects
 from ..scrub import scrub
 from ..source import S3Source
@@ -49,7 +49,11 @@ class VendorStep:
         started = time.perf_counter()
         request = self._request(event.get("input"))
         previous = (event.get("input") or {}).get("job") or {}
-        result = self.submit(job_id, request) if action == "submit" else self.poll(job_id, request, previous)
+        try:
+            result = self.submit(job_id, request) if action == "submit" else self.poll(job_id, request, previous)
+        except VendorImportError as exc:
+            self._fit_error(job_id, exc)
+            raise
         # what this step cost (the status record adds it up): duration x the function's memory
         result["usage"] = cost.usage_add(previous.get("usage") if action == "poll" else None,
                                          time.perf_counter() - started, cost.memory_mb())
@@ -206,6 +210,18 @@ class VendorStep:
             "raw_format": raw_format,
             **message_extra,
         }
+
+    def _fit_error(self, job_id: str, exc: VendorImportError) -> None:
+        """An error quoting a long vendor text becomes the state's $.error (256 KiB with the
+        input): its message travels cut, and whole in S3 for Finalize (``error_key``)."""
+        if len(exc.message) <= limits.STATE_TEXT_CHARS:
+            return
+        try:
+            self.store.put_text(error_key(job_id), exc.message)
+        except Exception:  # noqa: BLE001 - the cut message still tells what happened
+            pass
+        exc.message = limits.cut(exc.message, limits.STATE_TEXT_CHARS)
+        exc.args = (exc.message,)
 
     def _state_message(self, job_id: str, message: str) -> tuple[str, dict[str, Any]]:
         """A vendor text can be any length; the state holds 256 KiB: a long message travels cut,
