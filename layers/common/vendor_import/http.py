@@ -231,7 +231,7 @@ def _send_following(session: requests.Session, call: _Call, method: str, url: st
     """Send; follow a redirect only to the same host (GET/HEAD), refuse the others."""
     current = url
     # given per call: a REQUESTS_CA_BUNDLE in the environment would override the session's (requests #3829)
-    kwargs.setdefault("verify", session.verify)
+    kwargs.setdefault("verify", getattr(session, "verify", True))
     for _hop in range(MAX_REDIRECTS + 1):
         resp = session.request(method, current, allow_redirects=False, stream=True,
                                timeout=call.remaining(), **kwargs)
@@ -295,6 +295,10 @@ def _too_large(what: str, kind: str, limit: int) -> ResponseTooLarge:
 
 def _read_bounded(resp: requests.Response, limit: int, what: str, kind: str) -> None:
     """Read the body into ``resp`` (so ``.content``/``.json()`` work), at most ``limit`` bytes."""
+    if isinstance(resp._content, bytes):  # noqa: SLF001 - already read (a transport that preloads)
+        if len(resp._content) > limit:  # noqa: SLF001
+            raise _too_large(what, kind, limit)
+        return
     declared = resp.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > limit:
         resp.close()
@@ -325,7 +329,8 @@ def download_to(session: requests.Session, url: str, sink: Any, *, what: str, ki
                 _read_bounded(resp, ANSWER_KINDS["api"], what, "api")
                 return resp
             total = 0
-            for chunk in resp.iter_content(_CHUNK):
+            preloaded = resp._content if isinstance(resp._content, bytes) else None  # noqa: SLF001
+            for chunk in (preloaded,) if preloaded is not None else resp.iter_content(_CHUNK):
                 total += len(chunk)
                 if total > limit:
                     resp.close()
