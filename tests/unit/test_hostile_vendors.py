@@ -246,3 +246,34 @@ def test_hopex_large_rejects_file_is_staged_in_parts_with_bounded_memory(encodin
     # streamed, about 8 MB
     # (the 4 MB in-memory spool, copied once when it rolls over to disk, and one 1 MB part)
     assert peak < 12 * 1024 * 1024
+
+
+# -- AEP flow runs: counts read as AEP wrote them ---------------------------------------------------------
+
+def test_aep_run_counts_are_read_as_written_and_a_missing_one_is_not_zero():
+    runs = {"items": [
+        {"updatedAt": 2_000, "metrics": {"recordSummary": {"outputRecordCount": "1,234", "failedRecordCount": 2}}},
+        {"updatedAt": 2_000, "metrics": {"recordSummary": {"outputRecordCount": None}}},
+        {"updatedAt": 500, "metrics": {"recordSummary": {"outputRecordCount": 99, "failedRecordCount": 0}}},
+    ]}
+
+    def respond(h, seen):
+        body = {"access_token": "ims-token-123456", "expires_in": 86399} if seen.path.startswith("/ims") else runs
+        hostile.answer(h, 200, json.dumps(body).encode(), {"Content-Type": "application/json"})
+
+    server = hostile.serve(respond)
+    try:
+        settings = settings_for("aep", server.url, platform_base_url=server.url, verify_flow_runs=True,
+                                verify_timeout_seconds=1)
+        settings["ims"] = {**settings["ims"], "token_url": server.url + "/ims/token/v3"}
+        conn = build_connector("aep", settings)
+        job = {"started_ms": 1_000, "send_ended_ms": 0, "counts": {
+            "records": 1236, "sent": 1236, "accepted": 1236, "rejected": 0, "requests": 3}}
+        progress = conn._verify(job, StepContext(source=BytesSource(b"{}", name="x.ndjson")))
+    finally:
+        server.close()
+    assert progress.done
+    assert (progress.counts["ingested"], progress.counts["failed_ingestion"], progress.counts["uncounted_runs"]) \
+        == (1234, 2, 1)
+    assert "the dataflow runs show 1,234 records ingested and 2 failed (1 run gave no record count: " \
+           "those records are not counted)" in progress.message

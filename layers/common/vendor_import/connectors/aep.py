@@ -52,7 +52,7 @@ from ..scrub import scrub
 from ..settings import Field
 from .adobe_ims import DEFAULT_TOKEN_URL, ImsTokenProvider
 from .aep_records import Item, Position, detect_format, read_csv_header, read_items
-from .base import Connector, StepContext
+from .base import Connector, StepContext, vendor_count
 
 DEFAULT_SCOPES = "openid,AdobeID,read_organizations,additional_info.projectedProductContext,session"
 XDM_CONTENT_TYPE = "application/vnd.adobe.xed-full+json;version=1"
@@ -647,15 +647,22 @@ class AepConnector(Connector):
         items = body.get("items") if isinstance(body, dict) else None
         if not isinstance(items, list):
             raise VendorProtocolError(f"{what}: expected an items list")
-        ingested = failed = 0
+        ingested = failed = uncounted = 0
         for run in items:
-            if not isinstance(run, dict) or int(run.get("updatedAt") or run.get("createdAt") or 0) < \
+            # a run without a readable time cannot be told to be ours: left out, like an older one
+            if not isinstance(run, dict) or (vendor_count(run.get("updatedAt") or run.get("createdAt")) or 0) < \
                     job["started_ms"]:
                 continue  # a run that ended before this import started
             summary = (run.get("metrics") or {}).get("recordSummary") or {}
-            ingested += int(summary.get("outputRecordCount") or 0)
-            failed += int(summary.get("failedRecordCount") or 0)
+            out, bad = vendor_count(summary.get("outputRecordCount")), vendor_count(summary.get("failedRecordCount"))
+            if out is None or bad is None:
+                uncounted += 1  # a count AEP did not give is unknown, never 0
+                continue
+            ingested += out
+            failed += bad
         job["counts"]["ingested"], job["counts"]["failed_ingestion"] = ingested, failed
+        if uncounted:
+            job["counts"]["uncounted_runs"] = uncounted
         accepted = job["counts"]["accepted"]
         waited = time.time() - job.get("send_ended_ms", job["started_ms"]) / 1000
         if ingested + failed < accepted and waited < s["verify_timeout_seconds"]:
@@ -672,6 +679,9 @@ class AepConnector(Connector):
         if "ingested" in c:
             message += (f"; the dataflow runs show {c['ingested']:,} records ingested and "
                         f"{c['failed_ingestion']:,} failed")
+            if c.get("uncounted_runs"):
+                message += (f" ({_plural(c['uncounted_runs'], 'run')} gave no record count: "
+                            "those records are not counted)")
             if c["failed_ingestion"]:
                 state = FinalState.SUCCEEDED_WITH_REJECTS
                 message += " (failed records are in the dataset's failed batches, not in the rejects file)"

@@ -44,7 +44,7 @@ from ..model import FinalState, Progress, RejectRow
 from ..scrub import scrub
 from ..settings import Field, validate_fields
 from .adobe_ims import DEFAULT_TOKEN_URL, ImsTokenProvider
-from .base import Connector, StepContext
+from .base import Connector, StepContext, vendor_count
 
 # A mapping id goes into the URL path: letters, digits and _ . : - only (no / ? # % or spaces).
 MAPPING_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
@@ -461,28 +461,6 @@ def _success_message(job: dict[str, Any], num_records: int | None) -> str:
                 "or not a number, so the count is unknown.")
     return (f"Campaign ingested {num_records} record{'s' if num_records != 1 else ''} of XDM mapping "
             f"{job['mapping_id']} into Experience Platform (request {request_ids[-1]}{note}).")
-
-
-_GROUPED = re.compile(r"\d{1,3}(?:[,\u00a0\u202f ]\d{3})+")
-
-
-def vendor_count(value: Any) -> int | None:
-    """A count as the vendor wrote it: 15, "15", 15.0, "1,234" (thousands grouped) -> int; absent,
-    null, negative or not a number -> None (unknown, never 0). Seed 001: numRecords is the number of
-    records ingested, given on success."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, float):
-        return int(value) if value.is_integer() and value >= 0 else None
-    if isinstance(value, int):
-        return value if value >= 0 else None
-    if isinstance(value, str):
-        text = value.strip()
-        if text.isdigit():
-            return int(text)
-        if _GROUPED.fullmatch(text):
-            return int(re.sub(r"\D", "", text))
-    return None
 
 
 def _record_counts(num_records: int | None) -> dict[str, int]:
