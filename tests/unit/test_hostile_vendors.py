@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from vendor_import.connectors import build_connector, load_settings
 from vendor_import.connectors.base import StepContext
-from vendor_import.errors import RedirectRefused
+from vendor_import.errors import RedirectRefused, VendorUnavailableError
 from vendor_import.source import BytesSource
 
 from tests import hostile
@@ -43,7 +43,7 @@ def hosts():
 
 def settings_for(vendor: str, api_url: str, **overrides):
     doc = json.loads((ROOT / "events" / "settings" / f"{vendor}.example.json").read_text())
-    doc.update(base_url=api_url, allow_http=True, timeout_seconds=5, **overrides)
+    doc.update({"base_url": api_url, "allow_http": True, "timeout_seconds": 5, **overrides})
     return load_settings(vendor, doc)
 
 
@@ -277,3 +277,39 @@ def test_aep_run_counts_are_read_as_written_and_a_missing_one_is_not_zero():
         == (1234, 2, 1)
     assert "the dataflow runs show 1,234 records ingested and 2 failed (1 run gave no record count: " \
            "those records are not counted)" in progress.message
+
+
+def test_hopex_import_redirected_to_an_sso_sign_in_page_says_so():
+    idp = hostile.serve(lambda h, seen: hostile.answer(h, 200, b"<html><form>Sign in</form></html>"))
+    api = hostile.serve(hostile.redirect_to(idp.url + "/adfs/ls/?wa=wsignin1.0", 302))
+    try:
+        settings = settings_for("hopex", api.url)
+        settings["auth"] = {**settings["auth"], "type": "basic", "password": SECRET}
+        conn = build_connector("hopex", settings)
+        with pytest.raises(RedirectRefused) as err:
+            conn.submit(StepContext(source=BytesSource(b"data", name="x.mgl")))
+    finally:
+        idp.close()
+        api.close()
+    port = idp.url.rsplit(":", 1)[1]
+    assert str(err.value).startswith(
+        f"HOPEX import of x.mgl: the call was redirected to a sign-in page at http://127.0.0.1:{port} "
+        "(HTTP 302)")
+    assert idp.seen == []
+
+
+def test_hopex_status_trickling_stops_at_timeout_seconds():
+    import time
+
+    server = hostile.serve(hostile.trickle(0.5, 200))
+    try:
+        settings = settings_for("hopex", server.url, timeout_seconds=2)
+        settings["auth"] = {**settings["auth"], "type": "basic"}
+        conn = build_connector("hopex", settings)
+        job = {"job_id": "J1", "mode": "import", "validate": "Standard", "polls": 0}
+        started = time.monotonic()
+        with pytest.raises(VendorUnavailableError, match="did not answer within 2 s"):
+            conn.poll(job, StepContext(source=BytesSource(b"data", name="x.mgl")))
+        assert time.monotonic() - started < 4
+    finally:
+        server.close()

@@ -247,8 +247,9 @@ def _send_following(session: requests.Session, call: _Call, method: str, url: st
 
 
 def _check_redirect(method: str, current: str, target: str, code: int, what: str) -> None:
-    scheme, host, _port = _origin(target)
-    where = f"{scheme}://{host}" if host else scrub(target)[:200]
+    scheme, host, port = _origin(target)
+    default_port = {"https": 443, "http": 80}.get(scheme)
+    where = (f"{scheme}://{host}" + (f":{port}" if port != default_port else "")) if host else scrub(target)[:200]
     if _SIGN_IN.search(urlsplit(target).path + "?" + urlsplit(target).query):
         raise RedirectRefused(
             f"{what}: the call was redirected to a sign-in page at {where} (HTTP {code}): the vendor "
