@@ -8,6 +8,7 @@ unscrubbed. ``raise_for_status`` maps HTTP codes to the named errors.
 from __future__ import annotations
 
 import copy
+import heapq
 import logging
 import re
 import socket
@@ -120,27 +121,28 @@ _current = threading.local()
 
 
 class _Call:
-    """The deadline of one ``request``: the pool hands it each connection it lends, and a timer
-    shuts that connection's socket down when the deadline passes (requests' own timeout is per
-    socket operation, so an answer trickling one byte at a time would never end)."""
+    """The deadline of one ``request``: the pool hands it each connection it lends, and the
+    watchdog shuts that connection's socket down when the deadline passes (requests' own timeout
+    is per socket operation, so an answer trickling one byte at a time would never end)."""
 
     def __init__(self, timeout: float):
         self.timeout = timeout
         self.deadline = time.monotonic() + timeout
         self.expired = False
+        self.finished = False
         self._conns: list[Any] = []
         self._lock = threading.Lock()
-        self._timer = threading.Timer(timeout, self._expire)
-        self._timer.daemon = True
 
     def __enter__(self) -> _Call:
         self._outer = getattr(_current, "call", None)
         _current.call = self
-        self._timer.start()
+        _WATCHDOG.watch(self)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self._timer.cancel()
+        with self._lock:
+            self.finished = True
+            self._conns.clear()
         _current.call = self._outer
 
     def remaining(self) -> float:
@@ -153,12 +155,52 @@ class _Call:
         if expired:
             _shut(conn)
 
-    def _expire(self) -> None:
+    def expire(self) -> None:
         with self._lock:
+            if self.finished:
+                return
             self.expired = True
             conns = list(self._conns)
         for conn in conns:
             _shut(conn)
+
+
+class _Watchdog:
+    """One daemon thread for every call's deadline (a timer thread per call costs ~200 us)."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, _Call]] = []
+        self._cond = threading.Condition()
+        self._seq = 0
+        self._thread: threading.Thread | None = None
+
+    def watch(self, call: _Call) -> None:
+        with self._cond:
+            self._seq += 1
+            heapq.heappush(self._heap, (call.deadline, self._seq, call))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="http-deadlines", daemon=True)
+                self._thread.start()
+            elif self._heap[0][2] is call:
+                self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._heap and self._heap[0][2].finished:
+                    heapq.heappop(self._heap)  # ended in time: nothing to do
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                wait = self._heap[0][0] - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                call = heapq.heappop(self._heap)[2]
+            call.expire()
+
+
+_WATCHDOG = _Watchdog()
 
 
 def _shut(conn: Any) -> None:
