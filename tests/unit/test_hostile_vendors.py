@@ -47,6 +47,23 @@ def settings_for(vendor: str, api_url: str, **overrides):
     return load_settings(vendor, doc)
 
 
+def hopex(api_url, extra=None, **auth):
+    settings = settings_for("hopex", api_url, **(extra or {}))
+    settings["auth"] = {**settings["auth"], **auth}
+    return build_connector("hopex", settings)
+
+
+def campaign(api_url, **ims):
+    settings = settings_for("campaign", api_url)
+    settings["ims"] = {**settings["ims"], "token_url": api_url + "/ims/token/v3", **ims}
+    return build_connector("campaign", settings)
+
+
+MGL = StepContext(source=BytesSource(b"data", name="x.mgl"))
+TRIGGER = StepContext(source=BytesSource(b'{"mapping_id": "M1"}', name="trigger.json"))
+HOPEX_JOB = {"job_id": "J1", "mode": "import", "validate": "Standard", "polls": 0}
+
+
 def assert_refused(call, thief):
     with pytest.raises(RedirectRefused) as err:
         call()
@@ -57,32 +74,21 @@ def assert_refused(call, thief):
 
 def test_hopex_uas_token_call(hosts):
     thief, api = hosts
-    settings = settings_for("hopex", api.url)
-    settings["auth"] = {**settings["auth"], "uas_url": api.url + "/UAS/connect/token", "password": SECRET}
-    conn = build_connector("hopex", settings)
-    ctx = StepContext(source=BytesSource(b"data", name="x.mgl"))
-    error = assert_refused(lambda: conn.submit(ctx), thief)
-    assert "HOPEX UAS token request" in str(error)
+    conn = hopex(api.url, uas_url=api.url + "/UAS/connect/token", password=SECRET)
+    assert "HOPEX UAS token request" in str(assert_refused(lambda: conn.submit(MGL), thief))
 
 
 def test_hopex_import_call_with_basic_auth(hosts):
     thief, api = hosts
-    settings = settings_for("hopex", api.url)
-    settings["auth"] = {**settings["auth"], "type": "basic", "password": SECRET}
-    conn = build_connector("hopex", settings)
-    ctx = StepContext(source=BytesSource(b"data", name="x.mgl"))
-    assert "HOPEX import" in str(assert_refused(lambda: conn.submit(ctx), thief))
+    conn = hopex(api.url, type="basic", password=SECRET)
+    assert "HOPEX import" in str(assert_refused(lambda: conn.submit(MGL), thief))
 
 
 def test_hopex_status_call(hosts):
     thief, api = hosts
     api.routes["/UAS/"] = b'{"access_token": "uas-token-123456", "expires_in": 3600}'
-    settings = settings_for("hopex", api.url)
-    settings["auth"] = {**settings["auth"], "uas_url": api.url + "/UAS/connect/token"}
-    conn = build_connector("hopex", settings)
-    ctx = StepContext(source=BytesSource(b"data", name="x.mgl"))
-    job = {"job_id": "J1", "mode": "import", "validate": "Standard", "polls": 0}
-    assert "HOPEX status" in str(assert_refused(lambda: conn.poll(job, ctx), thief))
+    conn = hopex(api.url, uas_url=api.url + "/UAS/connect/token")
+    assert "HOPEX status" in str(assert_refused(lambda: conn.poll(dict(HOPEX_JOB), MGL), thief))
 
 
 def test_simplemente_submit_with_the_presigned_url(hosts):
@@ -103,67 +109,53 @@ def test_simplemente_status_call(hosts):
 
 def test_ims_token_call_for_campaign(hosts):
     thief, api = hosts
-    settings = settings_for("campaign", api.url)
-    settings["ims"] = {**settings["ims"], "token_url": api.url + "/ims/token/v3", "client_secret": SECRET}
-    conn = build_connector("campaign", settings)
-    ctx = StepContext(source=BytesSource(b'{"mapping_id": "M1"}', name="trigger.json"))
-    assert "Adobe IMS token request" in str(assert_refused(lambda: conn.submit(ctx), thief))
+    conn = campaign(api.url, client_secret=SECRET)
+    assert "Adobe IMS token request" in str(assert_refused(lambda: conn.submit(TRIGGER), thief))
 
 
 def test_campaign_api_call_with_the_bearer_token(hosts):
     thief, api = hosts
     api.routes["/ims/"] = b'{"access_token": "ims-token-123456", "expires_in": 86399}'
-    settings = settings_for("campaign", api.url)
-    settings["ims"] = {**settings["ims"], "token_url": api.url + "/ims/token/v3"}
-    conn = build_connector("campaign", settings)
-    ctx = StepContext(source=BytesSource(b'{"mapping_id": "M1"}', name="trigger.json"))
-    assert_refused(lambda: conn.submit(ctx), thief)
+    assert_refused(lambda: campaign(api.url).submit(TRIGGER), thief)
+
+
+def refused_while_sending(conn, ctx, thief):
+    """Submit then poll a record vendor (the poll sends): the first secret-bearing call is refused."""
+    with pytest.raises(RedirectRefused) as err:
+        conn.poll(conn.submit(ctx).job, ctx)
+    assert "another host, http://localhost" in str(err.value)
+    assert thief.seen == []
+    return err.value
+
+
+NDJSON = StepContext(source=BytesSource(b'{"a": 1}\n', name="x.ndjson"))
+ACCOUNTS = StepContext(source=BytesSource(b'<?xml version="1.0"?><Data><Account><Name>A</Name></Account></Data>',
+                                          name="accounts.xml"))
 
 
 def test_ims_token_call_for_aep(hosts):
     thief, api = hosts
     settings = settings_for("aep", api.url, authenticated=True)
     settings["ims"] = {**settings["ims"], "token_url": api.url + "/ims/token/v3", "client_secret": SECRET}
-    conn = build_connector("aep", settings)
-    ctx = StepContext(source=BytesSource(b'{"a": 1}\n', name="x.ndjson"))
-    with pytest.raises(RedirectRefused) as err:
-        job = conn.submit(ctx).job
-        conn.poll(job, ctx)
-    assert "Adobe IMS token request" in str(err.value) and "http://localhost" in str(err.value)
-    assert thief.seen == []
+    error = refused_while_sending(build_connector("aep", settings), NDJSON, thief)
+    assert "Adobe IMS token request" in str(error)
 
 
 def test_aep_inlet_call(hosts):
     thief, api = hosts
-    conn = build_connector("aep", settings_for("aep", api.url))
-    ctx = StepContext(source=BytesSource(b'{"a": 1}\n', name="x.ndjson"))
-    with pytest.raises(RedirectRefused, match="another host, http://localhost"):
-        job = conn.submit(ctx).job
-        conn.poll(job, ctx)
-    assert thief.seen == []
+    refused_while_sending(build_connector("aep", settings_for("aep", api.url)), NDJSON, thief)
 
 
 def test_cirrus_auth_call(hosts):
     thief, api = hosts
     conn = build_connector("cirrus", settings_for("cirrus", api.url, password=SECRET))
-    data = b'<?xml version="1.0"?><Data><Account><Name>A</Name></Account></Data>'
-    ctx = StepContext(source=BytesSource(data, name="accounts.xml"))
-    with pytest.raises(RedirectRefused, match="another host, http://localhost"):
-        job = conn.submit(ctx).job
-        conn.poll(job, ctx)
-    assert thief.seen == []
+    assert "Cirrus Shield sign-in" in str(refused_while_sending(conn, ACCOUNTS, thief))
 
 
 def test_cirrus_data_call_with_the_token_in_its_url(hosts):
     thief, api = hosts
     api.routes["/RestApi/AuthToken"] = b'"cirrus-token-123456"'
-    conn = build_connector("cirrus", settings_for("cirrus", api.url, password=SECRET))
-    data = b'<?xml version="1.0"?><Data><Account><Name>A</Name></Account></Data>'
-    ctx = StepContext(source=BytesSource(data, name="accounts.xml"))
-    with pytest.raises(RedirectRefused, match="another host, http://localhost"):
-        job = conn.submit(ctx).job
-        conn.poll(job, ctx)
-    assert thief.seen == []
+    refused_while_sending(build_connector("cirrus", settings_for("cirrus", api.url, password=SECRET)), ACCOUNTS, thief)
     assert [s.path.split("?")[0] for s in api.seen] == ["/RestApi/AuthToken", "/RestApi/DataAction/Account"]
 
 
@@ -207,10 +199,7 @@ def test_hopex_large_rejects_file_is_staged_in_parts_with_bounded_memory(encodin
     n_lines = 250_000  # about 21 MB
     server = _serve_hopex_with_rejects(n_lines, encoding)
     try:
-        settings = settings_for("hopex", server.url)
-        settings.update(timeout_seconds=120)
-        settings["auth"] = {**settings["auth"], "type": "basic"}
-        conn = build_connector("hopex", settings)
+        conn = hopex(server.url, {"timeout_seconds": 120}, type="basic")
         seen = {"rows": 0, "first": None, "last": None, "parts": [], "raw": hashlib.sha256(), "fmt": None}
 
         def emit(part_id, rows, raw=None, fmt=None):
@@ -283,11 +272,8 @@ def test_hopex_import_redirected_to_an_sso_sign_in_page_says_so():
     idp = hostile.serve(lambda h, seen: hostile.answer(h, 200, b"<html><form>Sign in</form></html>"))
     api = hostile.serve(hostile.redirect_to(idp.url + "/adfs/ls/?wa=wsignin1.0", 302))
     try:
-        settings = settings_for("hopex", api.url)
-        settings["auth"] = {**settings["auth"], "type": "basic", "password": SECRET}
-        conn = build_connector("hopex", settings)
         with pytest.raises(RedirectRefused) as err:
-            conn.submit(StepContext(source=BytesSource(b"data", name="x.mgl")))
+            hopex(api.url, type="basic", password=SECRET).submit(MGL)
     finally:
         idp.close()
         api.close()
@@ -303,13 +289,10 @@ def test_hopex_status_trickling_stops_at_timeout_seconds():
 
     server = hostile.serve(hostile.trickle(0.5, 200))
     try:
-        settings = settings_for("hopex", server.url, timeout_seconds=2)
-        settings["auth"] = {**settings["auth"], "type": "basic"}
-        conn = build_connector("hopex", settings)
-        job = {"job_id": "J1", "mode": "import", "validate": "Standard", "polls": 0}
+        conn = hopex(server.url, {"timeout_seconds": 2}, type="basic")
         started = time.monotonic()
         with pytest.raises(VendorUnavailableError, match="did not answer within 2 s"):
-            conn.poll(job, StepContext(source=BytesSource(b"data", name="x.mgl")))
+            conn.poll(dict(HOPEX_JOB), MGL)
         assert time.monotonic() - started < 4
     finally:
         server.close()

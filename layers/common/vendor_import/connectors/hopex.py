@@ -195,7 +195,7 @@ class HopexConnector(Connector):
         the setting max_answer_bytes.rejects (ResponseTooLarge)."""
         what = f"HOPEX rejects of import job {job_id}"
         with tempfile.SpooledTemporaryFile(max_size=INLINE_REJECTS_BYTES) as spool:
-            resp = self._download(f"{self._job_url(job_id)}/rejects", spool, what)
+            resp = self._request("GET", f"{self._job_url(job_id)}/rejects", what=what, sink=spool)
             content_type = resp.headers.get("Content-Type") or "application/octet-stream"
             size = spool.tell()
             spool.seek(0)
@@ -210,23 +210,10 @@ class HopexConnector(Connector):
                     return value.encode("utf-8"), "text/plain; charset=utf-8"
         return content, content_type
 
-    def _download(self, url: str, sink, what: str):
-        """GET into ``sink`` with the API's auth; with UAS, a 401 drops the token and retries once."""
-        for attempt in (1, 2):
-            sink.seek(0)
-            sink.truncate()
-            headers = {"Accept": "application/json", **self._auth_headers()}
-            resp = http.download_to(self.session, url, sink, what=what, headers=headers)
-            if resp.status_code == 401 and attempt == 1 and self._auth["type"] == "uas":
-                self._token = None
-                continue
-            break
-        _raise_for_status(resp, what)
-        return resp
-
     # -- HTTP ---------------------------------------------------------------------------------------
-    def _request(self, method: str, url: str, *, what: str, open_body=None, params=None):
-        """One API call; with UAS, a 401 drops the token and the call is sent once more."""
+    def _request(self, method: str, url: str, *, what: str, open_body=None, params=None, sink=None):
+        """One API call; with UAS, a 401 drops the token and the call is sent once more. With a
+        ``sink`` (a binary file) the answer is written there (a GET of a rejects file)."""
         for attempt in (1, 2):
             with contextlib.ExitStack() as stack:
                 headers = {"Accept": "application/json", **self._auth_headers()}
@@ -234,8 +221,13 @@ class HopexConnector(Connector):
                 if open_body is not None:  # re-opened per attempt: a stream is read only once
                     data = open_body(stack)
                     headers["Content-Type"] = data.content_type
-                resp = http.request(self.session, method, url, what=what, headers=headers,
-                                    params=params, data=data)
+                if sink is not None:
+                    sink.seek(0)
+                    sink.truncate()
+                    resp = http.download_to(self.session, url, sink, what=what, headers=headers)
+                else:
+                    resp = http.request(self.session, method, url, what=what, headers=headers,
+                                        params=params, data=data)
             if resp.status_code == 401 and attempt == 1 and self._auth["type"] == "uas":
                 self._token = None
                 continue
