@@ -1,11 +1,13 @@
 """AWS size limits every output stays within, and how long texts are cut to fit.
 
-* Step Functions: a state's input or output is at most 256 KiB (262,144 bytes) of UTF-8 JSON
-  (https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html).
+* Step Functions: a task's output (the state's data) is at most 262,144 bytes of UTF-8 JSON
+  (https://docs.aws.amazon.com/step-functions/latest/apireference/API_TaskSucceededEventDetails.html,
+  and the service quotas page https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html).
 * DynamoDB: an item is at most 400 KB, attribute names and values included
   (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ServiceQuotas.html).
-* SNS: a message, attributes included, is at most 256 KiB
-  (https://docs.aws.amazon.com/sns/latest/api/API_Publish.html).
+* SNS: body and message attributes together are at most 256 KiB (262,144 bytes) on a topic with
+  the default MaximumMessageSize; above it Publish answers InvalidParameter
+  (https://docs.aws.amazon.com/sns/latest/dg/large-message-payloads.html).
 
 A vendor text (a job's failure reason, an error message list) can be any length: it is cut with
 a marker saying how much was cut and where the whole text is (the S3 status JSON, which has no
