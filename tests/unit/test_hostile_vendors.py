@@ -296,3 +296,15 @@ def test_hopex_status_trickling_stops_at_timeout_seconds():
         assert time.monotonic() - started < 4
     finally:
         server.close()
+
+
+def test_aep_provisioning_calls(hosts):
+    from vendor_import.connectors.aep_provision import Provisioner, load_provision_settings
+
+    thief, api = hosts
+    api.routes["/ims/"] = b'{"access_token": "ims-token-123456", "expires_in": 86399}'
+    doc = json.loads((ROOT / "events" / "settings" / "aep-provision.example.json").read_text())
+    doc.update({"platform_base_url": api.url, "allow_http": True, "timeout_seconds": 5})
+    doc["ims"] = {**doc["ims"], "token_url": api.url + "/ims/token/v3", "client_secret": SECRET}
+    provisioner = Provisioner(load_provision_settings(doc), log=lambda line: None)
+    assert_refused(provisioner.run, thief)
