@@ -277,7 +277,10 @@ def show_text(record: dict[str, Any], local: dict[str, str] | None = None) -> st
              ("duration", f"{record['duration_seconds']} s" if record.get("duration_seconds") is not None else None),
              ("polls", record.get("polls")), ("execution", record.get("execution_arn")),
              ("console", execution_link(record)), ("status", record.get("status_uri"))]
-    return "\n".join(f"{label + ':':<16}{value}" for label, value in lines if value not in (None, ""))
+    from vendor_import.scrub import neutralise
+
+    # one line per field whatever the texts hold (line breaks, ANSI escapes are shown escaped)
+    return "\n".join(f"{label + ':':<16}{neutralise(value)}" for label, value in lines if value not in (None, ""))
 
 
 def fetch_rejects(backend, job_id: str, out: Path) -> list[Path]:

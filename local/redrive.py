@@ -114,6 +114,7 @@ def add_subcommand(sub) -> None:
                                        "execution-ended events to Finalize")
     p.add_argument("--stack", required=True, help="the deployed stack (its outputs name the queues and Finalize)")
     p.add_argument("--region", help="the stack's region (default: AWS_REGION / your profile's)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_redrive)
 
 
@@ -136,5 +137,10 @@ def cmd_redrive(args) -> int:
     result = redrive(session.client("sqs"), session.client("lambda"),
                      dead_letter_urls=[outputs["UploadDeadLetterQueueUrl"], outputs["FinalizeDeadLetterQueueUrl"]],
                      upload_queue_url=outputs["UploadQueueUrl"], finalize_function=outputs["FinalizeFunctionName"])
-    print(result.text())
+    if args.json:
+        import json
+
+        print(json.dumps({"moved": result.moved, "failed": result.failed, "unknown": result.unknown}))
+    else:
+        print(result.text())
     return 1 if result.failed or result.unknown else 0

@@ -15,6 +15,10 @@ HEADER = ["file", "vendor", "final state", "records", "rejects", "status and rej
 
 def table(rows: list[list[str]], header: list[str]) -> str:
     """Left-aligned columns, a dashed rule under the header."""
+    from vendor_import.scrub import neutralise
+
+    # a file name with line breaks or ANSI escapes must not forge rows or colours
+    rows = [[neutralise(c) for c in r] for r in rows]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))
     out = [line, "  ".join("-" * w for w in widths)]

@@ -90,10 +90,33 @@ def test_poll_failed_without_acp_code(api):
     assert progress.job["error_code"] == ""
 
 
-def test_poll_unknown_status(api):
-    status_reply(api, {"requestId": 7, "status": "Paused"})
-    with pytest.raises(VendorProtocolError, match="unknown status 'Paused'"):
-        connector().poll(job(), ctx())
+@pytest.mark.parametrize("word", ["Queued", "Paused", "Pending"])
+def test_poll_unknown_status_keeps_polling_and_says_the_word(api, word):
+    status_reply(api, {"requestId": 7, "status": word})
+    progress = connector().poll(job(), ctx())
+    assert not progress.done
+    assert progress.message == (
+        f"Campaign answered status '{word}' for XDM mapping m1 (request 7), a word its documentation does "
+        "not list (Success, Failed, Aborted, In Progress): the ingestion may still be running, polling "
+        "goes on until deadline_seconds.")
+
+
+@pytest.mark.parametrize("body", [{}, {"numRecords": None}, {"numRecords": "many"}, {"numRecords": -1}])
+def test_success_without_a_count_says_the_count_is_unknown(api, body):
+    status_reply(api, {"batchId": "", "info": "", "requestId": 7, "status": "Success", **body})
+    progress = connector().poll(job(), ctx())
+    assert progress.state is FinalState.SUCCEEDED
+    assert "records" not in progress.counts and "accepted" not in progress.counts
+    assert progress.message == (
+        "Campaign reported the ingestion of XDM mapping m1 into Experience Platform a success (request 7) "
+        "without a record count: numRecords was missing or not a number, so the count is unknown.")
+
+
+@pytest.mark.parametrize(("given", "count"), [("1,234", 1234), ("1 234 567", 1234567), (15.0, 15), ("0", 0)])
+def test_success_count_as_the_vendor_wrote_it(api, given, count):
+    status_reply(api, {"batchId": "", "info": "", "requestId": 7, "status": "Success", "numRecords": given})
+    progress = connector().poll(job(), ctx())
+    assert progress.counts["records"] == count and progress.counts["accepted"] == count
 
 
 def test_poll_not_found_hints_at_request_id_in(api):

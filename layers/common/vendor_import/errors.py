@@ -55,6 +55,15 @@ class VendorProtocolError(VendorImportError):
 TRANSIENT_ERROR_NAMES = ("VendorUnavailableError", "VendorThrottledError")
 
 
+class RedirectRefused(VendorImportError):
+    """A call carrying a secret (header, form body, presigned URL) was answered with a redirect to
+    another host, or a POST was sent to a sign-in page: never followed, never retried."""
+
+
+class ResponseTooLarge(VendorImportError):
+    """A vendor answer was larger than the ``max_answer_bytes`` setting of its kind of call."""
+
+
 # -- the documented list of error.type values ----------------------------------------------------------
 # Every FAILED and TIMED_OUT status record carries ``error: {"type", "message"}`` with ``type`` from this
 # list (README, "The status record and the SNS message"); it is also the SNS message attribute

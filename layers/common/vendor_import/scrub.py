@@ -69,3 +69,34 @@ class ScrubFilter(logging.Filter):
             record.exception = record.exc_text
             record.exception_name = type(exc).__name__
         return True
+
+
+# -- text for people: terminals, e-mail readers and spreadsheets ------------------------------------
+# C0 and C1 controls, DEL, Unicode line/paragraph separators and bidi overrides: each could start a
+# new line, move the cursor (ANSI escapes) or reorder what a reader sees
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x1b": "\\x1b"}
+
+
+def neutralise(text: object) -> str:
+    """``text`` on one line, every control character shown escaped (``\\n``, ``\\x1b``,
+    ``\\u202e``): a file name or a vendor message cannot forge lines or colours where people read
+    it (e-mail text, CSV cells, CLI tables)."""
+    def escape(m: re.Match[str]) -> str:
+        ch = m.group(0)
+        return _NAMED.get(ch) or (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+    return _CONTROL.sub(escape, str(text))
+
+
+# OWASP "CSV Injection": a cell starting with one of these is read as a formula by spreadsheets
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_cell(value: object) -> str:
+    """A cell a spreadsheet shows as text: control characters escaped, and a leading ``'`` when the
+    value starts with ``= + - @`` (or tab / CR), as OWASP recommends
+    (https://owasp.org/www-community/attacks/CSV_Injection)."""
+    text = str(value)
+    if text.startswith(_FORMULA_START):
+        text = "'" + text
+    return neutralise(text)

@@ -95,12 +95,23 @@ POLL_FIELDS = (
     Field("factor", float, default=2.0, minimum=1.0, doc="backoff multiplier between polls"),
 )
 
+ANSWER_FIELDS = (
+    Field("api", int, default=16 * 1024 * 1024, minimum=1024,
+          doc="bytes of one API answer (token, submit, status, results of a batch)"),
+    Field("rejects", int, default=128 * 1024 * 1024, minimum=1024,
+          doc="bytes of a vendor rejects file or message list (streamed to S3, not held in memory)"),
+)
+
 COMMON_FIELDS = (
     Field("vendor", str, required=True, doc="the vendor id this document is for"),
     Field("base_url", str, required=True, doc="the vendor API root URL"),
     Field("timeout_seconds", (int, float), default=30, minimum=1,
-          doc="timeout of every HTTP call (connect and read)"),
+          doc="bound of every HTTP call, whole (connect, send, answer read to its last byte)"),
     Field("verify_tls", bool, default=True, doc="verify the vendor's TLS certificate"),
+    Field("ca_bundle_pem", str, doc="PEM text of the CA certificate(s) to trust for this vendor "
+                                    "(on-premise servers signed by an internal CA)"),
+    Field("max_answer_bytes", dict, default=None, fields=ANSWER_FIELDS,
+          doc="largest vendor answer read, per kind of call (ResponseTooLarge above it)"),
     Field("allow_http", bool, default=False,
           doc="allow a plain http:// base_url (simulators, on-premise); off by default"),
     Field("deadline_seconds", int, default=86400, minimum=1,

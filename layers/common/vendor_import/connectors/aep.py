@@ -59,7 +59,7 @@ from ..errors import (
     VendorThrottledError,
     VendorUnavailableError,
 )
-from ..http import body_snippet, json_body, new_session, raise_for_status, request
+from ..http import body_snippet, direct_post, json_body, new_session, raise_for_status, request
 from ..logic.record_count import RecordTally
 from ..model import FinalState, Progress, RawRejects, RejectRow
 from ..scrub import scrub
@@ -67,7 +67,7 @@ from ..settings import Field
 from ..units import limit_text
 from .adobe_ims import DEFAULT_TOKEN_URL, ImsTokenProvider
 from .aep_records import Item, Position, detect_format, read_csv_header, read_items
-from .base import Connector, StepContext
+from .base import Connector, StepContext, vendor_count
 
 DEFAULT_SCOPES = "openid,AdobeID,read_organizations,additional_info.projectedProductContext,session"
 XDM_CONTENT_TYPE = "application/vnd.adobe.xed-full+json;version=1"
@@ -174,39 +174,21 @@ class _DirectPost:
         adapter = session.get_adapter(url)
         prepared = requests.Request("POST", url).prepare()
         self.pool = adapter.get_connection_with_tls_context(prepared, session.verify, cert=session.cert)
+        self.session = session
         parts = urlsplit(url)
         self.url = url
         self.path = parts.path + (f"?{parts.query}" if parts.query else "")
         self.headers = dict(session.headers)
-        self.timeout_seconds = float(getattr(session, "timeout_seconds", 30))
-        self.timeout = urllib3.Timeout(connect=self.timeout_seconds, read=self.timeout_seconds)
 
     @staticmethod
     def usable(session: requests.Session, url: str) -> bool:
         return not (session.trust_env and requests.utils.get_environ_proxies(url))
 
     def post(self, body: bytes, headers: dict[str, str], what: str) -> requests.Response:
-        """The answer as a ``requests.Response``; transport failures as http.request names them."""
-        try:
-            raw = self.pool.urlopen("POST", self.path, body=body, headers={**self.headers, **headers},
-                                    retries=False, redirect=False, timeout=self.timeout,
-                                    preload_content=True, assert_same_host=False)
-        except urllib3.exceptions.NewConnectionError as exc:  # a ConnectTimeoutError subclass: first
-            raise VendorUnavailableError(f"{what}: cannot reach the vendor: {scrub(exc)}") from None
-        except urllib3.exceptions.TimeoutError:
-            raise VendorUnavailableError(
-                f"{what}: the vendor did not answer within {self.timeout_seconds:g} s") from None
-        except urllib3.exceptions.SSLError as exc:
-            raise VendorUnavailableError(f"{what}: TLS error talking to the vendor: {scrub(exc)}") from None
-        except urllib3.exceptions.HTTPError as exc:
-            raise VendorUnavailableError(f"{what}: cannot reach the vendor: {scrub(exc)}") from None
-        resp = requests.Response()
-        resp.status_code = raw.status
-        resp._content = raw.data  # noqa: SLF001 - a Response built as requests' adapter builds it
-        resp.headers = requests.structures.CaseInsensitiveDict(raw.headers)
-        resp.encoding = requests.utils.get_encoding_from_headers(resp.headers)
-        resp.url = self.url
-        return resp
+        """The answer as a ``requests.Response``, under http.request's rules (whole-call timeout,
+        bounded answer, no redirect, certificate errors not retried)."""
+        return direct_post(self.session, self.pool, self.url, self.path, body, {**self.headers, **headers},
+                           what=what)
 
 
 class AepConnector(Connector):
@@ -820,15 +802,22 @@ class AepConnector(Connector):
         items = body.get("items") if isinstance(body, dict) else None
         if not isinstance(items, list):
             raise VendorProtocolError(f"{what}: expected an items list")
-        ingested = failed = 0
+        ingested = failed = uncounted = 0
         for run in items:
-            if not isinstance(run, dict) or int(run.get("updatedAt") or run.get("createdAt") or 0) < \
+            # a run without a readable time cannot be told to be ours: left out, like an older one
+            if not isinstance(run, dict) or (vendor_count(run.get("updatedAt") or run.get("createdAt")) or 0) < \
                     job["started_ms"]:
                 continue  # a run that ended before this import started
             summary = (run.get("metrics") or {}).get("recordSummary") or {}
-            ingested += int(summary.get("outputRecordCount") or 0)
-            failed += int(summary.get("failedRecordCount") or 0)
+            out, bad = vendor_count(summary.get("outputRecordCount")), vendor_count(summary.get("failedRecordCount"))
+            if out is None or bad is None:
+                uncounted += 1  # a count AEP did not give is unknown, never 0
+                continue
+            ingested += out
+            failed += bad
         job["counts"]["ingested"], job["counts"]["failed_ingestion"] = ingested, failed
+        if uncounted:
+            job["counts"]["uncounted_runs"] = uncounted
         accepted = job["counts"]["accepted"]
         waited = time.time() - job.get("send_ended_ms", job["started_ms"]) / 1000
         if ingested + failed < accepted and waited < s["verify_timeout_seconds"]:
@@ -845,6 +834,9 @@ class AepConnector(Connector):
         if "ingested" in c:
             message += (f"; the dataflow runs show {c['ingested']:,} records ingested and "
                         f"{c['failed_ingestion']:,} failed")
+            if c.get("uncounted_runs"):
+                message += (f" ({_plural(c['uncounted_runs'], 'run')} gave no record count: "
+                            "those records are not counted)")
             if c["failed_ingestion"]:
                 state = FinalState.SUCCEEDED_WITH_REJECTS
                 message += " (failed records are in the dataset's failed batches, not in the rejects file)"

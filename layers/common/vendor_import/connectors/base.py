@@ -13,6 +13,7 @@ Vendor quirks stay in the connector; the state machine and Finalize know nothing
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -80,3 +81,24 @@ class Connector:
         """Record vendors: the final ``logic.record_count.RecordTally`` of a finished job (the
         records-read invariant is checked on it); None for file vendors."""
         return None
+
+_GROUPED = re.compile(r"\d{1,3}(?:[,\u00a0\u202f ]\d{3})+")
+
+
+def vendor_count(value: Any) -> int | None:
+    """A count as the vendor wrote it: 15, "15", 15.0, "1,234" (thousands grouped) -> int; absent,
+    null, negative or not a number -> None (unknown, never 0). Used for Campaign's numRecords
+    (seed 001) and AEP's run record counts (seed 003)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and value >= 0 else None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            return int(text)
+        if _GROUPED.fullmatch(text):
+            return int(re.sub(r"\D", "", text))
+    return None

@@ -45,7 +45,7 @@ from ..scrub import scrub
 from ..settings import Field, validate_fields
 from ..units import limit_text
 from .adobe_ims import DEFAULT_TOKEN_URL, ImsTokenProvider
-from .base import Connector, StepContext
+from .base import Connector, StepContext, vendor_count
 
 # A mapping id goes into the URL path: letters, digits and _ . : - only (no / ? # % or spaces).
 MAPPING_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
@@ -142,7 +142,7 @@ class CampaignConnector(Connector):
         body = self._status(mapping_id, request_id)
         job = dict(job, polls=int(job.get("polls", 0)) + 1)
         status = str(body.get("status", "")).strip().lower()
-        num_records = _int(body.get("numRecords"))
+        num_records = vendor_count(body.get("numRecords"))
         batch_id = str(body.get("batchId") or "").strip()
         info = str(body.get("info") or "").strip()
 
@@ -152,21 +152,27 @@ class CampaignConnector(Connector):
                                     f"(request {request_id}).")
         if status == "success":
             job["num_records"] = num_records
-            counts = _counts(job, records=num_records, accepted=num_records)
+            counts = _counts(job, **_record_counts(num_records))
             return Progress(job=job, done=True, state=FinalState.SUCCEEDED, vendor_ref=str(request_id),
                             counts=counts, message=_success_message(job, num_records))
         if status == "failed":
             return self._failed(job, request_id, info, batch_id, num_records)
         if status == "aborted":
             return self._aborted(job, ctx, request_id, num_records, info)
-        raise VendorProtocolError(
-            f"Campaign status of XDM mapping {mapping_id} (request {request_id}): unknown status "
-            f"{scrub(body.get('status'))!r}; expected Success, Failed, Aborted or In Progress"
-        )
+        # A word seed 001 does not list ("Queued", "Pending"...): the ingestion may well still be
+        # running, so it is not abandoned. Polling goes on until deadline_seconds, and the status
+        # message says which word Campaign answered.
+        word = scrub(str(body.get("status")))[:80]
+        job["unknown_status"] = word
+        return Progress(job=job, vendor_ref=str(request_id), counts=_counts(job),
+                        message=f"Campaign answered status {word!r} for XDM mapping {mapping_id} (request "
+                                f"{request_id}), a word its documentation does not list (Success, Failed, "
+                                "Aborted, In Progress): the ingestion may still be running, polling goes on "
+                                "until deadline_seconds.")
 
     # -- outcomes -------------------------------------------------------------------------------
     def _failed(self, job: dict[str, Any], request_id: Any, info: str, batch_id: str,
-                num_records: int) -> Progress:
+                num_records: int | None) -> Progress:
         mapping_id = job["mapping_id"]
         code_match = ACP_CODE_RE.search(info)
         # info is "Mapping Id: <id>. ACP-880096 Sync Job failed to upload. Please check ..."
@@ -181,18 +187,18 @@ class CampaignConnector(Connector):
             message += (f" Batch id {batch_id}: look it up in the Experience Platform UI "
                         "(Monitoring, or the dataset's batches) for the record errors.")
         return Progress(job=job, done=True, state=FinalState.FAILED, vendor_ref=str(request_id),
-                        counts=_counts(job, records=num_records, accepted=num_records),
+                        counts=_counts(job, **_record_counts(num_records)),
                         message=message.strip(), error_type="VendorJobFailed")
 
     def _aborted(self, job: dict[str, Any], ctx: StepContext, request_id: Any,
-                 num_records: int, info: str = "") -> Progress:
+                 num_records: int | None, info: str = "") -> Progress:
         mapping_id = job["mapping_id"]
         aborted = len(job["request_ids"])
         if aborted > int(job["max_resubmits"]):
             info = scrub(_strip_mapping_prefix(info, mapping_id))[:300]
             return Progress(
                 job=job, done=True, state=FinalState.FAILED, vendor_ref=str(request_id),
-                counts=_counts(job, records=num_records, accepted=num_records), error_type="VendorJobFailed",
+                counts=_counts(job, **_record_counts(num_records)), error_type="VendorJobFailed",
                 message=(f"The ingestion of XDM mapping {mapping_id} was aborted {aborted} times by "
                          f"Campaign (status Aborted{': ' + info if info else ''}; requests "
                          f"{', '.join(map(str, job['request_ids']))}; max_resubmits is "
@@ -442,7 +448,7 @@ def _counts(job: dict[str, Any], **extra: int) -> dict[str, int]:
     return counts
 
 
-def _success_message(job: dict[str, Any], num_records: int) -> str:
+def _success_message(job: dict[str, Any], num_records: int | None) -> str:
     request_ids = job["request_ids"]
     notes = []
     if job.get("adopted"):
@@ -453,8 +459,17 @@ def _success_message(job: dict[str, Any], num_records: int) -> str:
         notes.append(f"after {resubmits} resubmission{plural} of aborted request{plural} "
                      f"{', '.join(map(str, request_ids[:-1]))}")
     note = f"; {'; '.join(notes)}" if notes else ""
+    if num_records is None:
+        return (f"Campaign reported the ingestion of XDM mapping {job['mapping_id']} into Experience Platform "
+                f"a success (request {request_ids[-1]}{note}) without a record count: numRecords was missing "
+                "or not a number, so the count is unknown.")
     return (f"Campaign ingested {num_records} record{'s' if num_records != 1 else ''} of XDM mapping "
             f"{job['mapping_id']} into Experience Platform (request {request_ids[-1]}{note}).")
+
+
+def _record_counts(num_records: int | None) -> dict[str, int]:
+    """records/accepted when Campaign gave a count; nothing (unknown) when it did not."""
+    return {} if num_records is None else {"records": num_records, "accepted": num_records}
 
 
 def _strip_mapping_prefix(info: str, mapping_id: str) -> str:

@@ -26,6 +26,7 @@ import codecs
 import contextlib
 import json
 import re
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -50,6 +51,9 @@ MAX_FILE_BYTES = 30 * 1024 * 1024  # "Its size should be less than 30Mb" (seed 0
 VALIDATE_VALUES = ("Never", "Standard", "AtEnd", "AtEndOnSuccess")
 TOKEN_REFRESH_RATIO = 0.9  # renew the UAS token once 90 % of expires_in has passed
 DEFAULT_TOKEN_LIFETIME = 3600  # when UAS does not say (its documented answer says 3600)
+# rejects files larger than this are staged to S3 in parts of REJECTS_PART_BYTES, never held whole
+INLINE_REJECTS_BYTES = 4 * 1024 * 1024
+REJECTS_PART_BYTES = 1024 * 1024
 JOB_INFO_LIMIT = 500  # characters of job_info quoted in a failure message
 
 AUTH_FIELDS = (
@@ -168,7 +172,14 @@ class HopexConnector(Connector):
                             counts=counts,
                             message=f"HOPEX imported {name} with rejects ({verdict.rejects_file_name}) "
                                     f"but gave no job id to download them from{saved}.")
-        content, content_type = self._fetch_rejects(job_id)
+        fetched = self._fetch_rejects(job_id, ctx, rejects_name(name, verdict.rejects_file_name))
+        if isinstance(fetched, int):  # a large file: streamed to S3 in parts, never held whole
+            return Progress(
+                job=job, done=True, state=FinalState.SUCCEEDED_WITH_REJECTS, vendor_ref=job_id,
+                counts={**counts, "rejected": fetched},
+                message=f"HOPEX imported {name} with {fetched} rejected line(s) (job {job_id}){saved}.",
+            )
+        content, content_type = fetched
         rows = reject_rows(content)
         return Progress(
             job=job, done=True, state=FinalState.SUCCEEDED_WITH_REJECTS, vendor_ref=job_id,
@@ -178,11 +189,20 @@ class HopexConnector(Connector):
             message=f"HOPEX imported {name} with {len(rows)} rejected line(s) (job {job_id}){saved}.",
         )
 
-    def _fetch_rejects(self, job_id: str) -> tuple[bytes, str]:
+    def _fetch_rejects(self, job_id: str, ctx: StepContext, file_name: str) -> tuple[bytes, str] | int:
+        """The rejects file: (content, content type) when it is small; when it is larger than
+        INLINE_REJECTS_BYTES it is staged in parts through ``ctx.emit_rejects`` (raw bytes as they
+        came, rows decoded on the way) and the number of rejected lines is returned. Bounded by
+        the setting max_answer_bytes.rejects (ResponseTooLarge)."""
         what = f"HOPEX rejects of import job {job_id}"
-        resp = self._request("GET", f"{self._job_url(job_id)}/rejects", what=what)
-        content_type = resp.headers.get("Content-Type") or "application/octet-stream"
-        content = resp.content
+        with tempfile.SpooledTemporaryFile(max_size=INLINE_REJECTS_BYTES) as spool:
+            resp = self._request("GET", f"{self._job_url(job_id)}/rejects", what=what, sink=spool)
+            content_type = resp.headers.get("Content-Type") or "application/octet-stream"
+            size = spool.tell()
+            spool.seek(0)
+            if size > INLINE_REJECTS_BYTES and not content_type.startswith("application/json"):
+                return stage_rejects_file(spool, ctx, RawRejects(file_name, content_type))
+            content = spool.read()
         if content_type.startswith("application/json"):
             # asked as JSON (Accept), the file may come back as one JSON string: unwrap it
             with contextlib.suppress(ValueError):
@@ -192,8 +212,9 @@ class HopexConnector(Connector):
         return content, content_type
 
     # -- HTTP ---------------------------------------------------------------------------------------
-    def _request(self, method: str, url: str, *, what: str, open_body=None, params=None):
-        """One API call; with UAS, a 401 drops the token and the call is sent once more."""
+    def _request(self, method: str, url: str, *, what: str, open_body=None, params=None, sink=None):
+        """One API call; with UAS, a 401 drops the token and the call is sent once more. With a
+        ``sink`` (a binary file) the answer is written there (a GET of a rejects file)."""
         for attempt in (1, 2):
             with contextlib.ExitStack() as stack:
                 headers = {"Accept": "application/json", **self._auth_headers()}
@@ -201,8 +222,13 @@ class HopexConnector(Connector):
                 if open_body is not None:  # re-opened per attempt: a stream is read only once
                     data = open_body(stack)
                     headers["Content-Type"] = data.content_type
-                resp = http.request(self.session, method, url, what=what, headers=headers,
-                                    params=params, data=data)
+                if sink is not None:
+                    sink.seek(0)
+                    sink.truncate()
+                    resp = http.download_to(self.session, url, sink, what=what, headers=headers)
+                else:
+                    resp = http.request(self.session, method, url, what=what, headers=headers,
+                                        params=params, data=data)
             if resp.status_code == 401 and attempt == 1 and self._auth["type"] == "uas":
                 self._token = None
                 continue
@@ -313,6 +339,52 @@ def reject_rows(content: bytes) -> list[RejectRow]:
     lines = re.split(r"\r\n|\r|\n", decode_text(content))
     return [RejectRow(record=str(number), reason=line.strip())
             for number, line in enumerate(lines, 1) if line.strip()]
+
+
+def stage_rejects_file(stream: BinaryIO, ctx: StepContext, fmt: RawRejects) -> int:
+    """Stage a large rejects file in parts of REJECTS_PART_BYTES: each part's raw bytes as they are
+    (Finalize concatenates them byte for byte) and its lines as rows numbered like
+    ``reject_rows``. Returns the number of rows. Memory: one part, whatever the file size."""
+    head = stream.read(4)
+    stream.seek(0)
+    if head.startswith(codecs.BOM_UTF8):
+        encoding = "utf-8-sig"
+    elif head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding = "utf-16"
+    else:
+        encoding = "utf-8" if _is_utf8(stream) else "cp1252"
+    decoder = codecs.getincrementaldecoder(encoding)("replace")
+    carry, number, total, part = "", 0, 0, 0
+    while True:
+        raw = stream.read(REJECTS_PART_BYTES)
+        text = carry + decoder.decode(raw, final=not raw)
+        held = "\r" if text.endswith("\r") and raw else ""  # a CRLF may be split between two parts
+        lines = re.split(r"\r\n|\r|\n", text[: len(text) - len(held)])
+        carry = (lines.pop() + held) if raw else ""
+        rows = []
+        for line in lines:
+            number += 1
+            if line.strip():
+                rows.append(RejectRow(record=str(number), reason=line.strip()))
+        total += len(rows)
+        if rows or raw:
+            ctx.emit_rejects(f"rejects-{part:06d}", rows, raw or None, fmt)
+            part += 1
+        if not raw:
+            return total
+
+
+def _is_utf8(stream: BinaryIO) -> bool:
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        while chunk := stream.read(REJECTS_PART_BYTES):
+            decoder.decode(chunk)
+        decoder.decode(b"", final=True)
+        return True
+    except UnicodeDecodeError:
+        return False
+    finally:
+        stream.seek(0)
 
 
 def decode_text(content: bytes) -> str:

@@ -40,7 +40,7 @@ from ..errors import (
 )
 from ..http import body_snippet, json_body, raise_for_status, request
 from ..model import FinalState, Progress, RawRejects, RejectRow
-from ..scrub import register_secret, scrub
+from ..scrub import register_secret, scrub, spreadsheet_cell
 from ..settings import Field
 from .base import Connector, StepContext
 from .raw_csv import RULES, RawSummary, check_raw
@@ -196,7 +196,9 @@ class SimplementeConnector(Connector):
                 "no flux (flow name) for this import: put the file under inbox/simplemente/flux=<name>/ "
                 "or inbox/simplemente/<name>/, give a flux option (S3 metadata or console), or set "
                 "default_flux in the simplemente settings")
-        flux = str(flux).strip()
+        # a folder named on macOS arrives in NFD ("e" + combining accent): the back-office's flow
+        # name is NFC, and the two look identical to a person but not to the vendor
+        flux = unicodedata.normalize("NFC", str(flux)).strip()
         if flux in (".", "..") or any(c in flux for c in "/\\?#") or not flux.isprintable():
             raise InputError(f"flux {flux!r} is not a valid flow name: use the name of the flow as the "
                              "simplement-e back-office shows it (no / \\ ? # or control characters)")
@@ -245,10 +247,24 @@ class SimplementeConnector(Connector):
             last = status.messages[-1].text if status.messages else "no message yet"
             return Progress(job=job, vendor_ref=guid, counts=counts,
                             message=f"import {guid} of flux {flux!r} running: {_short(last)}")
+        announced = announced_errors(outcome.because)
+        if _wait_for_errors(outcome, status, announced) and not job.get("end_seen_at_poll"):
+            # the end message is in, the error messages it announces may not all be: one more poll
+            job["end_seen_at_poll"] = job["polls"]
+            have = len(status.errors)
+            return Progress(job=job, vendor_ref=guid, counts=counts,
+                            message=f"import {guid} of flux {flux!r} ended with errors ({_short(outcome.because)}); "
+                                    f"{have} error message{'s' if have != 1 else ''} listed so far"
+                                    + (f" of {announced}" if announced is not None else "")
+                                    + ": reading the status once more for the rest")
         rejects = [RejectRow(record=m.date or f"message {i}", reason=m.text, code="Kind=1")
                    for i, m in enumerate(status.messages, 1) if m.error]
+        message = _final_message(outcome, status, guid, flux, self.settings)
+        if announced is not None and len(status.errors) != announced:
+            message += (f" (the end message announces {announced} error{'s' if announced != 1 else ''}; "
+                        f"simplement-e listed {len(status.errors)})")
         return Progress(job=job, done=True, state=outcome.state, vendor_ref=guid, counts=counts,
-                        message=_final_message(outcome, status, guid, flux, self.settings),
+                        message=message,
                         error_type="VendorJobFailed" if outcome.state is FinalState.FAILED else None,
                         rejects=rejects, **self._raw_rejects(status))
 
@@ -345,7 +361,9 @@ def parse_status(doc: Any, what: str) -> MediationStatus:
             raise VendorProtocolError(f"{what}: a Messages entry is not an object: {_short(str(item))}")
         m = {str(k).lower(): v for k, v in item.items()}
         text = vendor_text(m.get("message"))
-        messages.append(Message(date=str(m.get("date") or ""), text=text, error=_is_error(m.get("kind"))))
+        message = Message(date=str(m.get("date") or ""), text=text, error=_is_error(m.get("kind")))
+        if message not in messages:  # a message listed twice is one message (one reject, not two)
+            messages.append(message)
     return MediationStatus(
         is_completed=completed, messages=messages,
         etat=vendor_text(fields.get("etat")), etat_details=vendor_text(fields.get("etatdetails")))
@@ -393,6 +411,27 @@ def decide(status: MediationStatus, patterns: Patterns) -> Outcome:
     return Outcome(None)
 
 
+_ANNOUNCED = re.compile(r"(?i)\b(\d+)\s+(?:erreurs?|errors?)\b")
+
+
+def announced_errors(text: str) -> int | None:
+    """The number of errors an end message announces ("terminé avec 3 erreurs", "completed with 2
+    errors"); None when it gives no number."""
+    found = _ANNOUNCED.search(text or "")
+    return int(found.group(1)) if found else None
+
+
+def _wait_for_errors(outcome: Outcome, status: MediationStatus, announced: int | None) -> bool:
+    """An end read from the texts that announces errors is final only once those errors are
+    listed: the vendor may write its error messages after the end message. IsCompleted true is
+    the vendor's own word and is not waited on."""
+    if status.is_completed is True or outcome.state is not FinalState.SUCCEEDED_WITH_REJECTS:
+        return False
+    if announced is None:
+        return True  # "finished with errors", no number: the list may still grow
+    return len(status.errors) < announced
+
+
 def _first_match(texts: list[str], patterns: list[re.Pattern]) -> str:
     for text in reversed(texts):  # the latest message says the most about the end
         if any(p.search(text) for p in patterns):
@@ -401,9 +440,10 @@ def _first_match(texts: list[str], patterns: list[re.Pattern]) -> str:
 
 
 def messages_csv(messages: list[Message]) -> bytes:
-    """Rows of the raw rejects file: "Date";"Kind";"Message", RAW-style (; quoted, CRLF)."""
+    """Rows of the vendor messages file: "Date";"Kind";"Message", RAW-style (; quoted, CRLF). People
+    open it in a spreadsheet: formula starts and control characters are neutralised (OWASP)."""
     def cell(value: str) -> str:
-        return '"' + value.replace('"', '""') + '"'
+        return '"' + spreadsheet_cell(value).replace('"', '""') + '"'
     return "".join(f"{cell(m.date)};{1 if m.error else 0};{cell(m.text)}\r\n"
                    for m in messages).encode("utf-8")
 

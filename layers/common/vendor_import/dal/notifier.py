@@ -13,6 +13,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from .. import limits
+from ..scrub import neutralise
+
 VENDOR_NAMES = {
     "hopex": "MEGA HOPEX",
     "campaign": "Adobe Campaign Standard",
@@ -53,13 +56,15 @@ def email_text(record: dict[str, Any]) -> str:
     vendor = record.get("vendor") or "unknown"
     state = record.get("state") or "?"
     file_name = (source.get("key") or "(no key)").rsplit("/", 1)[-1]
-    title = f"{VENDOR_NAMES.get(vendor, vendor)} import {state}{' (dry run)' if record.get('dry_run') else ''}: " \
-            f"{file_name}"
-    lines = [title, "=" * min(len(title), 78), "", record.get("message") or "", ""]
+    # every value on one line, control characters shown escaped: a file name or a vendor text
+    # with line breaks or ANSI escapes cannot forge a "State: SUCCEEDED" line
+    title = neutralise(f"{VENDOR_NAMES.get(vendor, vendor)} import {state}"
+                       f"{' (dry run)' if record.get('dry_run') else ''}: {file_name}")
+    lines = [title, "=" * min(len(title), 78), "", neutralise(record.get("message") or ""), ""]
 
     def field(label: str, value: Any) -> None:
         if value not in (None, "", {}, []):
-            lines.append(f"{label + ':':<12}{value}")
+            lines.append(f"{label + ':':<12}{neutralise(value)}")
 
     field("State", state)
     field("Vendor", f"{vendor} ({VENDOR_NAMES[vendor]})" if vendor in VENDOR_NAMES else vendor)
@@ -91,8 +96,7 @@ def email_text(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def message_for(record: dict[str, Any]) -> str:
-    """The MessageStructure=json body: the JSON record by default, a text summary for e-mail."""
+def _message(record: dict[str, Any]) -> str:
     return json.dumps({"default": json.dumps(record, indent=2, default=str), "email": email_text(record)})
 
 
@@ -102,6 +106,23 @@ def _error_attribute(record: dict[str, Any]) -> dict[str, dict[str, str]]:
     (``{"error_type": [{"exists": true}]}`` matches every failure)."""
     error_type = (record.get("error") or {}).get("type")
     return {"error_type": {"DataType": "String", "StringValue": str(error_type)}} if error_type else {}
+
+
+# what Publish sends besides the message: subject (100) and attributes, with room to spare
+_ENVELOPE_BYTES = 4096
+
+
+def message_for(record: dict[str, Any]) -> str:
+    """The MessageStructure=json body: the JSON record by default, a text summary for e-mail.
+    Always within SNS's 256 KiB: the longest texts (a vendor's reason) are cut with a marker;
+    the S3 status JSON keeps them whole."""
+    body = _message(record)
+    if len(body.encode("utf-8")) + _ENVELOPE_BYTES <= limits.SNS_MAX_BYTES:
+        return body
+    keep = frozenset({"job_id", "status_uri", "execution_arn", "uri", "key", "bucket", "vendor", "state"})
+    small = limits.shrink(record, limits.SNS_MAX_BYTES - _ENVELOPE_BYTES,
+                          lambda r: len(_message(r).encode("utf-8")), keep=keep)
+    return _message(small)
 
 
 class Notifier:
@@ -119,8 +140,9 @@ class Notifier:
             MessageStructure="json",
             Message=message_for(record),
             MessageAttributes={
-                "vendor": {"DataType": "String", "StringValue": record["vendor"]},
-                "state": {"DataType": "String", "StringValue": record["state"]},
+                # SNS refuses an empty attribute value
+                "vendor": {"DataType": "String", "StringValue": record.get("vendor") or "unknown"},
+                "state": {"DataType": "String", "StringValue": record.get("state") or "FAILED"},
                 "dry_run": {"DataType": "String", "StringValue": str(bool(record.get("dry_run"))).lower()},
                 **_error_attribute(record),
             },

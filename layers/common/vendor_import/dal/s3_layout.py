@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..model import REJECT_CSV_HEADER, RejectRow
+from ..scrub import spreadsheet_cell
 
 
 def work_prefix(job_id: str) -> str:
@@ -25,15 +26,27 @@ def rejects_prefix(vendor: str, job_id: str) -> str:
     return f"rejects/{vendor}/{job_id}/"
 
 
+def message_key(job_id: str) -> str:
+    """The whole text of a message too long for the state (the state carries it cut)."""
+    return f"work/{job_id}/message.txt"
+
+
+def error_key(job_id: str) -> str:
+    """The whole message of a step's error too long for the state."""
+    return f"work/{job_id}/error.txt"
+
+
 def status_key(vendor: str, job_id: str) -> str:
     return f"status/{vendor}/{job_id}.json"
 
 
 def rows_to_csv(rows: list[RejectRow]) -> bytes:
+    """The normalised rejects CSV people open in a spreadsheet: formula starts
+    (= + - @ tab CR) neutralised and control characters escaped (OWASP CSV injection)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     for row in rows:
-        writer.writerow(row.as_row())
+        writer.writerow([spreadsheet_cell(cell) for cell in row.as_row()])
     return buf.getvalue().encode("utf-8")
 
 
@@ -84,6 +97,16 @@ class S3Store:
         stream = io.TextIOWrapper(io.BufferedReader(_ChunkStream(self._iter_parts(keys))),
                                   encoding="utf-8", errors="replace", newline="")
         return sum(1 for _ in csv.reader(stream))
+
+    def put_text(self, key: str, text: str) -> None:
+        self.s3.put_object(Bucket=self.bucket, Key=key, ContentType="text/plain; charset=utf-8",
+                           Body=text.encode("utf-8"))
+
+    def get_text(self, key: str) -> str | None:
+        try:
+            return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read().decode("utf-8")
+        except Exception:  # noqa: BLE001 - gone (lifecycle) or unreadable: the cut text stands
+            return None
 
     def put_json(self, key: str, doc: dict[str, Any]) -> None:
         self.s3.put_object(Bucket=self.bucket, Key=key, ContentType="application/json",

@@ -4,17 +4,24 @@ one SNS message. Knows nothing of vendors: everything vendor-shaped was staged b
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import UTC, datetime
 from typing import Any
 
-from .. import cost
+from .. import cost, limits
 from ..dal.jobs_table import JobsTable
 from ..dal.notifier import Notifier
-from ..dal.s3_layout import S3Store, rejects_prefix, status_key
+from ..dal.s3_layout import S3Store, error_key, rejects_prefix, status_key
 from ..errors import documented_error
 from ..model import FinalState
 from ..scrub import scrub, scrub_obj
+
+_VENDOR_ID = re.compile(r"[a-z][a-z0-9_-]{0,39}")
+
+# fields never cut to fit a size limit (identifiers, not texts)
+_IDENTITY = frozenset({"job_id", "vendor", "state", "status_uri", "execution_arn", "uri", "bucket", "key",
+                       "version_id", "etag", "csv_uri", "raw_uri", "type"})
 
 # Step Functions error names that mean "the vendor never finished in time".
 _TIMEOUT_ERRORS = {"States.Timeout"}
@@ -58,11 +65,15 @@ class Finalizer:
         err_type, err_msg = error_from_catch(inp.get("error"))
         if err_type:
             state = FinalState.TIMED_OUT if err_type in _TIMEOUT_ERRORS else FinalState.FAILED
+            if err_msg and err_msg.endswith(limits.MARKER_TAIL):  # cut for the state: whole in S3
+                err_msg = self.store.get_text(error_key(event.get("execution_name") or "")) or err_msg
             message = err_msg
             job = self._with_checkpoint_counts(event.get("execution_name") or job.get("job_id"), job)
         else:
             state = FinalState(job.get("state") or FinalState.FAILED.value)
             message = job.get("message") or ""
+            if job.get("message_key"):  # too long for the state: the step kept it whole in S3
+                message = self.store.get_text(job["message_key"]) or message
             if job.get("error_type"):
                 err_type, err_msg = job["error_type"], message
         return self.record(
@@ -94,8 +105,13 @@ class Finalizer:
         detail = event.get("detail") or {}
         job_id = detail.get("name") or "unknown"
         existing = self.jobs.get(job_id)
-        if existing and existing.get("state") in {s.value for s in FinalState} and existing.get("notified_at"):
-            return None
+        if existing and existing.get("state") in {s.value for s in FinalState}:
+            if existing.get("notified_at"):
+                return None
+            # Finalize wrote the status record, then failed (publishing): the record and the
+            # vendor's reason in it stand; only the message is still owed
+            self._notify(job_id, existing)
+            return existing
         try:
             inp = json.loads(detail.get("input") or "{}")
         except ValueError:
@@ -103,7 +119,10 @@ class Finalizer:
         status = detail.get("status", "FAILED")
         state = FinalState.TIMED_OUT if status == "TIMED_OUT" else FinalState.FAILED
         err_type = detail.get("error") or f"Execution{status.title().replace('_', '')}"
-        message = scrub(detail.get("cause") or f"the execution ended {status} before finalizing")
+        # a Lambda error's cause is JSON with a stack trace: the message is its errorMessage
+        _type, message = error_from_catch({"Error": err_type, "Cause": detail.get("cause") or ""})
+        message = message if detail.get("cause") else f"the execution ended {status} before finalizing"
+        err_type = _type or err_type
         if not isinstance(inp, dict) and status == "FAILED":
             # a console start with a JSON string or array: the first state's Catch cannot add
             # $.error to it, so the execution fails there; say what was wrong with the input
@@ -179,15 +198,21 @@ class Finalizer:
         # must not re-key the record (it would be written under another job id)
         record.update(identity)
         record["status_uri"] = self.store.uri(status_key(vendor, job_id))
+        # the S3 status JSON keeps every text whole; DynamoDB (400 KB an item), the SNS message
+        # (256 KiB) and this function's state output (256 KiB) get long texts cut with a marker
         self.store.put_json(status_key(vendor, job_id), record)
-        self.jobs.put_status(record)
-        if self.jobs.claim_notification(job_id, iso(now)):
+        compact = limits.shrink(record, limits.RECORD_BUDGET, keep=_IDENTITY)
+        self.jobs.put_status(compact)
+        self._notify(job_id, compact)
+        return compact
+
+    def _notify(self, job_id: str, record: dict[str, Any]) -> None:
+        if self.jobs.claim_notification(job_id, iso(self.clock())):
             try:
                 self.notifier.publish(record)
             except Exception:
                 self.jobs.release_notification(job_id)
                 raise
-        return record
 
     def _assemble_rejects(self, vendor: str, job_id: str, job: dict[str, Any]) -> dict[str, Any]:
         csv_keys, raw_keys = self.store.staged_parts(job_id)
@@ -233,9 +258,13 @@ def _text(value: Any) -> str | None:
     return json.dumps(value)
 
 
-def _vendor_from_key(key: Any) -> str:
+def vendor_from_key(key: Any) -> str:
+    """The vendor segment of ``inbox/<vendor>/...``, if it is a plain vendor id: an empty, dot or
+    odd segment ("inbox//x", "inbox/../x") gives "unknown" (it names S3 keys and an SNS attribute)."""
     if isinstance(key, str) and key.startswith("inbox/") and key.count("/") >= 2:
-        return key.split("/")[1]
+        segment = key.split("/")[1]
+        if _VENDOR_ID.fullmatch(segment):
+            return segment
     return "unknown"
 
 
@@ -243,7 +272,7 @@ def _vendor_from(key: Any, state_machine_arn: Any) -> str:
     """The key's vendor; for an input without a usable key (a console start with a typo), the
     vendor of the state machine (``<stack>-<vendor>-import``), so subscribers filtering on
     vendor still hear about it."""
-    vendor = _vendor_from_key(key)
+    vendor = vendor_from_key(key)
     if vendor == "unknown" and isinstance(state_machine_arn, str):
         name = state_machine_arn.rsplit(":", 1)[-1]
         if name.endswith("-import"):

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from ..errors import InputError
+from ..scrub import neutralise
 
 INBOX = "inbox/"
 _NAME_SAFE = re.compile(r"[^A-Za-z0-9_-]+")
@@ -151,6 +152,7 @@ def parse_console_input(inp: Any) -> ImportRequest:
     """Validate an execution input (console start or our own submit): clear errors per field."""
     if not isinstance(inp, dict):
         raise InputError('the execution input must be a JSON object like {"bucket": "...", "key": "..."}')
+    check_input_fields(inp)
     for name in ("bucket", "key"):
         value = inp.get(name)
         if value is None:
@@ -173,3 +175,33 @@ def parse_console_input(inp: Any) -> ImportRequest:
     # options already merged by the submit function (key + metadata) arrive in "options";
     # key segments are re-read so a console start with only bucket/key behaves like an upload.
     return req
+
+
+# fields of an execution input: what a console user types, what the submit function adds, and what
+# the state machine adds itself ($.job, $.error)
+INPUT_FIELDS = ("bucket", "key", "version_id", "options", "dry_run")
+_MACHINE_FIELDS = ("etag", "size", "job", "error")
+
+
+def check_input_fields(inp: dict[str, Any]) -> None:
+    """Refuse an unknown field (``"dryRun": true`` must not run a real import): the message names
+    it and the field it most likely meant."""
+    known = INPUT_FIELDS + _MACHINE_FIELDS
+    for name in inp:
+        if name in known:
+            continue
+        shown = neutralise(name)[:80]
+        guess = _closest(str(name), INPUT_FIELDS)
+        hint = f': did you mean "{guess}"?' if guess else ""
+        raise InputError(f'unknown input field "{shown}"{hint} Input fields: {", ".join(INPUT_FIELDS)}')
+
+
+def _closest(name: str, choices: tuple[str, ...]) -> str | None:
+    def norm(text: str) -> str:
+        return re.sub(r"[^a-z0-9]", "", text.lower())
+
+    by_norm = {norm(c): c for c in choices}
+    if norm(name) in by_norm:
+        return by_norm[norm(name)]
+    found = difflib.get_close_matches(norm(name), list(by_norm), n=1, cutoff=0.6)
+    return by_norm[found[0]] if found else None

@@ -13,7 +13,7 @@ from typing import Any
 from ..connectors import VENDORS
 from ..errors import InputError
 from ..model import FinalState
-from .finalize import Finalizer
+from .finalize import Finalizer, vendor_from_key
 from .routing import build_request, decode_event_key, execution_name, vendor_of
 from .vendor_step import precheck
 
@@ -99,7 +99,8 @@ class UploadRouter:
         existing = self.finalizer.jobs.get(job_id)
         if existing and existing.get("notified_at"):
             return Outcome(key=key, action="duplicate", job_id=job_id, detail=exc.message)
-        vendor = key.split("/")[1] if key.startswith("inbox/") and key.count("/") >= 2 else "unknown"
+        # an empty, dot or odd vendor segment ("inbox//x", "inbox/../x"): "unknown", never a key part
+        vendor = vendor_from_key(key)
         self.finalizer.record(job_id=job_id, vendor=vendor, inp=inp,
                               job={"source_name": key.rsplit("/", 1)[-1]}, state=FinalState.FAILED,
                               message=exc.message, error_type=type(exc).__name__,

@@ -11,12 +11,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .. import cost, pace
+from .. import cost, limits, pace
 from ..connectors import build_connector, connector_class, validate_options
 from ..connectors.base import StepContext
 from ..dal.jobs_table import JobsTable
-from ..dal.s3_layout import S3Store
-from ..errors import InputError
+from ..dal.s3_layout import S3Store, error_key, message_key
+from ..errors import InputError, VendorImportError
 from ..model import FinalState, Progress, RawRejects
 from ..scrub import scrub
 from ..source import MAGIC_BYTES, S3Source, compression_of, plain_name, stage_gunzipped
@@ -51,7 +51,11 @@ class VendorStep:
         started = time.perf_counter()
         request = self._request(event.get("input"))
         previous = (event.get("input") or {}).get("job") or {}
-        result = self.submit(job_id, request) if action == "submit" else self.poll(job_id, request, previous)
+        try:
+            result = self.submit(job_id, request) if action == "submit" else self.poll(job_id, request, previous)
+        except VendorImportError as exc:
+            self._fit_error(job_id, exc)
+            raise
         # what this step cost (the status record adds it up): duration x the function's memory
         result["usage"] = cost.usage_add(previous.get("usage") if action == "poll" else None,
                                          time.perf_counter() - started, cost.memory_mb())
@@ -234,6 +238,7 @@ class VendorStep:
         else:
             wait = pace.wait_for(int(base.get("polls") or 0), int(base.get("waited_seconds") or 0),
                                  settings["poll"], base.get("pace"))
+        message, message_extra = self._state_message(job_id, scrub(progress.message))
         return {
             **base,
             "done": bool(progress.done),
@@ -242,10 +247,32 @@ class VendorStep:
             "connector": progress.job,
             "counts": progress.counts,
             "vendor_ref": progress.vendor_ref,
-            "message": scrub(progress.message),
+            "message": message,
             "error_type": progress.error_type,
             "raw_format": raw_format,
+            **message_extra,
         }
+
+    def _fit_error(self, job_id: str, exc: VendorImportError) -> None:
+        """An error quoting a long vendor text becomes the state's $.error (256 KiB with the
+        input): its message travels cut, and whole in S3 for Finalize (``error_key``)."""
+        if len(exc.message) <= limits.STATE_TEXT_CHARS:
+            return
+        try:
+            self.store.put_text(error_key(job_id), exc.message)
+        except Exception:  # noqa: BLE001 - the cut message still tells what happened
+            pass
+        exc.message = limits.cut(exc.message, limits.STATE_TEXT_CHARS)
+        exc.args = (exc.message,)
+
+    def _state_message(self, job_id: str, message: str) -> tuple[str, dict[str, Any]]:
+        """A vendor text can be any length; the state holds 256 KiB: a long message travels cut,
+        and whole in S3 for Finalize (``message_key``)."""
+        if len(message) <= limits.STATE_TEXT_CHARS:
+            return message, {}
+        key = message_key(job_id)
+        self.store.put_text(key, message)
+        return limits.cut(message, limits.STATE_TEXT_CHARS), {"message_key": key}
 
 
 def _check_size(connector, source) -> None:
