@@ -47,7 +47,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-import urllib3
 
 from ..errors import (
     InputError,
