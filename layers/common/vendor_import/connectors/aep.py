@@ -46,7 +46,7 @@ from ..errors import (
     VendorThrottledError,
     VendorUnavailableError,
 )
-from ..http import body_snippet, json_body, new_session, raise_for_status, request
+from ..http import body_snippet, json_body, new_session, note_retry, raise_for_status, request
 from ..model import FinalState, Progress, RawRejects, RejectRow
 from ..scrub import scrub
 from ..settings import Field
@@ -582,6 +582,7 @@ class AepConnector(Connector):
             if ctx.time_left() - delay < s["time_margin_seconds"] / 2:
                 raise failure  # no time left in this run: the state machine retries the step
             outcome.retries += 1
+            note_retry()  # counted for the status record even if this batch never completes
             time.sleep(delay)
             attempt += 1
 

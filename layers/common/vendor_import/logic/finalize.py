@@ -65,7 +65,8 @@ class Finalizer:
             if job.get("error_type"):
                 err_type, err_msg = job["error_type"], message
         return self.record(
-            job_id=event.get("execution_name") or job.get("job_id") or "unknown",
+            # a continued execution has its own name: the job id is the first execution's
+            job_id=job.get("job_id") or event.get("execution_name") or "unknown",
             vendor=job.get("vendor") or _vendor_from(inp.get("key"), event.get("state_machine_arn")),
             inp=inp, job=job, state=state, message=message, error_type=err_type,
             error_message=err_msg, execution_arn=event.get("execution_arn"),
@@ -91,14 +92,20 @@ class Finalizer:
         """EventBridge 'Execution Status Change' for an execution that ended without Finalize
         (execution timeout, abort, Finalize itself failing): write the status if none exists."""
         detail = event.get("detail") or {}
-        job_id = detail.get("name") or "unknown"
-        existing = self.jobs.get(job_id)
-        if existing and existing.get("state") in {s.value for s in FinalState} and existing.get("notified_at"):
-            return None
         try:
             inp = json.loads(detail.get("input") or "{}")
         except ValueError:
             inp = {}
+        carried = (inp.get("job") if isinstance(inp, dict) else None) or {}
+        carried = carried if isinstance(carried, dict) else {}
+        # a continued execution's input carries the job: its id is the first execution's name
+        job_id = carried.get("job_id") or detail.get("name") or "unknown"
+        existing = self.jobs.get(job_id)
+        if existing and existing.get("state") in {s.value for s in FinalState} and existing.get("notified_at"):
+            return None
+        current = (existing or {}).get("current_execution")
+        if current and detail.get("name") and current != detail.get("name"):
+            return None  # the job went on in a newer execution: that one ends it
         status = detail.get("status", "FAILED")
         state = FinalState.TIMED_OUT if status == "TIMED_OUT" else FinalState.FAILED
         err_type = detail.get("error") or f"Execution{status.title().replace('_', '')}"
@@ -112,7 +119,8 @@ class Finalizer:
         inp = inp if isinstance(inp, dict) else {}
         return self.record(
             job_id=job_id, vendor=_vendor_from(inp.get("key"), detail.get("stateMachineArn")), inp=inp,
-            job={}, state=state, message=message, error_type=err_type, error_message=message,
+            job={k: carried[k] for k in ("job_id", "executions", "executions_count") if k in carried},
+            state=state, message=message, error_type=err_type, error_message=message,
             execution_arn=detail.get("executionArn"),
             started_at=iso(started / 1000) if isinstance(started, (int, float)) else started,
         )
@@ -127,12 +135,22 @@ class Finalizer:
             # a retried Finalize whose first run completed: the same record, written once
             existing.pop("notified_at", None)
             return existing
+        try:
+            invocations = self.jobs.count_invocation(job_id, vendor)  # this Finalize attempt counts too
+        except Exception:  # noqa: BLE001 - bookkeeping never costs a status record
+            invocations = None
         step_started = time.perf_counter()
         now = self.clock()
         rejects = self._assemble_rejects(vendor, job_id, job)
         counts = dict(job.get("counts") or {})
-        if rejects.get("rows") is not None:
+        if rejects.get("rows") is not None and job.get("rejects_are_records", True):
+            # rows of the rejects CSV are records for every vendor but simplement-e (messages)
             counts.setdefault("rejected", rejects["rows"])
+        used = _usage_from_table(existing)
+        if invocations is not None:
+            used["invocations"] = invocations
+        if used["requests"] is not None:  # every request of every attempt, retried ones included
+            counts["requests"] = max(used["requests"], int(counts.get("requests") or 0))
         if state == FinalState.SUCCEEDED and rejects.get("rows"):
             state = FinalState.SUCCEEDED_WITH_REJECTS
         bucket = _text(inp.get("bucket"))  # a console input may hold anything: {"key": 42}
@@ -166,7 +184,21 @@ class Finalizer:
         record["vendor_seconds"] = (record["waited_seconds"] or None) if state in (
             FinalState.SUCCEEDED, FinalState.SUCCEEDED_WITH_REJECTS) else None
         usage = cost.usage_add(job.get("usage"), time.perf_counter() - step_started, cost.memory_mb())
-        record["cost"] = cost.estimate(usage, record["polls"])
+        # steps that ran (their result reached the payload) and every attempt that really happened
+        step_retries = 0
+        if used["invocations"] is not None:
+            step_retries = max(0, used["invocations"] - int(usage["lambda_invocations"]))
+            usage["lambda_invocations"] = max(int(usage["lambda_invocations"]), used["invocations"])
+            usage["lambda_gb_seconds"] = round(max(float(usage["lambda_gb_seconds"]), used["gb_seconds"]
+                                                   + (time.perf_counter() - step_started) * cost.memory_mb() / 1024), 6)
+        if used["retries"] is not None or step_retries:
+            counts["retries"] = max(int(counts.get("retries") or 0), (used["retries"] or 0) + step_retries)
+        continuations = max(0, int(job.get("executions_count") or 1) - 1)
+        record["cost"] = cost.estimate(usage, record["polls"], step_retries, continuations=continuations)
+        if job.get("executions"):
+            prefix = (execution_arn or "").rsplit(":", 1)[0]
+            record["executions"] = [f"{prefix}:{name}" if prefix else name for name in job["executions"]]
+            record["executions_count"] = int(job.get("executions_count") or len(job["executions"]))
         identity = {name: record[name] for name in ("job_id", "source", "execution_arn")}
         record = scrub_obj(record)
         # identifiers stay as they are: a secret value that happens to be part of a file name
@@ -205,6 +237,18 @@ class Finalizer:
             )
             out["raw_uri"] = self.store.uri(dest)
         return out
+
+
+def _usage_from_table(item: dict[str, Any] | None) -> dict[str, Any]:
+    """What the jobs table counted for every attempt (None where it has nothing)."""
+    item = item or {}
+
+    def number(name: str, kind=int):
+        value = item.get(name)
+        return None if value is None else kind(value)
+
+    return {"invocations": number("usage_invocations"), "gb_seconds": number("usage_gb_seconds", float) or 0.0,
+            "requests": number("usage_requests"), "retries": number("usage_retries")}
 
 
 def _text(value: Any) -> str | None:
