@@ -152,6 +152,8 @@ class VendorStep:
                 "submitted_at": iso(self.clock())}
         if not request.dry_run:
             base["pace"] = self._learned_pace(source.size, job_id)
+        if not connector.rejects_are_records:
+            base["rejects_are_records"] = False  # Finalize must not count its rejects rows as records
         if request.dry_run:
             if rows:
                 self.store.stage_rejects(job_id, "dry-run", rows, None)
