@@ -70,7 +70,7 @@ class Finalizer:
             vendor=job.get("vendor") or _vendor_from(inp.get("key"), event.get("state_machine_arn")),
             inp=inp, job=job, state=state, message=message, error_type=err_type,
             error_message=err_msg, execution_arn=event.get("execution_arn"),
-            started_at=event.get("started_at"),
+            started_at=event.get("started_at"), caught_error=bool(inp.get("error")),
         )
 
     def _with_checkpoint_counts(self, job_id: str | None, job: dict[str, Any]) -> dict[str, Any]:
@@ -128,7 +128,7 @@ class Finalizer:
     def record(self, *, job_id: str, vendor: str, inp: dict[str, Any], job: dict[str, Any],
                state: FinalState, message: str, error_type: str | None = None,
                error_message: str | None = None, execution_arn: str | None = None,
-               started_at: str | None = None) -> dict[str, Any]:
+               started_at: str | None = None, caught_error: bool = False) -> dict[str, Any]:
         """Assemble rejects, write the status record everywhere, notify once. Idempotent."""
         existing = self.jobs.get(job_id)
         if existing and existing.get("notified_at") and existing.get("state") == state.value:
@@ -149,7 +149,9 @@ class Finalizer:
         used = _usage_from_table(existing)
         if invocations is not None:
             used["invocations"] = invocations
-        if used["requests"] is not None:  # every request of every attempt, retried ones included
+        if used["requests"] is not None and "requests" in counts:
+            # a connector that counts its requests (AEP) counted those of completed batches only:
+            # every request of every attempt, retried ones included, is what really happened
             counts["requests"] = max(used["requests"], int(counts.get("requests") or 0))
         if state == FinalState.SUCCEEDED and rejects.get("rows"):
             state = FinalState.SUCCEEDED_WITH_REJECTS
@@ -187,14 +189,21 @@ class Finalizer:
         # steps that ran (their result reached the payload) and every attempt that really happened
         step_retries = 0
         if used["invocations"] is not None:
-            step_retries = max(0, used["invocations"] - int(usage["lambda_invocations"]))
+            failed_attempts = max(0, used["invocations"] - int(usage["lambda_invocations"]))
+            # the attempt whose error was caught into Finalize was the last, not a retry
+            step_retries = max(0, failed_attempts - 1) if caught_error else failed_attempts
             usage["lambda_invocations"] = max(int(usage["lambda_invocations"]), used["invocations"])
             usage["lambda_gb_seconds"] = round(max(float(usage["lambda_gb_seconds"]), used["gb_seconds"]
                                                    + (time.perf_counter() - step_started) * cost.memory_mb() / 1024), 6)
-        if used["retries"] is not None or step_retries:
-            counts["retries"] = max(int(counts.get("retries") or 0), (used["retries"] or 0) + step_retries)
+        retries = (used["retries"] or 0) + step_retries  # HTTP retries + retried steps
+        if "retries" in counts:
+            counts["retries"] = max(int(counts.get("retries") or 0), retries)
         continuations = max(0, int(job.get("executions_count") or 1) - 1)
         record["cost"] = cost.estimate(usage, record["polls"], step_retries, continuations=continuations)
+        # every vendor request and retry of the import (all vendors; counts has them where the
+        # connector counts them too)
+        record["cost"]["vendor_requests"] = used["requests"] if used["requests"] is not None else None
+        record["cost"]["retries"] = retries
         if job.get("executions"):
             prefix = (execution_arn or "").rsplit(":", 1)[0]
             record["executions"] = [f"{prefix}:{name}" if prefix else name for name in job["executions"]]
