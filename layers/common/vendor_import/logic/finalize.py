@@ -143,7 +143,7 @@ class Finalizer:
         now = self.clock()
         rejects = self._assemble_rejects(vendor, job_id, job)
         counts = dict(job.get("counts") or {})
-        if rejects.get("rows") is not None and job.get("rejects_are_records", True):
+        if rejects.get("rows") is not None and job.get("rejects_are_records") is not False:
             # rows of the rejects CSV are records for every vendor but simplement-e (messages)
             counts.setdefault("rejected", rejects["rows"])
         used = _usage_from_table(existing)
