@@ -77,6 +77,9 @@ def test_continuation_keeps_one_job_one_record_and_the_deadline_across_execution
     assert record["cost"]["lambda_invocations"] == 307
     assert record["cost"]["state_transitions"] == 2 + 3 * 300 + 1 + 4 * 5
     assert message["body"]["executions_count"] == 6
+    # the continued executions resumed the job: HOPEX got one import and one status GET per poll
+    assert len(e2e.sim.requests_to("/import", "POST")) == 1
+    assert len(e2e.import_status_gets()) == 299  # poll 300 ended at the deadline before asking
 
 
 def test_record_vendor_slices_with_no_wait_obey_the_same_budget(pipe, no_wait, monkeypatch):
