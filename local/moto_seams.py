@@ -10,6 +10,10 @@ tests/unit/test_moto_seams.py fails loudly if an upgrade moves them):
 3. ``moto.s3.notifications._get_s3_event``: moto's event notifications leave out the object's
    ``versionId`` and ``sequencer`` that S3 sends; without them a re-upload of the same bytes
    would look like a duplicate event (same eTag) and never be imported again.
+4. ``StateTaskServiceSfn._normalise_parameters``: the ``arn:aws:states:::states:startExecution``
+   task (a job continuing in a new execution) passes the ASL's parameter names (StateMachineArn,
+   Name, Input, as AWS documents them) to boto3 as they are; boto3 wants stateMachineArn, name,
+   input. Step Functions maps them itself; moto's port leaves that step out.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from moto.awslambda import models as lambda_models
 from moto.s3 import notifications as s3_notifications
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_sfn
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
 
 _invoke_lock = threading.RLock()  # os.environ is process-wide: one invocation at a time
@@ -145,10 +150,16 @@ def _restore_environ(saved: dict[str, str]) -> None:
 
 def _locked(create_client):
     """The interpreter's client creation, under the invocation lock: it iterates os.environ, which
-    an invocation changes (its function's variables) and puts back."""
+    an invocation changes (its function's variables) and puts back. One client per region and
+    service: the interpreter would build one per task (tens of ms each, most of a poll's cost)."""
+    clients: dict[tuple, Any] = {}
+
     def wrapper(*args, **kwargs):
+        key = (args, tuple(sorted((k, v) for k, v in kwargs.items() if k != "state_credentials")))
         with _invoke_lock:
-            return create_client(*args, **kwargs)
+            if key not in clients:
+                clients[key] = create_client(*args, **kwargs)
+            return clients[key]
 
     return wrapper
 
@@ -202,6 +213,16 @@ def install(lambdas: InProcessLambdas, time_scale: float) -> None:
             obj.setdefault("sequencer", f"{next(sequence):016X}")
         return event
 
+    original_normalise = state_task_service_sfn.StateTaskServiceSfn._normalise_parameters
+
+    def _normalise_parameters(self, parameters, boto_service_name=None, service_action_name=None):
+        original_normalise(self, parameters, boto_service_name=boto_service_name,
+                           service_action_name=service_action_name)
+        for name in [k for k in parameters if k[:1].isupper()]:
+            parameters[name[0].lower() + name[1:]] = parameters.pop(name)
+
+    state_task_service_sfn.StateTaskServiceSfn._normalise_parameters = _normalise_parameters
+    state_task_service_sfn.boto_client_for = _locked(state_task_service_sfn.boto_client_for)
     lambda_models.LambdaFunction._invoke_lambda = _invoke_lambda
     lambda_eval_utils.boto_client_for = _locked(lambda_eval_utils.boto_client_for)
     s3_notifications._get_s3_event = _get_s3_event

@@ -264,6 +264,8 @@ class LocalPipeline:
 
     def _finish(self, job_id: str, arn: str, key: str, vendor: str) -> ImportResult:
         desc = self.wait_execution(arn)
+        while (nxt := _continued_as(desc)) is not None:  # the job went on in a new execution
+            desc = self.wait_execution(f"{arn.rsplit(':', 1)[0]}:{nxt}")
         status = desc["status"]
         if status in ("FAILED", "TIMED_OUT", "ABORTED"):
             self._emit_execution_ended(desc)
@@ -361,6 +363,17 @@ class LocalPipeline:
 
 
 _running: LocalPipeline | None = None
+
+
+def _continued_as(desc: dict[str, Any]) -> str | None:
+    """The name of the execution a SUCCEEDED one continued in (statemachines/import.asl.json)."""
+    if desc.get("status") != "SUCCEEDED":
+        return None
+    try:
+        job = (json.loads(desc.get("output") or "{}") or {}).get("job") or {}
+    except (ValueError, AttributeError):
+        return None
+    return job.get("next_execution_name") if job.get("continue_in_new_execution") else None
 
 def _reset_library_caches(settings_only: bool = False) -> None:
     """Library caches hold clients and settings per container; a new local deployment is a new

@@ -345,10 +345,21 @@ def test_http_429_is_throttled_and_the_poll_can_be_retried(sim):
     connector = make_connector(sim)
     ctx = context()
     progress = connector.submit(ctx)
-    sim.inject(Fault(status=429, match=STATUS_PATH))
+    # the HTTP layer retries a status GET twice (README "Retry budget"): three 429s in a row throttle
+    sim.inject(*[Fault(status=429, match=STATUS_PATH) for _ in range(3)])
     with pytest.raises(VendorThrottledError):
         connector.poll(progress.job, ctx)
+    assert len(sim.requests_to(STATUS_PATH, "GET")) == 3
     assert connector.poll(progress.job, ctx).done is False
+
+
+def test_one_http_429_on_a_status_get_is_retried_within_the_step(sim):
+    connector = make_connector(sim)
+    ctx = context()
+    progress = connector.submit(ctx)
+    sim.inject(Fault(status=429, retry_after=1, match=STATUS_PATH))
+    assert connector.poll(progress.job, ctx).done is False
+    assert len(sim.requests_to(STATUS_PATH, "GET")) == 2
 
 
 def test_timeout_is_unavailable(sim):

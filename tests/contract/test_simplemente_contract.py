@@ -163,7 +163,7 @@ def test_clean_import_succeeds(sim, s3):
     assert final.state is FinalState.SUCCEEDED
     assert "Import terminé : 2 lignes importées" in final.message
     assert final.vendor_ref == first.vendor_ref == first.job["guid"]
-    assert final.counts == {"records": 2, "sent": 2, "rejected": 0, "messages": 3}
+    assert final.counts == {"records": 2, "sent": 2, "error_messages": 0, "messages": 3}
     assert final.rejects == [] and final.raw_rejects is None
     assert presigns == [3600]  # presign_expiry_seconds default
     put = sim.requests_to("/app/mediations/standard/articles", "PUT")
@@ -182,7 +182,7 @@ def test_with_errors_lists_rejects(sim, s3):
     data = (FILES / "articles-with-errors.csv").read_bytes()
     _, final, _ = run(make_connector(sim), context(s3, data), sim)
     assert final.state is FinalState.SUCCEEDED_WITH_REJECTS
-    assert final.counts["rejected"] == 2 and final.counts["records"] == 5
+    assert final.counts["error_messages"] == 2 and final.counts["records"] == 5 and "rejected" not in final.counts
     assert [r.code for r in final.rejects] == ["Kind=1", "Kind=1"]
     assert [r.reason for r in final.rejects] == [
         "Ligne 3 : valeur invalide, l'enregistrement est ignoré",

@@ -121,7 +121,9 @@ def test_clean_file_is_fetched_by_the_vendor_over_http_and_succeeds(simplemente)
     record = simplemente.one_outcome(result, state="SUCCEEDED")
     (imp,) = simplemente.sim.imports.values()
     assert record["vendor_ref"] == imp.guid and imp.flux == "articles"
-    assert record["counts"] == {"records": 5, "sent": 5, "rejected": 0, "messages": 3}
+    assert record["counts"] == {"records": 5, "sent": 5, "error_messages": 0, "messages": 3}
+    assert record["cost"]["vendor_requests"] == len(simplemente.sim.requests)  # all it received
+    assert record["cost"]["retries"] == 0
     assert record["message"] == (f"simplement-e import {imp.guid} of flux 'articles' finished: Import terminé : "
                                  "5 lignes importées")
     assert record["rejects"] == {"csv_uri": None, "raw_uri": None, "rows": 0}
@@ -141,7 +143,9 @@ def test_clean_file_is_fetched_by_the_vendor_over_http_and_succeeds(simplemente)
 def test_error_messages_of_kind_1_become_the_rejects(simplemente):
     result = simplemente.pipe.import_file(FILES / "articles-with-errors.csv", simplemente.key())
     record = simplemente.one_outcome(result, state="SUCCEEDED_WITH_REJECTS")
-    assert record["counts"] == {"records": 5, "sent": 5, "rejected": 2, "messages": 5}
+    assert record["counts"] == {"records": 5, "sent": 5, "error_messages": 2, "messages": 5}
+    assert record["cost"]["vendor_requests"] == len(simplemente.sim.requests)  # all it received
+    assert record["cost"]["retries"] == 0
     assert record["rejects"]["rows"] == 2
     assert "finished with 2 error messages: Import terminé avec erreurs : 3 lignes importées, 2 lignes en " \
            "erreur" in record["message"]
@@ -179,9 +183,11 @@ def test_silent_processing_service_is_failed_with_advice(simplemente):
                                         "'articles' ")
     assert record["message"].endswith("3 polls after the submission: check that the processing service is "
                                       "running on the simplement-e server, then upload the file again")
-    assert record["counts"] == {"records": 5, "sent": 5, "rejected": 0, "messages": 0}
+    assert record["counts"] == {"records": 5, "sent": 5, "error_messages": 0, "messages": 0}
     # silence has no words of its own: the error says it was silence and for how long
     assert record["error"] == {"type": "VendorSilent", "message": record["message"]}
+    assert record["cost"]["vendor_requests"] == len(simplemente.sim.requests)  # all it received
+    assert record["cost"]["retries"] == 0
     assert len(simplemente.sim.requests_to(f"/app/mediations/status/{imp.guid}", "GET")) == 3
 
 

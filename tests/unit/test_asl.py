@@ -61,9 +61,12 @@ def test_every_transition_targets_an_existing_state_and_every_state_is_reachable
     assert targets == set(states)
 
 
+CONTINUE_ARN = "arn:aws:states:::states:startExecution"
+
+
 def test_there_are_vendor_submit_and_poll_tasks_and_one_finalize(asl):
     assert len(tasks(asl, VENDOR_ARN)) == 2
-    assert set(tasks(asl)) == set(tasks(asl, VENDOR_ARN)) | {finalize_name(asl)}
+    assert set(tasks(asl)) == set(tasks(asl, VENDOR_ARN)) | {finalize_name(asl)} | set(tasks(asl, CONTINUE_ARN))
     actions = {t["Parameters"]["action"] for t in tasks(asl, VENDOR_ARN).values()}
     assert actions == {"submit", "poll"}
 
@@ -114,10 +117,32 @@ def test_finalize_is_the_end_and_retries_anything(asl):
     assert [e for r in final["Retry"] for e in r["ErrorEquals"]] == ["States.ALL"]
 
 
-def test_done_jobs_go_to_finalize_and_others_wait(asl):
+def test_done_jobs_go_to_finalize_others_continue_or_wait(asl):
     (choice,) = [s for s in asl["States"].values() if s["Type"] == "Choice"]
-    assert choice["Choices"] == [{"Variable": "$.job.done", "BooleanEquals": True, "Next": finalize_name(asl)}]
+    (go_on,) = tasks(asl, CONTINUE_ARN)
+    assert choice["Choices"] == [
+        {"Variable": "$.job.done", "BooleanEquals": True, "Next": finalize_name(asl)},
+        {"And": [{"Variable": "$.job.continue_in_new_execution", "IsPresent": True},
+                 {"Variable": "$.job.continue_in_new_execution", "BooleanEquals": True}], "Next": go_on},
+    ]
     assert asl["States"][choice["Default"]]["Type"] == "Wait"
+
+
+def test_a_job_goes_on_in_a_new_execution_of_the_same_state_machine_with_the_same_input(asl):
+    (name,) = tasks(asl, CONTINUE_ARN)
+    task = asl["States"][name]
+    assert task["Parameters"] == {"StateMachineArn.$": "$$.StateMachine.Id", "Name.$": "$.job.next_execution_name",
+                                  "Input.$": "$"}
+    assert task["ResultPath"] is None
+    assert asl["States"][task["Next"]]["Type"] == "Succeed"  # the EventBridge finalizer ignores SUCCEEDED
+
+
+def test_vendor_errors_get_one_state_machine_retry_the_http_layer_does_the_rest(asl):
+    # README "Retry budget": requests per vendor call = HTTP attempts in a step x 2 attempts of the step
+    for task in tasks(asl, VENDOR_ARN).values():
+        (rule,) = [r for r in task["Retry"] if "VendorUnavailableError" in r["ErrorEquals"]]
+        assert rule["ErrorEquals"] == ["VendorThrottledError", "VendorUnavailableError", "States.Timeout"]
+        assert rule["MaxAttempts"] == 1
 
 
 def test_wait_uses_the_seconds_the_poll_asked_for(asl):

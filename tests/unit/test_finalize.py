@@ -346,3 +346,41 @@ def test_documented_error_types_are_one_list():
     assert documented_error("KeyError", "'x'") == ("InternalError", "KeyError: 'x'")
     assert documented_error("States.Timeout", "") == ("DeadlineExceeded",
                                                       "States.Timeout: a step or the execution did not finish in time")
+
+
+# -- a job that went on in new executions (issue 13, part 2) -------------------------------------------------
+NEXT = f"{JOB[:60]}-0123456789ab-1"
+
+
+def continued_event(status="TIMED_OUT", *, name=NEXT):
+    event = execution_event(status, name=name)
+    event["detail"]["executionArn"] = ARN.rsplit(":", 1)[0] + ":" + name
+    event["detail"]["input"] = json.dumps({"bucket": "unit-import-bucket", "key": "inbox/hopex/clean.mgl",
+                                           "job": {"job_id": JOB, "executions": [JOB, NEXT],
+                                                   "executions_count": 2}})
+    return event
+
+
+def test_an_execution_that_is_no_longer_the_jobs_current_one_is_not_finalized(account):
+    account.jobs.mark_running(JOB, "hopex", {"state": "RUNNING", "current_execution": NEXT})
+    # the first execution ended (say it was stopped) after the job went on in NEXT
+    assert account.finalizer(clock).from_execution_event(execution_event("ABORTED")) is None
+    assert [i["state"] for i in account.status_items()] == ["RUNNING"] and account.messages() == []
+
+
+def test_the_current_continued_execution_ending_abnormally_finalizes_the_original_job(account):
+    account.jobs.mark_running(JOB, "hopex", {"state": "RUNNING", "current_execution": NEXT})
+    record = account.finalizer(clock).from_execution_event(continued_event("TIMED_OUT"))
+    assert record["job_id"] == JOB  # one job, one record, whatever execution ended it
+    assert record["state"] == "TIMED_OUT"
+    assert record["executions_count"] == 2
+    assert record["executions"] == [ARN, ARN.rsplit(":", 1)[0] + ":" + NEXT]
+    assert [(i["job_id"], i["state"]) for i in account.status_items()] == [(JOB, "TIMED_OUT")]
+
+
+def test_finalize_in_a_continued_execution_writes_the_original_jobs_record(account):
+    event = state_event(done_job(executions=[JOB, NEXT], executions_count=2))
+    event["execution_name"], event["execution_arn"] = NEXT, ARN.rsplit(":", 1)[0] + ":" + NEXT
+    record = account.finalizer(clock).from_state(event)
+    assert record["job_id"] == JOB and record["execution_arn"].endswith(NEXT)
+    assert record["cost"]["state_transitions"] == 2 + 3 * 3 + 1 + 4  # one continuation

@@ -1,4 +1,4 @@
-"""The local runner patches three moto internals (local/moto_seams.py). moto is pinned; these
+"""The local runner patches four moto internals (local/moto_seams.py). moto is pinned; these
 tests fail loudly, naming the seam, when an upgrade moves one of them."""
 
 from __future__ import annotations
@@ -50,6 +50,19 @@ def test_retry_seam_retrier_sleeps_with_the_time_module():
     source = inspect.getsource(retrier_decl)
     assert re.search(r"^import time$", source, flags=re.M), "retrier_decl no longer imports time"
     assert "time.sleep(" in source, "retrier_decl no longer waits with time.sleep: Retry intervals would be real"
+
+
+def test_start_execution_seam_normalise_parameters_is_what_the_sfn_task_calls():
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service,
+        state_task_service_sfn,
+    )
+
+    assert params(state_task_service_sfn.StateTaskServiceSfn._normalise_parameters) == [
+        "self", "parameters", "boto_service_name", "service_action_name"]
+    assert "self._normalise_parameters(" in inspect.getsource(state_task_service), (
+        "service tasks no longer go through _normalise_parameters")
+    assert "boto_client_for(" in inspect.getsource(state_task_service_sfn.StateTaskServiceSfn._eval_service_task)
 
 
 def test_s3_event_seam_get_s3_event_exists_and_is_what_notifications_use():

@@ -63,3 +63,15 @@ def test_a_job_slower_than_expected_is_still_noticed_within_ten_percent(duration
     # past the expected end the waits grow with the time waited, up to poll.max_wait_seconds
     overrun = duration * 0.5
     assert polls <= 2 + overrun / min(STATIC["max_wait_seconds"], duration * pace.NOTICE_FRACTION) + 1
+
+
+def test_damaged_history_and_paces_never_give_an_unbounded_wait():
+    from vendor_import.polling import MAX_WAIT_SECONDS
+
+    items = history(float("inf"), float("nan"), "x", 100, 100, 100)
+    assert pace.learn(items, None)["expected_seconds"] == 100  # the three bad items are skipped
+    huge = {"expected_seconds": 30 * 86_400, "step_seconds": 10**400, "probe_seconds": float("nan")}
+    assert pace.wait_for(0, 0, STATIC, huge) == MAX_WAIT_SECONDS  # a 30-day expectation: in day-long waits
+    assert pace.wait_for(40, 30 * 86_400 + 1, STATIC, huge) == MAX_WAIT_SECONDS
+    # both clamp to the same bound: the end is "just expected", so the next wait is the 1 s step
+    assert pace.wait_for(5, 10**30, STATIC, {"expected_seconds": float("inf"), "step_seconds": 1}) == 1

@@ -210,3 +210,32 @@ def test_every_example_settings_document_validates(path):
     vendor = path.name.split(".")[0]
     settings = load_settings(vendor, json.loads(path.read_text()))
     assert settings["vendor"] == vendor
+
+
+@pytest.mark.parametrize("path,value,message", [
+    (("poll", "factor"), float("inf"), "setting poll.factor must be a finite number"),
+    (("poll", "factor"), float("nan"), "setting poll.factor must be a finite number"),
+    (("poll", "max_wait_seconds"), 86_401, "setting poll.max_wait_seconds must be at most 86400"),
+    (("poll", "first_wait_seconds"), 10**400, "setting poll.first_wait_seconds must be at most 86400"),
+    (("deadline_seconds",), 366 * 86_400 + 1, "setting deadline_seconds must be at most 31622400"),
+    (("timeout_seconds",), 10**400, "setting timeout_seconds must be at most 1000000000000000"),
+])
+def test_numbers_that_would_overflow_the_poll_loop_are_refused(path, value, message):
+    from vendor_import.settings import COMMON_FIELDS, validate_fields
+
+    doc = {"vendor": "hopex", "base_url": "https://h.example"}
+    if len(path) == 2:
+        doc[path[0]] = {path[1]: value}
+    else:
+        doc[path[0]] = value
+    with pytest.raises(SettingsError) as err:
+        validate_fields(doc, COMMON_FIELDS, "")
+    assert str(err.value).startswith(message)
+
+
+def test_json_infinity_and_nan_in_a_settings_document_are_refused():
+    from vendor_import.settings import validate_settings
+
+    with pytest.raises(SettingsError, match="poll.factor must be a finite number"):
+        validate_settings('{"vendor": "hopex", "base_url": "https://h.example", "poll": {"factor": Infinity}}',
+                          "hopex", ())

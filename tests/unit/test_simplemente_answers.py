@@ -106,7 +106,7 @@ def test_a_message_listed_twice_is_one_reject(script):
     progress = poll_until_done(conn, ctx(), job)
     assert progress.state is FinalState.SUCCEEDED_WITH_REJECTS
     assert [r.reason for r in progress.rejects] == ["Ligne 3 : référence inconnue"]
-    assert progress.counts["rejected"] == 1 and progress.counts["messages"] == 3
+    assert progress.counts["error_messages"] == 1 and progress.counts["messages"] == 3
 
 
 def test_errors_written_after_the_end_message_are_read(script):
@@ -131,7 +131,7 @@ def test_an_end_whose_errors_are_all_there_is_read_at_once(script):
     s = script([{"IsCompleted": None, "Messages": [msg("Ligne 3 : x", kind=1), msg("Import terminé avec 1 erreur")]}])
     conn = connector(s.server.url)
     progress = conn.poll(conn.submit(ctx()).job, ctx())
-    assert progress.done and progress.counts["rejected"] == 1
+    assert progress.done and progress.counts["error_messages"] == 1
 
 
 def test_announced_errors_that_never_come_are_said_after_one_more_poll(script):
@@ -141,5 +141,5 @@ def test_announced_errors_that_never_come_are_said_after_one_more_poll(script):
     first = conn.poll(job, ctx())
     assert not first.done
     done = conn.poll(first.job, ctx())
-    assert done.done and done.counts["rejected"] == 1
+    assert done.done and done.counts["error_messages"] == 1
     assert done.message.endswith("(the end message announces 3 errors; simplement-e listed 1)")

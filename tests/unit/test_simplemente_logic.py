@@ -275,3 +275,55 @@ def test_bad_settings(overrides, words):
 def test_bad_settings_at_load(overrides):
     with pytest.raises(SettingsError):
         settings(**overrides)
+
+
+# -- advice only where its evidence is (issue 13, part 6) --------------------------------------------
+ADVICE = "the vendor could not download the file"
+
+
+def final_message(st: MediationStatus) -> str:
+    from vendor_import.connectors.simplemente import _final_message
+
+    conn = connector()
+    outcome = decide(st, conn.patterns)
+    assert outcome.state is FinalState.FAILED
+    return _final_message(outcome, st, GUID, "articles", conn.settings)
+
+
+@pytest.mark.parametrize("st", [
+    # the issue's case: the file WAS fetched, the flow failed later
+    status("Fichier récupéré : 5 lignes", "Échec de l'import du flux articles", errors=(1,)),
+    status("Téléchargement du fichier terminé", "Lecture du fichier : 5 lignes",
+           "Erreur fatale : la médiation a été interrompue", "Échec de l'import du flux articles", errors=(2, 3)),
+    status("File downloaded (5 lines)", "Import failed: duplicate key", errors=(1,)),
+    # a 403 or an expiry in an information message is not the vendor's failure to fetch
+    status("Récupération du fichier (HTTP 403 puis nouvel essai)", "Fichier récupéré", "Échec de l'import",
+           errors=(2,)),
+])
+def test_no_download_advice_when_the_file_was_fetched(st):
+    message = final_message(st)
+    assert ADVICE not in message and "presigned" not in message
+
+
+@pytest.mark.parametrize("st", [
+    status("Impossible de télécharger le fichier https://s3.example/b/k?*** : HTTP 403",
+           "Échec de l'import du flux articles", errors=(0, 1)),
+    status("Could not download the file: 403 Forbidden", "Import failed", errors=(0, 1)),
+    status("Échec du téléchargement du fichier : Request has expired", "Échec de l'import", errors=(0, 1)),
+    status("Failed to fetch the file (AccessDenied)", "Import failed", errors=(0, 1)),
+])
+def test_download_advice_when_the_vendor_says_it_could_not_fetch_the_file(st):
+    message = final_message(st)
+    assert f"; {ADVICE}: the presigned URL may have expired before the fetch (presign_expiry_seconds is 3600)" \
+           in message
+
+
+def test_rejected_counts_rows_never_messages():
+    from vendor_import.connectors.simplemente import _counts
+
+    st = status("Ligne 3 : valeur invalide", "Ligne 5 : valeur invalide", "Import terminé avec erreurs",
+                errors=(0, 1))
+    counts = _counts({"records": 5}, st)
+    assert counts == {"records": 5, "sent": 5, "error_messages": 2, "messages": 3}
+    assert "rejected" not in counts
+    assert SimplementeConnector.rejects_are_records is False

@@ -138,7 +138,7 @@ def test_dry_run_is_validated_without_any_vendor_call(hopex, account, sim):
     assert job["counts"] == {"would_reject": 0}
     assert "nothing was sent" in job["message"]
     assert sim.requests == []
-    assert account.jobs.get("job-1") is None  # not even marked running
+    assert "state" not in (account.jobs.get("job-1") or {})  # not even marked running (only its usage is counted)
 
 
 def test_dry_run_segment_in_the_key_is_a_dry_run(hopex, account, sim):

@@ -51,16 +51,69 @@ for _name in _TRANSPORT_LOGGERS:
         _logger.addFilter(ScrubFilter())
 
 
+# -- the retry budget of the HTTP layer (README "Retry budget") ------------------------------------
+# One vendor call in one step invocation: the first request plus at most HTTP_RETRIES more, for
+# idempotent calls (GET, HEAD) answered 429/502/503/504 and for connections that failed before
+# anything was sent. A POST/PUT answered 5xx may have reached the vendor: never replayed here.
+HTTP_RETRIES = 2
+# Retry-After is honoured up to this many seconds inside a step (a Lambda run cannot wait
+# longer); a longer pause is the state machine's retry interval.
+RETRY_AFTER_MAX_SECONDS = 30.0
+
+_counts = {"requests": 0, "retries": 0}
+_counts_lock = threading.Lock()
+
+
+def request_counts() -> tuple[int, int]:
+    """(HTTP requests sent, of which retries) by this process so far: the vendor step reads it
+    before and after each invocation to persist what the invocation really sent."""
+    with _counts_lock:
+        return _counts["requests"], _counts["retries"]
+
+
+def count_request(retry: bool = False) -> None:
+    """Count one request sent to a vendor (``retry``: it repeats an earlier one)."""
+    with _counts_lock:
+        _counts["requests"] += 1
+        _counts["retries"] += int(retry)
+
+
+def note_retry() -> None:
+    """A connector's own retry loop is about to send a request again (the request itself is
+    counted when it is sent)."""
+    with _counts_lock:
+        _counts["retries"] += 1
+
+
+class BudgetRetry(Retry):
+    """urllib3 Retry that counts every retry it sends and caps Retry-After."""
+
+    def increment(self, *args: Any, **kwargs: Any) -> Retry:
+        new = super().increment(*args, **kwargs)  # raises MaxRetryError past the budget
+        count_request(retry=True)
+        return new
+
+    def get_retry_after(self, response: Any) -> float | None:
+        value = super().get_retry_after(response)
+        return None if value is None else min(max(0.0, value), RETRY_AFTER_MAX_SECONDS)
+
+
+class _CountingAdapter(HTTPAdapter):
+    def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        count_request()  # the first request of the call; BudgetRetry counts the others
+        return super().send(request, *args, **kwargs)
+
+
 def new_session(settings: dict[str, Any], *, pool_size: int = 10) -> requests.Session:
     """A kept-alive session. Only connection failures and idempotent calls are retried here
     (POSTs that may have reached the vendor are never replayed by urllib3)."""
     session = requests.Session()
-    retry = Retry(
-        total=2,
-        connect=2,
+    retry = BudgetRetry(
+        total=HTTP_RETRIES,
+        connect=HTTP_RETRIES,
         read=0,
-        status=2,
-        status_forcelist=(502, 503, 504),
+        status=HTTP_RETRIES,
+        status_forcelist=(429, 502, 503, 504),
         allowed_methods=frozenset({"GET", "HEAD"}),
         backoff_factor=0.5,
         backoff_max=5,
@@ -126,6 +179,7 @@ def direct_post(session: requests.Session, pool: Any, url: str, path: str, body:
     timeout = float(getattr(session, "timeout_seconds", 30))
     limit = _limit_for(session, kind)
     call = _Call(timeout)
+    count_request()
     try:
         with call:
             raw = pool.urlopen("POST", path, body=body, headers=headers, retries=False, redirect=False,
@@ -275,7 +329,7 @@ class _WatchedHTTPSPool(_WatchedPool, urllib3.HTTPSConnectionPool):
     pass
 
 
-class _CertAwareRetry(Retry):
+class _CertAwareRetry(BudgetRetry):
     """urllib3's Retry, except that a certificate the client does not trust fails at once: it
     will not be trusted on the next attempt either."""
 
@@ -286,7 +340,7 @@ class _CertAwareRetry(Retry):
         return super().increment(method, url, response, error, _pool, _stacktrace)
 
 
-class _GuardedAdapter(HTTPAdapter):
+class _GuardedAdapter(_CountingAdapter):
     """The session's adapter: whole-call deadlines (watched pools), certificate errors not retried."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

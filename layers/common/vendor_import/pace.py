@@ -17,7 +17,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from .polling import next_wait
+from .polling import MAX_WAIT_SECONDS, bounded_seconds, next_wait
 
 MIN_SAMPLES = 3
 HISTORY_SIZE = 20
@@ -46,7 +46,13 @@ def learn(history: Iterable[dict[str, Any]], size: int | None, job_id: str = "")
         seconds = item.get("vendor_seconds")
         if item.get("state") not in ("SUCCEEDED", "SUCCEEDED_WITH_REJECTS") or not seconds:
             continue
-        samples.append((float(seconds), (item.get("source") or {}).get("size")))
+        try:
+            seconds = float(seconds)
+        except (TypeError, ValueError, OverflowError):
+            continue
+        if not math.isfinite(seconds) or seconds <= 0:
+            continue  # a damaged history item must not turn into an infinite wait
+        samples.append((seconds, (item.get("source") or {}).get("size")))
     samples_s = [s for s, _ in samples]
     if size:  # prefer jobs of a similar size when there are enough of them
         similar = [s for s, sz in samples if sz and size / SIZE_RATIO <= sz <= size * SIZE_RATIO]
@@ -63,19 +69,23 @@ def learn(history: Iterable[dict[str, Any]], size: int | None, job_id: str = "")
 
 
 def wait_for(poll_number: int, waited: int, poll_settings: dict[str, Any], pace: dict[str, Any] | None) -> int:
-    """Seconds to wait before poll ``poll_number`` (0 = first) having waited ``waited`` so far."""
+    """Seconds to wait before poll ``poll_number`` (0 = first) having waited ``waited`` so far:
+    1 to ``polling.MAX_WAIT_SECONDS`` (a longer expectation is reached in several waits)."""
     static = next_wait(poll_number, poll_settings)
     if not pace:
         return static
-    expected = int(pace["expected_seconds"])
-    step = int(pace["step_seconds"])
-    probe = int(pace.get("probe_seconds") or 0)
+    # bounded: a pace comes from the payload and the jobs table, whatever they hold
+    big = 10 * MAX_WAIT_SECONDS * 366
+    waited = bounded_seconds(waited, high=big)
+    expected = bounded_seconds(pace.get("expected_seconds"), high=big, default=0)
+    step = bounded_seconds(pace.get("step_seconds"), low=1, default=1)
+    probe = bounded_seconds(pace.get("probe_seconds") or 0, high=big, default=0)
     if waited < probe:
-        return max(1, probe - waited)  # a probe looks a little early once...
+        return bounded_seconds(probe - waited, low=1)  # a probe looks a little early once...
     if waited < expected:
-        return max(1, expected - waited)  # ...then (like every import) at the expected end
+        return bounded_seconds(expected - waited, low=1)  # ...then (like every import) at the expected end
     # past it: a fraction of the time waited so far (notice delay < NOTICE_FRACTION of the job)
-    cap = int(poll_settings.get("max_wait_seconds", 300))
+    cap = bounded_seconds(poll_settings.get("max_wait_seconds", 300), low=1)
     return max(1, step if waited < expected + step else min(cap, int(waited * NOTICE_FRACTION)))
 
 

@@ -8,13 +8,19 @@ registered with ``scrub`` so they can never reach a log line, an error or a stat
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import SettingsError
+from .polling import MAX_WAIT_SECONDS
 from .scrub import register_secret
 
 _MISSING = object()
+# No setting means anything beyond this; numbers past it (or inf/nan, which JSON parsers accept)
+# would overflow the arithmetic that uses them.
+LARGEST_NUMBER = 10**15
+DEADLINE_MAX_SECONDS = 366 * 86_400  # a year: Step Functions' longest Standard execution, for the whole chain
 
 
 @dataclass(frozen=True)
@@ -27,7 +33,13 @@ class Field:
     secret: bool = False
     doc: str = ""
     minimum: float | None = None
+    maximum: float | None = None  # the largest value that fits (an AWS limit or a loop bound)
+    why_maximum: str = ""
     fields: tuple[Field, ...] | None = None  # for nested objects (type=dict)
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def _type_name(t: type | tuple[type, ...]) -> str:
@@ -75,8 +87,15 @@ def validate_fields(doc: Any, fields: tuple[Field, ...], where: str) -> dict[str
             raise SettingsError(
                 f"setting {path} must be one of {', '.join(map(str, f.choices))}, not {value!r}"
             )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SettingsError(f"setting {path} must be a finite number, not {value!r}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) > LARGEST_NUMBER:
+            raise SettingsError(f"setting {path} must be at most {_number(f.maximum or LARGEST_NUMBER)}")
         if f.minimum is not None and value < f.minimum:
             raise SettingsError(f"setting {path} must be at least {f.minimum}")
+        if f.maximum is not None and value > f.maximum:
+            raise SettingsError(f"setting {path} must be at most {_number(f.maximum)}"
+                                + (f" ({f.why_maximum})" if f.why_maximum else ""))
         if isinstance(value, str) and f.required and not value.strip():
             raise SettingsError(f"setting {path} must not be empty")
         if f.fields:
@@ -88,9 +107,11 @@ def validate_fields(doc: Any, fields: tuple[Field, ...], where: str) -> dict[str
 
 
 POLL_FIELDS = (
-    Field("first_wait_seconds", int, default=5, minimum=1,
+    Field("first_wait_seconds", int, default=5, minimum=1, maximum=MAX_WAIT_SECONDS,
+          why_maximum="the longest single wait of the poll loop",
           doc="wait before the first poll"),
-    Field("max_wait_seconds", int, default=300, minimum=1,
+    Field("max_wait_seconds", int, default=300, minimum=1, maximum=MAX_WAIT_SECONDS,
+          why_maximum="the longest single wait of the poll loop",
           doc="cap of the backoff between two polls"),
     Field("factor", float, default=2.0, minimum=1.0, doc="backoff multiplier between polls"),
 )
@@ -114,7 +135,8 @@ COMMON_FIELDS = (
           doc="largest vendor answer read, per kind of call (ResponseTooLarge above it)"),
     Field("allow_http", bool, default=False,
           doc="allow a plain http:// base_url (simulators, on-premise); off by default"),
-    Field("deadline_seconds", int, default=86400, minimum=1,
+    Field("deadline_seconds", int, default=86400, minimum=1, maximum=DEADLINE_MAX_SECONDS,
+          why_maximum="a year of polling, across continued executions",
           doc="an import still running after this many seconds of waiting ends TIMED_OUT"),
     Field("poll", dict, default=None, fields=POLL_FIELDS, doc="backoff of the poll loop"),
 )

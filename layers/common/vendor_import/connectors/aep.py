@@ -58,7 +58,7 @@ from ..errors import (
     VendorThrottledError,
     VendorUnavailableError,
 )
-from ..http import body_snippet, direct_post, json_body, new_session, raise_for_status, request
+from ..http import body_snippet, direct_post, json_body, new_session, note_retry, raise_for_status, request
 from ..logic.record_count import RecordTally
 from ..model import FinalState, Progress, RawRejects, RejectRow
 from ..scrub import scrub
@@ -230,7 +230,8 @@ class AepConnector(Connector):
               doc="pacing of requests (the inlet allows 1000/s)"),
         Field("max_messages_per_second", float, default=10000.0, minimum=0.01,
               doc="pacing of messages (the inlet allows 10000/s)"),
-        Field("max_retries", int, default=5, minimum=3,
+        Field("max_retries", int, default=5, minimum=3, maximum=10,
+              why_maximum="the retry budget of a step (README)",
               doc="retries of a request answered 429/5xx or not answered, and of a message refused "
                   "with a retryable statusCode"),
         Field("retry_base_seconds", float, default=0.5, minimum=0.0, doc="first backoff delay"),
@@ -736,6 +737,7 @@ class AepConnector(Connector):
             if ctx.time_left() - delay < s["time_margin_seconds"] / 2:
                 raise failure  # no time left in this run: the state machine retries the step
             outcome.retries += 1
+            note_retry()  # counted for the status record even if this batch never completes
             time.sleep(delay)
             attempt += 1
 
@@ -750,7 +752,7 @@ class AepConnector(Connector):
 
     def _backoff(self, attempt: int, retry_after: str | None) -> float:
         s = self.settings
-        delay = min(s["retry_max_seconds"], s["retry_base_seconds"] * (2 ** attempt))
+        delay = min(s["retry_max_seconds"], s["retry_base_seconds"] * (2 ** min(attempt, 30)))  # bounded
         delay = delay / 2 + self._rng.random() * delay / 2  # jitter: workers do not retry in step
         if retry_after:
             try:

@@ -60,6 +60,8 @@ class Connector:
     allow_empty_file: ClassVar[bool] = False
     # largest upload accepted (bytes); None = no limit
     max_file_bytes: ClassVar[int | None] = None
+    # the rows of its rejects CSV are records (counted as counts.rejected); False: messages
+    rejects_are_records: ClassVar[bool] = True
 
     def __init__(self, settings: dict[str, Any], session: requests.Session | None = None):
         from ..http import new_session

@@ -68,9 +68,17 @@ DEFAULT_FINISHED_PATTERNS = (
     r"\b(import|processing|mediation)\b[^.]{0,40}\b(finished|completed|done)\b",
     r"^(finished|completed)\b",
 )
-# Only used to add advice to a FAILED message (the vendor could not fetch the file).
-_DOWNLOAD_FAILURE = re.compile(
-    r"(?i)(t[ée]l[ée]charg|download|fetch|r[ée]cup[ée]r|\b403\b|forbidden|expired|expir[ée])")
+# Evidence that the vendor could NOT fetch the file (the only case the presigned-URL advice is for):
+# a failure to download/fetch, or S3's own refusals. A message that the file was fetched
+# ("Fichier récupéré : 5 lignes", "Lecture du fichier") is no such evidence.
+_DOWNLOAD_FAILED = tuple(re.compile(p, re.IGNORECASE) for p in (
+    r"\b(impossible de|[ée]chec (du|de la|de) |erreur (de|lors du|pendant le) |n'a pas pu |ne peut pas )"
+    r"\s*(t[ée]l[ée]charg|r[ée]cup[ée]r|acc[ée]der|lire le fichier)",
+    r"\b(t[ée]l[ée]chargement|r[ée]cup[ée]ration)\b[^.]{0,40}\b(impossible|en [ée]chec|[ée]chou[ée]|refus[ée]|erreur)",
+    r"\b(unable|could not|couldn't|cannot|can't|failed) to (download|fetch|retrieve|get|read|access)\b",
+    r"\b(download|fetch)(ing)?\b[^.]{0,40}\b(failed|refused|denied|forbidden|error)\b",
+    r"\bHTTP 403\b|\b403 Forbidden\b|\bAccessDenied\b|\bRequest has expired\b|\bSignatureDoesNotMatch\b",
+))
 
 _URL_QUERY = re.compile(r"""(\bhttps?://[^\s?#"'<>]+)\?[^\s#"'<>]*""")
 
@@ -114,6 +122,7 @@ class Outcome:
 
 class SimplementeConnector(Connector):
     vendor = "simplemente"
+    rejects_are_records = False  # the rejects are the vendor's error messages
     settings_fields = (
         Field("app_id", str, required=True,
               doc="id of the connected application (back-office: Paramètres > Extensibilité > "
@@ -454,7 +463,7 @@ def _final_message(outcome: Outcome, status: MediationStatus, guid: str, flux: s
     head = f"simplement-e import {guid} of flux {flux!r}"
     if outcome.state is FinalState.FAILED:
         advice = ""
-        if any(_DOWNLOAD_FAILURE.search(m.text) for m in status.messages):
+        if download_failed(status):
             advice = (f"; the vendor could not download the file: the presigned URL may have expired "
                       f"before the fetch (presign_expiry_seconds is "
                       f"{settings.get('presign_expiry_seconds')}) or the vendor cannot reach S3")
@@ -465,10 +474,19 @@ def _final_message(outcome: Outcome, status: MediationStatus, guid: str, flux: s
     return f"{head} finished: {_short(outcome.because)}"
 
 
+def download_failed(status: MediationStatus) -> bool:
+    """Did the vendor say it could not fetch the file? Errors (Kind = 1) and the status texts
+    only: an information message never is that evidence."""
+    texts = [m.text for m in status.messages if m.error] + [t for t in (status.etat, status.etat_details) if t]
+    return any(p.search(text) for text in texts for p in _DOWNLOAD_FAILED)
+
+
 def _counts(job: dict[str, Any], status: MediationStatus | None = None) -> dict[str, int]:
+    """No ``rejected``: the vendor reports messages, not rows (how many rows an error message
+    covers is not documented, seed 000), so the errors are counted as ``error_messages``."""
     counts = {"records": int(job.get("records", 0)), "sent": int(job.get("records", 0))}
     if status is not None:
-        counts["rejected"] = len(status.errors)
+        counts["error_messages"] = len(status.errors)
         counts["messages"] = len(status.messages)
     return counts
 

@@ -42,7 +42,8 @@ class JobsTable:
         sets = ", ".join(f"#f{i} = :v{i}" for i in range(len(fields)))
         self.table.update_item(
             Key={"job_id": record["job_id"]},
-            UpdateExpression=f"SET {sets} REMOVE checkpoint_poll, checkpoint_job, source_key",
+            UpdateExpression=f"SET {sets} REMOVE checkpoint_poll, checkpoint_job, source_key, current_execution, "
+                             "usage_invocations, usage_gb_seconds, usage_requests, usage_retries",
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
         )
@@ -101,3 +102,24 @@ class JobsTable:
             Limit=limit,
         )
         return [_from_dynamo(i) for i in resp.get("Items", [])]
+
+    # -- usage of every attempt (a retried step's result is lost with it: its usage is kept here) --
+    def count_invocation(self, job_id: str, vendor: str) -> int:
+        """Count one Lambda invocation of this job (every attempt, retried ones included) and
+        return how many there were so far."""
+        resp = self.table.update_item(
+            Key={"job_id": job_id},
+            UpdateExpression="SET vendor = if_not_exists(vendor, :v) ADD usage_invocations :one",
+            ExpressionAttributeValues={":v": vendor, ":one": 1},
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(resp["Attributes"]["usage_invocations"])
+
+    def add_usage(self, job_id: str, gb_seconds: float, requests: int = 0, retries: int = 0) -> None:
+        """Add what one invocation used: GB-seconds, vendor HTTP requests and their retries."""
+        self.table.update_item(
+            Key={"job_id": job_id},
+            UpdateExpression="ADD usage_gb_seconds :g, usage_requests :r, usage_retries :t",
+            ExpressionAttributeValues={":g": Decimal(str(round(max(0.0, gb_seconds), 6))),
+                                       ":r": int(requests), ":t": int(retries)},
+        )

@@ -77,11 +77,12 @@ class Finalizer:
             if job.get("error_type"):
                 err_type, err_msg = job["error_type"], message
         return self.record(
-            job_id=event.get("execution_name") or job.get("job_id") or "unknown",
+            # a continued execution has its own name: the job id is the first execution's
+            job_id=job.get("job_id") or event.get("execution_name") or "unknown",
             vendor=job.get("vendor") or _vendor_from(inp.get("key"), event.get("state_machine_arn")),
             inp=inp, job=job, state=state, message=message, error_type=err_type,
             error_message=err_msg, execution_arn=event.get("execution_arn"),
-            started_at=event.get("started_at"),
+            started_at=event.get("started_at"), caught_error=bool(inp.get("error")),
         )
 
     def _with_checkpoint_counts(self, job_id: str | None, job: dict[str, Any]) -> dict[str, Any]:
@@ -103,7 +104,14 @@ class Finalizer:
         """EventBridge 'Execution Status Change' for an execution that ended without Finalize
         (execution timeout, abort, Finalize itself failing): write the status if none exists."""
         detail = event.get("detail") or {}
-        job_id = detail.get("name") or "unknown"
+        try:
+            inp = json.loads(detail.get("input") or "{}")
+        except ValueError:
+            inp = {}
+        carried = (inp.get("job") if isinstance(inp, dict) else None) or {}
+        carried = carried if isinstance(carried, dict) else {}
+        # a continued execution's input carries the job: its id is the first execution's name
+        job_id = carried.get("job_id") or detail.get("name") or "unknown"
         existing = self.jobs.get(job_id)
         if existing and existing.get("state") in {s.value for s in FinalState}:
             if existing.get("notified_at"):
@@ -112,10 +120,9 @@ class Finalizer:
             # vendor's reason in it stand; only the message is still owed
             self._notify(job_id, existing)
             return existing
-        try:
-            inp = json.loads(detail.get("input") or "{}")
-        except ValueError:
-            inp = {}
+        current = (existing or {}).get("current_execution")
+        if current and detail.get("name") and current != detail.get("name"):
+            return None  # the job went on in a newer execution: that one ends it
         status = detail.get("status", "FAILED")
         state = FinalState.TIMED_OUT if status == "TIMED_OUT" else FinalState.FAILED
         err_type = detail.get("error") or f"Execution{status.title().replace('_', '')}"
@@ -132,7 +139,8 @@ class Finalizer:
         inp = inp if isinstance(inp, dict) else {}
         return self.record(
             job_id=job_id, vendor=_vendor_from(inp.get("key"), detail.get("stateMachineArn")), inp=inp,
-            job={}, state=state, message=message, error_type=err_type, error_message=message,
+            job={k: carried[k] for k in ("job_id", "executions", "executions_count") if k in carried},
+            state=state, message=message, error_type=err_type, error_message=message,
             execution_arn=detail.get("executionArn"),
             started_at=iso(started / 1000) if isinstance(started, (int, float)) else started,
         )
@@ -140,19 +148,31 @@ class Finalizer:
     def record(self, *, job_id: str, vendor: str, inp: dict[str, Any], job: dict[str, Any],
                state: FinalState, message: str, error_type: str | None = None,
                error_message: str | None = None, execution_arn: str | None = None,
-               started_at: str | None = None) -> dict[str, Any]:
+               started_at: str | None = None, caught_error: bool = False) -> dict[str, Any]:
         """Assemble rejects, write the status record everywhere, notify once. Idempotent."""
         existing = self.jobs.get(job_id)
         if existing and existing.get("notified_at") and existing.get("state") == state.value:
             # a retried Finalize whose first run completed: the same record, written once
             existing.pop("notified_at", None)
             return existing
+        try:
+            invocations = self.jobs.count_invocation(job_id, vendor)  # this Finalize attempt counts too
+        except Exception:  # noqa: BLE001 - bookkeeping never costs a status record
+            invocations = None
         step_started = time.perf_counter()
         now = self.clock()
         rejects = self._assemble_rejects(vendor, job_id, job)
         counts = dict(job.get("counts") or {})
-        if rejects.get("rows") is not None:
+        if rejects.get("rows") is not None and job.get("rejects_are_records") is not False:
+            # rows of the rejects CSV are records for every vendor but simplement-e (messages)
             counts.setdefault("rejected", rejects["rows"])
+        used = _usage_from_table(existing)
+        if invocations is not None:
+            used["invocations"] = invocations
+        if used["requests"] is not None and "requests" in counts:
+            # a connector that counts its requests (AEP) counted those of completed batches only:
+            # every request of every attempt, retried ones included, is what really happened
+            counts["requests"] = max(used["requests"], int(counts.get("requests") or 0))
         if state == FinalState.SUCCEEDED and rejects.get("rows"):
             state = FinalState.SUCCEEDED_WITH_REJECTS
         error = _error_for(state, error_type, error_message, message)
@@ -191,7 +211,28 @@ class Finalizer:
         record["vendor_seconds"] = (record["waited_seconds"] or None) if state in (
             FinalState.SUCCEEDED, FinalState.SUCCEEDED_WITH_REJECTS) else None
         usage = cost.usage_add(job.get("usage"), time.perf_counter() - step_started, cost.memory_mb())
-        record["cost"] = cost.estimate(usage, record["polls"])
+        # steps that ran (their result reached the payload) and every attempt that really happened
+        step_retries = 0
+        if used["invocations"] is not None:
+            failed_attempts = max(0, used["invocations"] - int(usage["lambda_invocations"]))
+            # the attempt whose error was caught into Finalize was the last, not a retry
+            step_retries = max(0, failed_attempts - 1) if caught_error else failed_attempts
+            usage["lambda_invocations"] = max(int(usage["lambda_invocations"]), used["invocations"])
+            usage["lambda_gb_seconds"] = round(max(float(usage["lambda_gb_seconds"]), used["gb_seconds"]
+                                                   + (time.perf_counter() - step_started) * cost.memory_mb() / 1024), 6)
+        retries = (used["retries"] or 0) + step_retries  # HTTP retries + retried steps
+        if "retries" in counts:
+            counts["retries"] = max(int(counts.get("retries") or 0), retries)
+        continuations = max(0, int(job.get("executions_count") or 1) - 1)
+        record["cost"] = cost.estimate(usage, record["polls"], step_retries, continuations=continuations)
+        # every vendor request and retry of the import (all vendors; counts has them where the
+        # connector counts them too)
+        record["cost"]["vendor_requests"] = used["requests"] if used["requests"] is not None else None
+        record["cost"]["retries"] = retries
+        if job.get("executions"):
+            prefix = (execution_arn or "").rsplit(":", 1)[0]
+            record["executions"] = [f"{prefix}:{name}" if prefix else name for name in job["executions"]]
+            record["executions_count"] = int(job.get("executions_count") or len(job["executions"]))
         identity = {name: record[name] for name in ("job_id", "source", "execution_arn")}
         record = scrub_obj(record)
         # identifiers stay as they are: a secret value that happens to be part of a file name
@@ -249,6 +290,18 @@ def _error_for(state: FinalState, error_type: str | None, error_message: str | N
         error_type = "DeadlineExceeded" if state is FinalState.TIMED_OUT else "VendorJobFailed"
     error_type, error_message = documented_error(error_type, error_message or message or _default_message(state))
     return {"type": error_type, "message": error_message}
+
+
+def _usage_from_table(item: dict[str, Any] | None) -> dict[str, Any]:
+    """What the jobs table counted for every attempt (None where it has nothing)."""
+    item = item or {}
+
+    def number(name: str, kind=int):
+        value = item.get(name)
+        return None if value is None else kind(value)
+
+    return {"invocations": number("usage_invocations"), "gb_seconds": number("usage_gb_seconds", float) or 0.0,
+            "requests": number("usage_requests"), "retries": number("usage_retries")}
 
 
 def _text(value: Any) -> str | None:

@@ -2,7 +2,12 @@
 
 Returns the job payload the state machine keeps in $.job (small: no records, no secrets):
 done, state, wait_seconds, polls, waited_seconds, connector (the connector's own state),
-counts, vendor_ref, message, raw_format, source_name, dry_run.
+counts, vendor_ref, message, raw_format, source_name, dry_run, usage, and the executions of the
+job (``execution``: the current one; ``executions``: their names, see ``continuation``).
+
+Every invocation (retried attempts included) is counted in the jobs table before it does
+anything, and its GB-seconds and vendor requests are added when it ends, failed or not: a retried
+step's own result is lost with it, its usage is not.
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ from ..dal.jobs_table import JobsTable
 from ..dal.s3_layout import S3Store, error_key, message_key
 from ..errors import InputError, VendorImportError
 from ..model import FinalState, Progress, RawRejects
+from ..polling import bounded_seconds
 from ..scrub import scrub
 from ..source import MAGIC_BYTES, S3Source, compression_of, plain_name, stage_gunzipped
 from ..units import limit_text
-from . import record_count
+from . import continuation, record_count
 from .finalize import iso
 from .routing import ImportRequest, build_request, parse_console_input
 
@@ -47,19 +53,95 @@ class VendorStep:
         action = event.get("action")
         if action not in ("submit", "poll"):
             raise InputError(f"unknown action {action!r}: expected submit or poll")
-        job_id = event.get("execution_name") or "local"
+        name = event.get("execution_name") or "local"
+        inp = event.get("input")
+        previous = (inp.get("job") if isinstance(inp, dict) else None) or {}
+        previous = previous if isinstance(previous, dict) else {}
+        resuming = action == "submit" and _is_continuation(previous, name)
+        # the job id is the first execution's name, kept by every continuation
+        job_id = str(previous.get("job_id") or name) if (resuming or action == "poll") else name
+        invocations = self._count_invocation(job_id)
         started = time.perf_counter()
-        request = self._request(event.get("input"))
-        previous = (event.get("input") or {}).get("job") or {}
+        before = self._requests_so_far()
         try:
-            result = self.submit(job_id, request) if action == "submit" else self.poll(job_id, request, previous)
+            request = self._request(inp)
+            if resuming:
+                result = self.resume(name, previous, invocations)
+            elif action == "submit":
+                result = self.submit(job_id, request)
+            else:
+                result = self.poll(job_id, request, previous)
         except VendorImportError as exc:
             self._fit_error(job_id, exc)
             raise
+        finally:
+            seconds = time.perf_counter() - started
+            self._record_usage(job_id, seconds, before)
         # what this step cost (the status record adds it up): duration x the function's memory
-        result["usage"] = cost.usage_add(previous.get("usage") if action == "poll" else None,
-                                         time.perf_counter() - started, cost.memory_mb())
+        result["usage"] = cost.usage_add(previous.get("usage") if (action == "poll" or resuming) else None,
+                                         seconds, cost.memory_mb())
+        self._track_execution(result, previous, action, resuming, name, invocations, event)
         return result
+
+    def resume(self, name: str, job: dict[str, Any], invocations: int | None) -> dict[str, Any]:
+        """The first step of a continued execution: no vendor call, the loop goes on where the
+        previous execution stopped (same job, same pending wait)."""
+        self.jobs.mark_running(job["job_id"], self.vendor, {"current_execution": name,
+                                                            "updated_at": iso(self.clock())})
+        return {k: v for k, v in job.items() if k not in ("continue_in_new_execution", "next_execution_name")}
+
+    def _track_execution(self, result: dict[str, Any], previous: dict[str, Any], action: str, resuming: bool,
+                         name: str, invocations: int | None, event: dict[str, Any]) -> None:
+        """Which execution this is, and whether the loop must go on in a new one."""
+        result["continue_in_new_execution"] = False
+        before = (invocations - 1) if invocations is not None else None
+        if resuming:
+            prior = previous.get("execution") or {}
+            result["execution"] = {"index": int(prior.get("index") or 0) + 1, "name": name, "polls": 0,
+                                   "invocations_before": before,
+                                   "waited_at_start": int(previous.get("waited_seconds") or 0)}
+            result["executions"] = continuation.keep_names([*(previous.get("executions") or []), name])
+            result["executions_count"] = int(previous.get("executions_count") or 1) + 1
+            return
+        if action == "submit":
+            result["execution"] = {"index": 0, "name": name, "polls": 0, "invocations_before": before,
+                                   "waited_at_start": 0}
+            result["executions"], result["executions_count"] = [name], 1
+            return
+        execution = dict(previous.get("execution") or {"index": 0, "name": name, "polls": 0,
+                                                       "invocations_before": 0, "waited_at_start": 0})
+        execution["polls"] = int(execution.get("polls") or 0) + 1
+        result["execution"] = execution
+        result["executions"] = previous.get("executions") or [name]
+        result["executions_count"] = int(previous.get("executions_count") or 1)
+        if result.get("done"):
+            return
+        age = continuation.seconds_since(event.get("started_at"), self.clock())
+        if continuation.should_continue(execution, invocations, waited=int(result.get("waited_seconds") or 0),
+                                        wait=int(result.get("wait_seconds") or 0), age_seconds=age):
+            result["continue_in_new_execution"] = True
+            result["next_execution_name"] = continuation.next_name(result.get("job_id") or name,
+                                                                   int(execution.get("index") or 0) + 1)
+
+    def _count_invocation(self, job_id: str) -> int | None:
+        try:
+            return self.jobs.count_invocation(job_id, self.vendor)
+        except Exception:  # noqa: BLE001 - bookkeeping must never fail a vendor step
+            return None
+
+    def _requests_so_far(self) -> tuple[int, int]:
+        from .. import http
+
+        return http.request_counts()
+
+    def _record_usage(self, job_id: str, seconds: float, before: tuple[int, int]) -> None:
+        from .. import http
+
+        requests, retries = (now - then for now, then in zip(http.request_counts(), before, strict=True))
+        try:
+            self.jobs.add_usage(job_id, seconds * cost.memory_mb() / 1024.0, requests, retries)
+        except Exception:  # noqa: BLE001 - bookkeeping must never fail a vendor step
+            pass
 
     def submit(self, job_id: str, request: ImportRequest) -> dict[str, Any]:
         settings = self.settings_loader()
@@ -79,6 +161,8 @@ class VendorStep:
             base["staged"] = staged
         if not request.dry_run:
             base["pace"] = self._learned_pace(source.size, job_id)
+        if not connector.rejects_are_records:
+            base["rejects_are_records"] = False  # Finalize must not count its rejects rows as records
         if request.dry_run:
             # a record vendor stages its would-be rejects itself (rows and raw records, as the real
             # run would); otherwise the rows returned are the rejects file
@@ -90,7 +174,7 @@ class VendorStep:
                     "message": _dry_run_message(len(rows)), "vendor_ref": None,
                     "raw_format": _format_dict(fmt) if fmt else None}
         self.jobs.mark_running(job_id, self.vendor, {"state": "RUNNING", "updated_at": iso(self.clock()),
-                                                     "source_key": request.key})
+                                                     "source_key": request.key, "current_execution": job_id})
         progress = connector.submit(ctx)
         # part ids sort in step order ("submit" would sort after "poll-..."): Finalize
         # concatenates the staged rejects in part id order
@@ -102,7 +186,8 @@ class VendorStep:
         polls = int(job.get("polls") or 0) + 1
         waited = int(job.get("waited_seconds") or 0) + int(job.get("wait_seconds") or 0)
         base = {**{k: job.get(k) for k in ("job_id", "vendor", "source_name", "size", "dry_run",
-                                            "submitted_at", "raw_format", "pace", "staged")},
+                                            "submitted_at", "raw_format", "pace", "staged",
+                                            "rejects_are_records")},
                 "polls": polls, "waited_seconds": waited}
         if waited >= settings["deadline_seconds"]:
             return {**base, "done": True, "state": FinalState.TIMED_OUT.value, "wait_seconds": 0,
@@ -234,7 +319,7 @@ class VendorStep:
         if progress.done:
             wait = 0
         elif progress.next_wait_seconds is not None:
-            wait = max(0, int(progress.next_wait_seconds))
+            wait = bounded_seconds(progress.next_wait_seconds, default=0)  # a vendor's hint, bounded
         else:
             wait = pace.wait_for(int(base.get("polls") or 0), int(base.get("waited_seconds") or 0),
                                  settings["poll"], base.get("pace"))
@@ -273,6 +358,12 @@ class VendorStep:
         key = message_key(job_id)
         self.store.put_text(key, message)
         return limits.cut(message, limits.STATE_TEXT_CHARS), {"message_key": key}
+
+
+def _is_continuation(job: dict[str, Any], execution_name: str) -> bool:
+    """The input of an execution started by ``Continue in a new execution`` for this name."""
+    return bool(job.get("continue_in_new_execution")) and job.get("next_execution_name") == execution_name \
+        and bool(job.get("job_id"))
 
 
 def _check_size(connector, source) -> None:
