@@ -13,8 +13,10 @@ for these differences, each checked below:
 * an output's Description takes no function, so the per-vendor output descriptions name no vendor;
 * each vendor function's Metadata carries a cfn-lint directive (cfn-lint 1.58 misses Globals in loops).
 
-Outside Resources: a parameter Vendors (the loop's list) and Mappings VendorTable (id, name); the
-stack Description no longer lists the vendors.
+Outside Resources: a parameter Vendors (the loop's list), Mappings VendorTable (id, name) and
+AlarmText (the ends of the alarm descriptions, completed by the alarm loops: nested in the vendor loop
+per metric, and one loop over the submit and finalize functions); the stack Description no longer
+lists the vendors. The alarms keep their logical ids.
 """
 
 from __future__ import annotations
@@ -135,7 +137,8 @@ def test_every_vendor_resource_is_deployed_as_before(translated):
     before, after = translated
     for stem in STEMS:
         for part in ("Settings", "LogGroup", "ImportStateMachine", "ImportStateMachineRole", "StateMachineLogGroup",
-                     "ExecutionsFailedAlarm", "ExecutionsTimedOutAlarm", "FunctionRole"):
+                     "ExecutionsFailedAlarm", "ExecutionsTimedOutAlarm", "FunctionRole", "ImportsFailedAlarm",
+                     "ImportsTimedOutAlarm", "FunctionErrorsAlarm", "FunctionThrottlesAlarm"):
             assert after["Resources"][f"{stem}{part}"] == before["Resources"][f"{stem}{part}"], (stem, part)
         # the function differs only by a cfn-lint directive in its Metadata (cfn-lint 1.58 merges
         # Globals before it expands Fn::ForEach and would miss the Globals' Runtime)
