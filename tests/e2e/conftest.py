@@ -39,16 +39,23 @@ def pipe(hopex_sim, tmp_path_factory):
 
 
 @pytest.fixture(scope="package")
-def sims(pipe, hopex_sim):
+def started_sims(hopex_sim):
     """Every vendor's simulator (found by module name, local/simulators/<vendor>.py), started once for
-    the e2e package, its settings in the pipeline. Tests reset what they change."""
+    the e2e package."""
     started = {v: simulator_class(v)().start() for v in SIMULATORS if v != "hopex"}
-    everything = {"hopex": hopex_sim, **started}
-    for vendor, sim in everything.items():
-        pipe.set_settings(vendor, sim.settings())
-    yield everything
+    yield {"hopex": hopex_sim, **started}
     for sim in started.values():
         sim.stop()
+
+
+@pytest.fixture
+def sims(pipe, started_sims):
+    """The shared simulators, each vendor's settings in the pipeline pointing at its own: a module
+    that ran its own servers (and stopped them) cannot leave a later test talking to a dead port."""
+    for vendor, sim in started_sims.items():
+        if pipe.settings.get(vendor) != sim.settings():
+            pipe.set_settings(vendor, sim.settings())
+    yield started_sims
 
 
 @pytest.fixture
@@ -169,3 +176,12 @@ def e2e(pipe, hopex_sim, request):
     reset()
     yield Harness(pipe, hopex_sim, request.node.name)
     reset()
+
+
+@pytest.fixture
+def static_polling(monkeypatch):
+    """The static backoff of the settings, whatever history earlier tests left in the jobs table
+    (the learned pace would otherwise pick the first wait from those jobs)."""
+    from vendor_import.logic.vendor_step import VendorStep
+
+    monkeypatch.setattr(VendorStep, "_learned_pace", lambda self, size, job_id: None)

@@ -67,7 +67,7 @@ def test_vendor_failure_is_failed_with_the_vendor_message(e2e):
     assert record["vendor_ref"] in e2e.sim.jobs
 
 
-def test_never_ending_job_is_timed_out_at_the_deadline(e2e):
+def test_never_ending_job_is_timed_out_at_the_deadline(e2e, static_polling):
     e2e.pipe.set_settings("hopex", e2e.sim.settings(deadline_seconds=30))
     result = e2e.pipe.import_file(b'.Create ."Org-Unit" "NEVER-ENDS"\n', e2e.key())
     assert result.state == "TIMED_OUT"

@@ -49,7 +49,8 @@ def hopex_job(e2e, seconds: float, poll: dict, deadline: int):
     return result, moto_seams.virtual_clock() - started
 
 
-def test_continuation_keeps_one_job_one_record_and_the_deadline_across_executions(e2e, pipe, no_wait, monkeypatch):
+def test_continuation_keeps_one_job_one_record_and_the_deadline_across_executions(e2e, pipe, no_wait, monkeypatch,
+                                                                                     static_polling):
     """The continuation mechanism with a small history budget (500 events), so it is cheap to
     run: a job that never ends, polled every second, deadline 300 s."""
     from vendor_import.logic import continuation

@@ -126,5 +126,5 @@ def test_dry_run_writes_the_oversize_record_itself_as_the_real_run_does(pipe, re
     rows = list(csv.reader(io.StringIO(files[""]["seven.ndjson.rejects.csv"].decode())))
     assert rows == [["record", "code", "reason"],
                     ["record 7 (line 7)", "oversize",
-                     "record 7 (line 7): the message is 2,021 bytes, over the 1,024 byte limit of one record; it "
-                     "was not sent"]]
+                     "record 7 (line 7): the message is 2,021 bytes, over AEP's 1 KB limit (1,024 bytes) for one "
+                     "record; it was not sent"]]

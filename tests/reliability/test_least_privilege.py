@@ -126,14 +126,23 @@ def test_only_the_vendor_functions_talk_to_vendors_and_finalize_has_no_credentia
 
 
 def test_the_submit_function_may_start_exactly_the_vendor_state_machines(cfn):
-    started = []
+    """The submit function starts each vendor's state machine; a state machine starts only itself
+    ("Continue in a new execution", statemachines/import.asl.json); nothing else starts anything."""
+    started, continued = [], []
     for role, st in statements(cfn):
         if any(a.startswith("states:") for a in as_list(st["Action"])):
-            assert role == "SubmitFunctionRole", (role, st)
             assert as_list(st["Action"]) == ["states:StartExecution"] and st["Effect"] == "Allow", st
             assert isinstance(st["Resource"], dict), st  # one state machine per statement, never a pattern
-            started += refs(st["Resource"])
+            if role == "SubmitFunctionRole":
+                started += refs(st["Resource"])
+                continue
+            vendor = next(v for v in VENDORS if role == f"{LOGICAL[v]}ImportStateMachineRole")
+            # its own name: ${AWS::StackName}-<vendor>-import (its ARN, without a circular Ref)
+            assert st["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:"
+                                                 f"stateMachine:${{AWS::StackName}}-{vendor}-import"}, (role, st)
+            continued.append(vendor)
     assert sorted(started) == sorted(f"{LOGICAL[v]}ImportStateMachine" for v in VENDORS)
+    assert sorted(continued) == sorted(VENDORS)
 
 
 def test_vendor_functions_write_only_under_work(resources):
