@@ -156,5 +156,5 @@ def test_emf_keeps_the_alarms_dimension_set_and_adds_one_with_the_target(monkeyp
     assert [[sorted(s) for s in d["_aws"]["CloudWatchMetrics"][0]["Dimensions"]] for d in docs] == [
         [["service", "vendor"], ["service", "target", "vendor"]]] * 2
     assert [(d["vendor"], d["target"]) for d in docs] == [("hopex", "prod"), ("hopex", "default")]
-    assert docs[0]["ImportsFailed"] == 1.0 and docs[1]["ImportsStarted"] == 1.0
+    assert docs[0]["ImportsFailed"] == [1.0] and docs[1]["ImportsStarted"] == [1.0]
     metrics.clear_metrics()
