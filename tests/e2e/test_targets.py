@@ -139,3 +139,22 @@ def test_metadata_wins_over_the_key_and_a_console_start_reads_it(e2e, targets):
     record, _ = e2e.one_outcome(job_id=result.job_id)
     assert record["target"] == "test"
     assert imported_files(targets["test"]) == [f"{e2e.name}.mgl"] and imported_files(targets["prod"]) == []
+
+
+def test_list_target_and_show_name_the_target(e2e, targets, tmp_path):
+    from local import operator
+
+    prod = e2e.pipe.import_file(CLEAN, e2e.key(segments="target=prod/"))
+    test = e2e.pipe.import_file(CLEAN, e2e.key("-t.mgl"), {"target": "test"})
+    backend = operator.AwsBackend(e2e.pipe.s3, e2e.pipe.ddb, e2e.pipe.bucket, e2e.pipe.table.name)
+    prod_ids = [r["job_id"] for r in backend.list("hopex", 50, "prod")]
+    assert prod.job_id in prod_ids and test.job_id not in prod_ids
+    assert all(r["target"] == "prod" for r in backend.list(None, 50, "prod"))
+    assert test.job_id in [r["job_id"] for r in backend.list("hopex", 50, "test")]
+    line = next(li for li in operator.list_text(backend.list("hopex", 50, "test")).splitlines() if test.job_id in li)
+    assert " test " in line
+    assert "target:         prod" in operator.show_text(backend.get(prod.job_id)).splitlines()
+    # the local runner's output folder: the same filter
+    local = operator.LocalBackend(prod.status_path.parent.parent)
+    assert [r["job_id"] for r in local.list("hopex", 500, "test") if r["job_id"] in (prod.job_id, test.job_id)] == [
+        test.job_id]

@@ -158,3 +158,13 @@ def test_emf_keeps_the_alarms_dimension_set_and_adds_one_with_the_target(monkeyp
     assert [(d["vendor"], d["target"]) for d in docs] == [("hopex", "prod"), ("hopex", "default")]
     assert docs[0]["ImportsFailed"] == [1.0] and docs[1]["ImportsStarted"] == [1.0]
     metrics.clear_metrics()
+
+
+def test_a_resubmit_goes_to_the_same_target():
+    from local.operator import resubmit_metadata
+
+    record = {"vendor": "cirrus", "target": "prod", "source": {"key": "inbox/cirrus/f.xml"}}
+    assert resubmit_metadata(record, "inbox/cirrus/f.resubmit-1.xml", {}) == {"target": "prod"}  # console's
+    assert resubmit_metadata(record, "inbox/cirrus/target=prod/f.resubmit-1.xml", {}) == {}  # in the key
+    assert resubmit_metadata(record, "inbox/cirrus/f.resubmit-1.xml", {"target": "prod"}) == {"target": "prod"}
+    assert resubmit_metadata({**record, "target": "default"}, "inbox/cirrus/f.resubmit-1.xml", {}) == {}
