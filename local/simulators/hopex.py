@@ -70,6 +70,16 @@ DEMO_CASES = [
              key="inbox/hopex/validate=AtEnd/clean.mgl", expect="SUCCEEDED"),
 ]
 
+# The demo also imports one file into each of two more HOPEX targets (a settings document with
+# targets default, prod and test), each target served by its own simulator (for_target, its own
+# port and credentials): target name -> its case.
+TARGET_DEMO_CASES = {
+    "prod": DemoCase("target prod, chosen by the key folder target=prod", file="events/files/hopex/clean.mgl",
+                     key="inbox/hopex/target=prod/clean.mgl", expect="SUCCEEDED"),
+    "test": DemoCase("target test, chosen by S3 metadata target: test", file="events/files/hopex/clean.mgl",
+                     key="inbox/hopex/to-test/clean.mgl", expect="SUCCEEDED", metadata={"target": "test"}),
+}
+
 
 @dataclass
 class Outcome:
