@@ -54,9 +54,7 @@ def _available_simulators(vendors: list[str] | None) -> dict[str, Any]:
 def cmd_demo(args: argparse.Namespace) -> int:
     import importlib
 
-    from .simulators import SIMULATORS
-
-    from .simulators import start_targets, targets_document
+    from .simulators import SIMULATORS, start_targets, targets_document
 
     vendors = args.vendors.split(",") if args.vendors else None
     sims = _available_simulators(vendors)

@@ -168,3 +168,21 @@ def test_a_resubmit_goes_to_the_same_target():
     assert resubmit_metadata(record, "inbox/cirrus/target=prod/f.resubmit-1.xml", {}) == {}  # in the key
     assert resubmit_metadata(record, "inbox/cirrus/f.resubmit-1.xml", {"target": "prod"}) == {"target": "prod"}
     assert resubmit_metadata({**record, "target": "default"}, "inbox/cirrus/f.resubmit-1.xml", {}) == {}
+
+
+def test_the_dashboard_shows_imports_per_target_and_keeps_the_per_vendor_widgets():
+    import re
+
+    from local.template_deploy import load_sam_template
+
+    body, _ = load_sam_template()["Resources"]["ImportsDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    widgets = json.loads(re.sub(r"\$\{([^}]+)\}", r"SUB:\1", body))["widgets"]
+    expressions = {w["properties"]["title"]: w["properties"]["metrics"][0][0].get("expression", "")
+                   for w in widgets if w["type"] == "metric" and isinstance(w["properties"]["metrics"][0][0], dict)}
+    by_target = expressions["Imports ended, per vendor target (settings targets)"]
+    assert by_target == ("SEARCH('{S3VendorImport,service,target,vendor} service=\"s3-vendor-import\" MetricName=("
+                         '"ImportsSucceeded" OR "ImportsSucceededWithRejects" OR "ImportsFailed" OR "ImportsTimedOut")'
+                         "', 'Sum', 300)")
+    # the per-vendor widgets search the {service, vendor} set only (the alarms' set), not the target one
+    assert expressions["Imports started, per vendor"].startswith(
+        "SEARCH('{S3VendorImport,service,vendor} service=\"s3-vendor-import\" MetricName=")
