@@ -186,3 +186,23 @@ def test_the_dashboard_shows_imports_per_target_and_keeps_the_per_vendor_widgets
     # the per-vendor widgets search the {service, vendor} set only (the alarms' set), not the target one
     assert expressions["Imports started, per vendor"].startswith(
         "SEARCH('{S3VendorImport,service,vendor} service=\"s3-vendor-import\" MetricName=")
+
+
+def test_the_vendor_function_reads_each_target_from_its_one_secret(aws, monkeypatch):
+    """wiring.load_vendor_settings: the one vendor secret, one validated settings dict per target
+    (the same object while the secret is unchanged, so each target keeps its connector and token)."""
+    import boto3
+    from aws_lambda_powertools.utilities import parameters
+    from vendor_import import wiring
+
+    monkeypatch.setattr(wiring, "_settings_cache", {})
+    parameters.clear_caches()
+    arn = boto3.client("secretsmanager", region_name="us-east-1").create_secret(
+        Name="hopex-settings", SecretString=json.dumps(MULTI))["ARN"]
+    prod = wiring.load_vendor_settings("hopex", arn, "prod")
+    test = wiring.load_vendor_settings("hopex", arn, "test")
+    assert (prod["repository_id"], test["repository_id"]) == ("prod-repo", "test-repo")
+    assert wiring.load_vendor_settings("hopex", arn, "prod") is prod
+    with pytest.raises(InputError, match="unknown target 'default' for hopex: the settings define prod, test"):
+        wiring.load_vendor_settings("hopex", arn)
+    parameters.clear_caches()
