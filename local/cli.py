@@ -6,6 +6,8 @@
     s3-vendor-import start --vendor hopex --input '{"bucket": "...", "key": "..."}' --file F
     s3-vendor-import provision-aep --settings aep-provision.json
     s3-vendor-import simulator --vendor hopex --write-settings hopex.json   (a vendor to try run --settings on)
+    s3-vendor-import simulator --vendor hopex --targets prod,test --write-settings hopex.json
+                                               (two targets, one simulator each: a multi-target document)
 
 Operators (a deployed stack with --stack NAME, or the local runner's output with --local DIR):
 
@@ -52,28 +54,45 @@ def _available_simulators(vendors: list[str] | None) -> dict[str, Any]:
 def cmd_demo(args: argparse.Namespace) -> int:
     import importlib
 
-    from .simulators import SIMULATORS
+    from .simulators import SIMULATORS, start_targets, targets_document
 
     vendors = args.vendors.split(",") if args.vendors else None
     sims = _available_simulators(vendors)
     out = Path(args.out)
     results: list[tuple[ImportResult, str, str]] = []
+    misrouted: list[str] = []
     started = time.perf_counter()
+    targets: dict[str, dict[str, Any]] = {}  # vendor -> target name -> its own simulator
     try:
+        settings = {v: s.settings() for v, s in sims.items()}
+        for vendor in sims:
+            module = importlib.import_module(SIMULATORS[vendor].split(":")[0])
+            if getattr(module, "TARGET_DEMO_CASES", None):
+                targets[vendor] = start_targets(vendor, list(module.TARGET_DEMO_CASES))
+                settings[vendor] = targets_document(vendor, {"default": sims[vendor], **targets[vendor]})
         print("deploying template.yaml into embedded moto...", file=sys.stderr)
-        with LocalPipeline(settings={v: s.settings() for v, s in sims.items()}, out_dir=out,
-                           time_scale=args.time_scale) as pipe:
+        with LocalPipeline(settings=settings, out_dir=out, time_scale=args.time_scale) as pipe:
             for vendor in sims:
                 module = importlib.import_module(SIMULATORS[vendor].split(":")[0])
                 for case in getattr(module, "DEMO_CASES", []):
                     print(f"  {vendor}: {case.title} ...", file=sys.stderr, flush=True)
                     result = pipe.import_file(ROOT / case.file, case.key, case.metadata or None)
                     results.append((result, case.expect, case.title))
+                for target, case in getattr(module, "TARGET_DEMO_CASES", {}).items():
+                    print(f"  {vendor}: {case.title} ...", file=sys.stderr, flush=True)
+                    before = {t: len(s.requests) for t, s in targets[vendor].items()}
+                    result = pipe.import_file(ROOT / case.file, case.key, case.metadata or None)
+                    results.append((result, case.expect, case.title))
+                    # only this target's simulator heard of it
+                    grew = sorted(t for t, s in targets[vendor].items() if len(s.requests) > before[t])
+                    if grew != [target] or (result.record or {}).get("target") != target:
+                        misrouted.append(case.title)
             messages = len(pipe.drain_messages())
     finally:
-        for sim in sims.values():
+        for sim in [*sims.values(), *(s for started_ in targets.values() for s in started_.values())]:
             sim.stop()
-    bad = [t for r, e, t in results if r.state != e]
+    bad = [t for r, e, t in results if r.state != e] + [f"{t} (not imported into its target alone)"
+                                                       for t in misrouted]
     if args.json:
         print(json.dumps({"imports": [{**result_json(r), "expected": e, "title": t} for r, e, t in results],
                           "sns_messages": messages, "out": str(out)}, indent=2, default=str))
@@ -150,18 +169,26 @@ def cmd_start(args: argparse.Namespace) -> int:
 def cmd_simulator(args: argparse.Namespace) -> int:
     """Serve one vendor simulator on 127.0.0.1 until interrupted (or --seconds), so `run --settings`
     and `provision-aep` can be tried against a real HTTP endpoint from another terminal."""
-    from .simulators import simulator_class
+    from .simulators import simulator_class, start_targets, targets_document
 
-    sim = simulator_class(args.vendor)().start(port=args.port)
-    doc = json.dumps(sim.settings(), indent=2)
+    if args.targets:  # one simulator per target, each on its own port: a multi-target document
+        started = start_targets(args.vendor, [t.strip() for t in args.targets.split(",") if t.strip()])
+        settings = targets_document(args.vendor, started)
+        where = ", ".join(f"{name} on {s.base_url}" for name, s in started.items())
+    else:
+        started = {"default": simulator_class(args.vendor)().start(port=args.port)}
+        settings, where = started["default"].settings(), started["default"].base_url
+    doc = json.dumps(settings, indent=2)
     if args.json:  # one line a script can read: where it listens and the settings to use
-        doc = json.dumps({"vendor": args.vendor, "base_url": sim.base_url, "settings": sim.settings()})
+        urls = {name: s.base_url for name, s in started.items()}
+        doc = json.dumps({"vendor": args.vendor, "base_url": urls.get("default"), "settings": settings,
+                          **({"targets": urls} if args.targets else {})})
     if args.write_settings:
         Path(args.write_settings).write_text(doc + "\n")
         print(f"settings for {args.vendor} written to {args.write_settings}", file=sys.stderr)
     else:
         print(doc)
-    print(f"{args.vendor} simulator listening on {sim.base_url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    print(f"{args.vendor} simulator listening: {where} (Ctrl-C to stop)", file=sys.stderr, flush=True)
     deadline = time.monotonic() + args.seconds if args.seconds else None
     try:
         while deadline is None or time.monotonic() < deadline:
@@ -169,7 +196,8 @@ def cmd_simulator(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        sim.stop()
+        for sim in started.values():
+            sim.stop()
     return 0
 
 
@@ -213,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     simp = sub.add_parser("simulator", help="serve a vendor simulator on 127.0.0.1 and print its settings")
     simp.add_argument("--vendor", required=True, choices=sorted(SIMULATORS))
     simp.add_argument("--port", type=int, default=0, help="0 = any free port")
+    simp.add_argument("--targets", help="comma-separated target names: one simulator per target (each on "
+                                        "its own port, with credentials of its own) and a multi-target document")
     simp.add_argument("--write-settings", help="write the settings JSON to this file instead of stdout")
     simp.add_argument("--seconds", type=float, default=0, help="stop after this many seconds (0 = until Ctrl-C)")
     simp.add_argument("--json", action="store_true",

@@ -1,6 +1,6 @@
 """Operator commands: find, inspect and re-run imports, against a deployed stack or local output.
 
-    s3-vendor-import list [--vendor cirrus] [--limit 20] --stack NAME | --local DIR
+    s3-vendor-import list [--vendor cirrus] [--target prod] [--limit 20] --stack NAME | --local DIR
     s3-vendor-import show JOB_ID                         --stack NAME | --local DIR
     s3-vendor-import rejects JOB_ID --out DIR            --stack NAME | --local DIR
     s3-vendor-import resubmit JOB_ID                     --stack NAME | --local DIR (--simulator | --settings F)
@@ -70,13 +70,14 @@ class AwsBackend:
         return cls(session.client("s3"), session.resource("dynamodb"), outputs["ImportBucketName"],
                    outputs["JobsTableName"])
 
-    def list(self, vendor: str | None, limit: int) -> list[dict[str, Any]]:
-        """Newest first; vendor None: every vendor's (the by-vendor index is queried per vendor)."""
+    def list(self, vendor: str | None, limit: int, target: str | None = None) -> list[dict[str, Any]]:
+        """Newest first; vendor None: every vendor's (the by-vendor index is queried per vendor);
+        target None: every target's."""
         if vendor:
-            return self.jobs.recent(vendor, limit)
+            return self.jobs.recent(vendor, limit, target=target)
         from vendor_import.connectors import VENDORS
 
-        records = [r for v in VENDORS for r in self.jobs.recent(v, limit)]
+        records = [r for v in VENDORS for r in self.jobs.recent(v, limit, target=target)]
         return newest_first(records)[:limit]
 
     def get(self, job_id: str) -> dict[str, Any]:
@@ -136,9 +137,10 @@ class LocalBackend:
                     found[record["job_id"]] = (record, path.parent)
         return found
 
-    def list(self, vendor: str | None, limit: int) -> list[dict[str, Any]]:
-        """Newest first; vendor None: every vendor's."""
-        records = [r for r, _ in self._all().values() if vendor is None or r.get("vendor") == vendor]
+    def list(self, vendor: str | None, limit: int, target: str | None = None) -> list[dict[str, Any]]:
+        """Newest first; vendor None: every vendor's; target None: every target's."""
+        records = [r for r, _ in self._all().values() if (vendor is None or r.get("vendor") == vendor)
+                   and (target is None or record_target(r) == target)]
         return newest_first(records)[:limit]
 
     def _find(self, job_id: str) -> tuple[dict[str, Any], Path]:
@@ -169,6 +171,11 @@ class LocalBackend:
 
 
 # -- what the commands do -------------------------------------------------------------------------------------
+
+def record_target(record: dict[str, Any]) -> str:
+    """The record's target (records written before targets existed: ``default``)."""
+    return str(record.get("target") or "default")
+
 
 def newest_first(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(records, key=lambda r: str(r.get("updated_at") or ""), reverse=True)
@@ -229,6 +236,11 @@ def resubmit_metadata(record: dict[str, Any], key: str, metadata: dict[str, str]
         if _dropped(vendor, norm) or norm in in_key or norm in given or value is None:
             continue
         out[norm] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    from vendor_import.logic.routing import target_from_key
+
+    target = record_target(record)
+    if target != "default" and target_from_key(key) != target and "target" not in given:
+        out["target"] = target  # chosen in the console: the rejects go to the same target
     return out
 
 
@@ -247,10 +259,10 @@ def list_text(records: Iterable[dict[str, Any]]) -> str:
         refused = counts.get("rejected", rejects.get("rows", ""))
         name = ((r.get("source") or {}).get("key") or r.get("source_key") or "").rsplit("/", 1)[-1]
         rows.append([str(r.get("updated_at") or "")[:19].replace("T", " "), str(r.get("state") or ""),
-                     name[:40], str(sent), str(refused), str(r.get("job_id"))])
+                     record_target(r)[:20], name[:40], str(sent), str(refused), str(r.get("job_id"))])
     if not rows:
         return "no imports"
-    return table(rows, ["updated (UTC)", "state", "file", "records", "rejects", "job id"])
+    return table(rows, ["updated (UTC)", "state", "target", "file", "records", "rejects", "job id"])
 
 
 def show_text(record: dict[str, Any], local: dict[str, str] | None = None) -> str:
@@ -264,7 +276,8 @@ def show_text(record: dict[str, Any], local: dict[str, str] | None = None) -> st
         record = {**record, "status_uri": local["status"], "execution_arn": None}
     error = record.get("error") or {}
     counts = record.get("counts") or {}
-    lines = [("job id", record.get("job_id")), ("vendor", record.get("vendor")), ("state", record.get("state")),
+    lines = [("job id", record.get("job_id")), ("vendor", record.get("vendor")), ("target", record_target(record)),
+             ("state", record.get("state")),
              ("dry run", "yes" if record.get("dry_run") else None), ("message", record.get("message")),
              ("file", source.get("uri") or source.get("key") or record.get("source_key")),
              ("version", source.get("version_id")), ("vendor ref", record.get("vendor_ref")),
@@ -315,6 +328,8 @@ def add_subcommands(sub) -> None:
 
     p = sub.add_parser("list", help="recent imports, newest first (every vendor's, or --vendor's)")
     p.add_argument("--vendor", choices=VENDORS, help="only this vendor's imports (default: every vendor)")
+    p.add_argument("--target", help="only the imports of this vendor target (settings targets; default: every "
+                                    "target; records from before targets are target default)")
     p.add_argument("--limit", type=int, default=20)
     target(p)
     p.set_defaults(func=cmd_list)
@@ -367,7 +382,7 @@ def _json(doc: Any, out: TextIO) -> None:
 
 def cmd_list(args) -> int:
     def body(backend, out):
-        records = backend.list(args.vendor, args.limit)
+        records = backend.list(args.vendor, args.limit, args.target)
         if args.json:
             _json(records, out)
         else:

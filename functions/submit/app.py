@@ -54,7 +54,7 @@ def record_handler(record):
     with correlated(ids[0] if len(ids) == 1 else None):
         for outcome in router.handle_message_body(record.body):
             if outcome.action == "started":
-                import_metrics.import_started(metrics, outcome.key.split("/")[1])
+                import_metrics.import_started(metrics, outcome.key.split("/")[1], outcome.target)
             logger.info("upload routed", extra={"key": outcome.key, "action": outcome.action,
                                                 "job_id": outcome.job_id, "detail": outcome.detail})
 

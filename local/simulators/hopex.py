@@ -70,6 +70,16 @@ DEMO_CASES = [
              key="inbox/hopex/validate=AtEnd/clean.mgl", expect="SUCCEEDED"),
 ]
 
+# The demo also imports one file into each of two more HOPEX targets (a settings document with
+# targets default, prod and test), each target served by its own simulator (for_target, its own
+# port and credentials): target name -> its case.
+TARGET_DEMO_CASES = {
+    "prod": DemoCase("target prod, chosen by the key folder target=prod", file="events/files/hopex/clean.mgl",
+                     key="inbox/hopex/target=prod/clean.mgl", expect="SUCCEEDED"),
+    "test": DemoCase("target test, chosen by S3 metadata target: test", file="events/files/hopex/clean.mgl",
+                     key="inbox/hopex/to-test/clean.mgl", expect="SUCCEEDED", metadata={"target": "test"}),
+}
+
 
 @dataclass
 class Outcome:
@@ -143,11 +153,22 @@ class HopexSimulator(Simulator):
 
     def __init__(self, *, running_polls: int = 2, token_lifetime: int = 3600,
                  max_file_bytes: int = MAX_FILE_BYTES, job_id_in_body: bool = True,
-                 latency: float = 0.0, seed: int | None = None):
+                 latency: float = 0.0, seed: int | None = None, username: str = USERNAME,
+                 password: str = PASSWORD, client_secret: str = CLIENT_SECRET):
         super().__init__(latency=latency, seed=seed)
+        # one simulator per HOPEX target: each may have credentials of its own (a test
+        # repository and a production one never share a password)
+        self.username, self.password, self.client_secret = username, password, client_secret
         self._defaults = {"running_polls": running_polls, "token_lifetime": token_lifetime,
                           "max_file_bytes": max_file_bytes, "job_id_in_body": job_id_in_body}
         self.reset()
+
+    @classmethod
+    def for_target(cls, target: str, **kwargs: Any) -> HopexSimulator:
+        """A simulator standing for HOPEX target ``target``: the same API, credentials of its own
+        (user, password and UAS client secret carry the target's name)."""
+        return cls(username=f"sim-importer-{target}", password=f"sim-hopex-{target}-Pa55word",
+                   client_secret=f"sim-uas-{target}-client-secret", **kwargs)
 
     def reset(self) -> None:
         """Back to a fresh simulator (same server): tests share one across a module."""
@@ -171,10 +192,10 @@ class HopexSimulator(Simulator):
     def settings(self, auth: str = "uas", **overrides: Any) -> dict[str, Any]:
         """A settings document for this simulator; ``auth`` is uas, basic or hopexbasic."""
         if auth == "uas":
-            auth_doc = {"type": "uas", "username": USERNAME, "password": PASSWORD,
-                        "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
+            auth_doc = {"type": "uas", "username": self.username, "password": self.password,
+                        "client_id": CLIENT_ID, "client_secret": self.client_secret}
         else:
-            auth_doc = {"type": "basic", "username": USERNAME, "password": PASSWORD,
+            auth_doc = {"type": "basic", "username": self.username, "password": self.password,
                         "basic_scheme": "HOPEXBASIC" if auth == "hopexbasic" else "Basic"}
         doc = {
             "vendor": "hopex", "base_url": self.base_url, "allow_http": True, "timeout_seconds": 10,
@@ -218,9 +239,9 @@ class HopexSimulator(Simulator):
         form = {k: v[0] for k, v in parse_qs(req.body.decode("utf-8", "replace")).items()}
         if form.get("grant_type") != "password":
             return Reply(400, {"error": "unsupported_grant_type"})
-        if form.get("client_id") != CLIENT_ID or form.get("client_secret") != CLIENT_SECRET:
+        if form.get("client_id") != CLIENT_ID or form.get("client_secret") != self.client_secret:
             return Reply(401, {"error": "invalid_client"})
-        if form.get("username") != USERNAME or form.get("password") != PASSWORD:
+        if form.get("username") != self.username or form.get("password") != self.password:
             return Reply(400, {"error": "invalid_grant", "error_description": "invalid_username_or_password"})
         if form.get("environmentId") != ENVIRONMENT_ID:
             return Reply(400, {"error": "invalid_grant", "error_description": "unknown environment"})
@@ -245,7 +266,7 @@ class HopexSimulator(Simulator):
                     credentials = base64.b64decode(credentials, validate=True).decode("utf-8")
                 except ValueError:
                     credentials = ""
-            ok = credentials == f"{USERNAME}:{PASSWORD}"
+            ok = credentials == f"{self.username}:{self.password}"
             if ok and req.header("HopexEnvironment") != ENVIRONMENT_ID:
                 return Reply(401, {"error": "unauthorized",
                                    "message": "Basic authentication needs the HopexEnvironment header"})

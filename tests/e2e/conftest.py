@@ -149,7 +149,8 @@ class Harness:
         (record,), (document,), (message,) = records, documents, messages
         assert record.get("notified_at")
         assert document == message["body"] == {k: v for k, v in record.items() if k != "notified_at"}
-        assert message["attributes"] == {"vendor": record["vendor"], "state": record["state"],
+        assert message["attributes"] == {"vendor": record["vendor"], "target": record["target"],
+                                         "state": record["state"],
                                          "dry_run": str(record["dry_run"]).lower(),
                                          **({"error_type": record["error"]["type"]} if record["error"] else {})}
         return record, message

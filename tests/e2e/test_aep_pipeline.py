@@ -90,7 +90,7 @@ class Aep:
         (message,) = messages
         assert document == message["body"] == {k: v for k, v in record.items() if k != "notified_at"}
         assert message["subject"] == f"[aep] {state}: {result.key.rsplit('/', 1)[-1]}"
-        assert message["attributes"] == {"vendor": "aep", "state": state, "dry_run": "false",
+        assert message["attributes"] == {"vendor": "aep", "target": "default", "state": state, "dry_run": "false",
                                          **({"error_type": record["error"]["type"]} if record["error"] else {})}
         assert AepSimulator.CLIENT_SECRET not in json.dumps(message)
         return record

@@ -53,7 +53,7 @@ def test_dry_run_key_segment_validates_without_a_single_vendor_call(pipe, sims, 
     assert sim.requests == [], f"{vendor} simulator saw {[r.path for r in sim.requests]}"
     [msg] = message_for(pipe, result.job_id)
     assert "(dry run)" in msg["subject"]
-    assert msg["attributes"] == {"vendor": vendor, "state": "VALIDATED", "dry_run": "true"}
+    assert msg["attributes"] == {"vendor": vendor, "target": "default", "state": "VALIDATED", "dry_run": "true"}
 
 
 @pytest.mark.parametrize("vendor", ["cirrus", "aep"])

@@ -75,7 +75,7 @@ class Campaign:
         (message,) = messages
         assert document == message["body"] == {k: v for k, v in record.items() if k != "notified_at"}
         assert message["subject"] == f"[campaign] {state}: {result.key.rsplit('/', 1)[-1]}"
-        assert message["attributes"] == {"vendor": "campaign", "state": state, "dry_run": "false",
+        assert message["attributes"] == {"vendor": "campaign", "target": "default", "state": state, "dry_run": "false",
                                          **({"error_type": record["error"]["type"]} if record["error"] else {})}
         text = json.dumps(message)
         assert CLIENT_SECRET not in text and not any(t in text for t in self.sim.tokens)

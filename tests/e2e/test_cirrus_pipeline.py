@@ -83,7 +83,7 @@ class Cirrus:
         (message,) = messages
         assert document == message["body"] == {k: v for k, v in record.items() if k != "notified_at"}
         assert message["subject"] == f"[cirrus] {state}: {result.key.rsplit('/', 1)[-1]}"
-        assert message["attributes"] == {"vendor": "cirrus", "state": state, "dry_run": "false",
+        assert message["attributes"] == {"vendor": "cirrus", "target": "default", "state": state, "dry_run": "false",
                                          **({"error_type": record["error"]["type"]} if record["error"] else {})}
         assert PASSWORD not in json.dumps(message) and not any(t in json.dumps(message) for t in self.sim.tokens)
         return record, message

@@ -25,8 +25,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def demo_cases() -> list[tuple[str, object]]:
-    return [(vendor, case) for vendor, spec in SIMULATORS.items()
-            for case in importlib.import_module(spec.split(":")[0]).DEMO_CASES]
+    """Every vendor's DEMO_CASES, and the cases of its extra targets (TARGET_DEMO_CASES)."""
+    modules = {vendor: importlib.import_module(spec.split(":")[0]) for vendor, spec in SIMULATORS.items()}
+    return [(vendor, case) for vendor, module in modules.items()
+            for case in [*module.DEMO_CASES, *getattr(module, "TARGET_DEMO_CASES", {}).values()]]
 
 
 def test_demo_runs_every_case_of_every_vendor_as_expected(tmp_path):
@@ -50,3 +52,6 @@ def test_demo_runs_every_case_of_every_vendor_as_expected(tmp_path):
         if case.expect == "SUCCEEDED_WITH_REJECTS":
             assert status["rejects"]["rows"] > 0
             assert (out / status["job_id"] / status["rejects"]["csv_uri"].rsplit("/", 1)[-1]).is_file()
+    # the demo imports one file into each of two more HOPEX targets, each served by its own simulator
+    assert sorted(s["target"] for s in statuses if s["vendor"] == "hopex" and s["target"] != "default") == [
+        "prod", "test"]

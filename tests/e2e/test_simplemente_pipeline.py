@@ -81,7 +81,8 @@ class Simplemente:
         (message,) = messages
         assert document == message["body"] == {k: v for k, v in record.items() if k != "notified_at"}
         assert message["subject"] == f"[simplemente] {state}: {result.key.rsplit('/', 1)[-1]}"
-        assert message["attributes"] == {"vendor": "simplemente", "state": state, "dry_run": "false",
+        assert message["attributes"] == {"vendor": "simplemente", "target": "default", "state": state,
+                                         "dry_run": "false",
                                          **({"error_type": record["error"]["type"]} if record["error"] else {})}
         # neither the secret nor the presigned URL's signature (a read grant on the upload)
         text = json.dumps(message) + "".join(p.read_text() for p in result.rejects_paths)

@@ -83,7 +83,7 @@ def test_status_record_is_written_to_dynamodb_and_to_s3(account):
 def test_one_sns_message_with_vendor_and_state_attributes(account):
     record = account.finalizer(clock).from_state(state_event(done_job()))
     (message,) = account.messages()
-    assert message["attributes"] == {"vendor": "hopex", "state": "SUCCEEDED", "dry_run": "false"}
+    assert message["attributes"] == {"vendor": "hopex", "target": "default", "state": "SUCCEEDED", "dry_run": "false"}
     assert message["subject"] == "[hopex] SUCCEEDED: clean.mgl"
     assert message["body"] == record
 

@@ -196,13 +196,13 @@ def test_an_unknown_console_field_is_refused_with_did_you_mean(field, meant):
     with pytest.raises(InputError) as err:
         parse_console_input({"bucket": "b", "key": "inbox/hopex/x.mgl", field: True})
     assert str(err.value) == (f'unknown input field "{field}": did you mean "{meant}"? '
-                              "Input fields: bucket, key, version_id, options, dry_run")
+                              "Input fields: bucket, key, version_id, options, dry_run, target")
 
 
 def test_an_unknown_console_field_without_a_near_name():
     with pytest.raises(InputError) as err:
         parse_console_input({"bucket": "b", "key": "inbox/hopex/x.mgl", "zzz": 1})
-    assert str(err.value) == 'unknown input field "zzz" Input fields: bucket, key, version_id, options, dry_run'
+    assert str(err.value) == 'unknown input field "zzz" Input fields: bucket, key, version_id, options, dry_run, target'
 
 
 def test_the_fields_the_state_machine_adds_are_known():

@@ -90,7 +90,8 @@ def test_sqs_subscribers_get_the_json_record_and_the_filter_attributes(account):
     Notifier(account.sns, account.topic_arn, on_published=seen.append).publish(record())
     (message,) = account.messages()
     assert message["body"] == record()
-    assert message["attributes"] == {"vendor": "cirrus", "state": "SUCCEEDED_WITH_REJECTS", "dry_run": "false"}
+    assert message["attributes"] == {"vendor": "cirrus", "target": "default", "state": "SUCCEEDED_WITH_REJECTS",
+                                     "dry_run": "false"}
     assert message["subject"] == "[cirrus] SUCCEEDED_WITH_REJECTS: accounts.xml"
     assert seen == [record()]
 
@@ -111,7 +112,7 @@ def test_filter_policies_from_the_docs_select_what_they_say(account):
     docs = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
     policies = {name: json.loads(body) for name, body in
                 re.findall(r"<!-- filter:(\S+) -->\s*```json\s*(\{.*?\})\s*```", docs, re.S)}
-    assert set(policies) >= {"failures", "one-vendor", "one-vendor-not-clean", "credentials"}
+    assert set(policies) >= {"failures", "one-vendor", "one-vendor-not-clean", "credentials", "one-target"}
     queues = {}
     for name, policy in policies.items():
         url = account.sqs.create_queue(QueueName=f"filter-{name}")["QueueUrl"]
@@ -125,16 +126,18 @@ def test_filter_policies_from_the_docs_select_what_they_say(account):
     for vendor, state in (("cirrus", "SUCCEEDED"), ("cirrus", "FAILED"), ("hopex", "TIMED_OUT"),
                           ("hopex", "SUCCEEDED"), ("cirrus", "SUCCEEDED_WITH_REJECTS")):
         notifier.publish(record(vendor=vendor, state=state, error=errors.get(state)))
+    notifier.publish(record(vendor="hopex", target="prod", state="FAILED", error=errors["FAILED"]))
 
     def got(name):
         msgs = account.sqs.receive_message(QueueUrl=queues[name], MaxNumberOfMessages=10).get("Messages", [])
         return sorted((json.loads(json.loads(m["Body"])["Message"])["vendor"],
                        json.loads(json.loads(m["Body"])["Message"])["state"]) for m in msgs)
 
-    assert got("failures") == [("cirrus", "FAILED"), ("hopex", "TIMED_OUT")]
+    assert got("failures") == [("cirrus", "FAILED"), ("hopex", "FAILED"), ("hopex", "TIMED_OUT")]
     assert got("one-vendor") == [("cirrus", "FAILED"), ("cirrus", "SUCCEEDED"), ("cirrus", "SUCCEEDED_WITH_REJECTS")]
     assert got("one-vendor-not-clean") == [("cirrus", "FAILED"), ("cirrus", "SUCCEEDED_WITH_REJECTS")]
-    assert got("credentials") == [("cirrus", "FAILED")]
+    assert got("credentials") == [("cirrus", "FAILED"), ("hopex", "FAILED")]
+    assert got("one-target") == [("hopex", "FAILED")]  # hopex's default target is not prod
 
 
 # -- error_type: the failure's documented type as a message attribute (filter policies) -------------------------
@@ -144,9 +147,10 @@ def test_a_failure_carries_its_error_type_attribute_and_a_success_none(account):
     notifier.publish(record(state="FAILED", error={"type": "VendorRefusedAll", "message": "Cirrus refused all"}))
     notifier.publish(record())
     failed, succeeded = account.messages()
-    assert failed["attributes"] == {"vendor": "cirrus", "state": "FAILED", "dry_run": "false",
+    assert failed["attributes"] == {"vendor": "cirrus", "target": "default", "state": "FAILED", "dry_run": "false",
                                     "error_type": "VendorRefusedAll"}
-    assert succeeded["attributes"] == {"vendor": "cirrus", "state": "SUCCEEDED_WITH_REJECTS", "dry_run": "false"}
+    assert succeeded["attributes"] == {"vendor": "cirrus", "target": "default", "state": "SUCCEEDED_WITH_REJECTS",
+                                       "dry_run": "false"}
 
 
 def _filtered_queue(account, name: str, policy: dict) -> str:
@@ -175,3 +179,17 @@ def test_subscription_filter_policies_on_error_type(account):
     notifier.publish(record(source={"key": failing.format("fine")}))
     assert _subjects(account, auth_only) == ["[cirrus] FAILED: auth.xml"]
     assert _subjects(account, any_error) == ["[cirrus] FAILED: auth.xml", "[cirrus] TIMED_OUT: late.xml"]
+
+
+def test_subscription_filter_policy_on_target(account):
+    """A subscriber of one HOPEX target hears of that target's imports only (SNS filter in moto)."""
+    prod = _filtered_queue(account, "hopex-prod", {"vendor": ["hopex"], "target": ["prod"]})
+    notifier = Notifier(account.sns, account.topic_arn)
+    for target in ("prod", "test", "default"):
+        notifier.publish(record(vendor="hopex", target=target, source={"key": f"inbox/hopex/{target}.mgl"}))
+    notifier.publish(record(vendor="cirrus", target="prod", source={"key": "inbox/cirrus/prod.xml"}))
+    assert _subjects(account, prod) == ["[hopex/prod] SUCCEEDED_WITH_REJECTS: prod.mgl"]
+
+
+def test_the_email_names_a_target():
+    assert "Target:     test" in email_text(record(target="test")).splitlines()

@@ -39,7 +39,7 @@ def run_import(account, sim, connector_class):
     settings = load_settings("aep", sim.settings())
     account.s3.put_object(Bucket=account.bucket, Key=KEY, Body=DATA)
     step = VendorStep(vendor="aep", settings_loader=lambda: settings, s3_client=account.s3, store=account.store,
-                      jobs=account.jobs, connector_cache={("aep", id(settings)): connector_class(settings)})
+                      jobs=account.jobs, connector_cache={("aep", "default", id(settings)): connector_class(settings)})
     inp = {"bucket": account.bucket, "key": KEY}
     payload = step.run({"action": "submit", "input": inp, "execution_name": "job-rc"})
     while not payload["done"]:

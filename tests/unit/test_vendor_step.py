@@ -31,7 +31,7 @@ def sim(shared_simulator):
 
 
 def make_step(account, settings, connector=None, vendor="hopex"):
-    cache = {(vendor, id(settings)): connector} if connector is not None else {}
+    cache = {(vendor, "default", id(settings)): connector} if connector is not None else {}
     return VendorStep(vendor=vendor, settings_loader=lambda: settings, s3_client=account.s3,
                       store=account.store, jobs=account.jobs, connector_cache=cache)
 
@@ -288,4 +288,19 @@ def test_connector_is_reused_while_the_settings_are_unchanged(account):
     assert step._connector(first) is a
     second = load_settings("hopex", _offline_settings())
     b = step._connector(second)
-    assert b is not a and list(cache) == [("hopex", id(second))]
+    assert b is not a and list(cache) == [("hopex", "default", id(second))]
+
+
+def test_each_target_keeps_its_own_connector_and_a_change_drops_only_that_targets(account):
+    """Tokens are cached per target: the connector (which holds the token) is keyed by target."""
+    prod = load_settings("hopex", _offline_settings())
+    test = load_settings("hopex", _offline_settings())
+    cache: dict = {}
+    step = VendorStep(vendor="hopex", settings_loader=lambda target="default": prod, s3_client=account.s3,
+                      store=account.store, jobs=account.jobs, connector_cache=cache)
+    a, b = step._connector(prod, "prod"), step._connector(test, "test")
+    assert a is not b and step._connector(prod, "prod") is a
+    newer = load_settings("hopex", _offline_settings())
+    c = step._connector(newer, "prod")
+    assert c is not a and step._connector(test, "test") is b
+    assert sorted(k[:2] for k in cache) == [("hopex", "prod"), ("hopex", "test")]

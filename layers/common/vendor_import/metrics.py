@@ -1,7 +1,10 @@
 """CloudWatch metrics per vendor (embedded metric format, through powertools Metrics).
 
 Namespace: POWERTOOLS_METRICS_NAMESPACE (``S3VendorImport`` in the template); dimensions
-``service`` (POWERTOOLS_SERVICE_NAME, added by powertools) and ``vendor``.
+``service`` (POWERTOOLS_SERVICE_NAME, added by powertools) and ``vendor`` (the set the alarms
+watch), and a second dimension set {service, vendor, target}: the same values per vendor target
+(EMF lets one document name several dimension sets; each is its own metric in CloudWatch:
+https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html).
 
 - ImportsStarted (submit function): an upload started an execution.
 - ImportsSucceeded, ImportsSucceededWithRejects, ImportsFailed, ImportsTimedOut, ImportsValidated:
@@ -17,6 +20,7 @@ of several vendors; the vendor dimension is per document). A metrics problem nev
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -58,16 +62,18 @@ def ended_values(record: dict[str, Any]) -> list[tuple[str, MetricUnit, float]]:
     return values
 
 
-def import_started(metrics, vendor: str) -> None:
-    emit(metrics, vendor, [("ImportsStarted", MetricUnit.Count, 1)])
+def import_started(metrics, vendor: str, target: str = "default") -> None:
+    emit(metrics, vendor, [("ImportsStarted", MetricUnit.Count, 1)], target)
 
 
 def import_ended(metrics, record: dict[str, Any]) -> None:
-    emit(metrics, str(record.get("vendor") or "unknown"), ended_values(record))
+    emit(metrics, str(record.get("vendor") or "unknown"), ended_values(record),
+         str(record.get("target") or "default"))
 
 
-def emit(metrics, vendor: str, values: list[tuple[str, MetricUnit, float]]) -> None:
-    """One EMF document with the vendor dimension, flushed now."""
+def emit(metrics, vendor: str, values: list[tuple[str, MetricUnit, float]], target: str = "default") -> None:
+    """One EMF document, printed now, with two dimension sets: {service, vendor} (what the alarms
+    watch) and {service, vendor, target}."""
     from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
     if metrics is None or not values:
@@ -78,7 +84,7 @@ def emit(metrics, vendor: str, values: list[tuple[str, MetricUnit, float]]) -> N
         metrics.add_dimension(name="vendor", value=vendor)
         for name, unit, value in values:
             metrics.add_metric(name=name, unit=unit, value=value)
-        metrics.flush_metrics()
+        print(json.dumps(with_target_set(metrics.serialize_metric_set(), target), separators=(",", ":")))
     except Exception as exc:  # noqa: BLE001 - a metric is never a reason to fail an import
         _log.warning("metrics for %s not emitted: %s", vendor, exc)
     finally:
@@ -86,6 +92,15 @@ def emit(metrics, vendor: str, values: list[tuple[str, MetricUnit, float]]) -> N
             metrics.clear_metrics()
         except Exception:  # noqa: BLE001
             pass
+
+
+def with_target_set(document: dict[str, Any], target: str) -> dict[str, Any]:
+    """An EMF document of powertools with a second dimension set: each existing set plus ``target``
+    (powertools writes one set only)."""
+    for directive in document["_aws"]["CloudWatchMetrics"]:
+        directive["Dimensions"] += [[*dims, "target"] for dims in list(directive["Dimensions"])]
+    document["target"] = target
+    return document
 
 
 def _number(value: Any) -> float | None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import SettingsError
+from .errors import InputError, SettingsError
 from .polling import MAX_WAIT_SECONDS
 from .scrub import register_secret
 
@@ -164,3 +165,58 @@ def validate_settings(doc: Any, vendor: str, vendor_fields: tuple[Field, ...]) -
         )
     settings["base_url"] = base.rstrip("/")
     return settings
+
+
+# -- targets: several named systems of one vendor in one document --------------------------------------
+DEFAULT_TARGET = "default"
+TARGET_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _parsed(doc: Any, vendor: str) -> Any:
+    if isinstance(doc, (str, bytes)):
+        try:
+            return json.loads(doc)
+        except ValueError as exc:
+            raise SettingsError(f"settings for {vendor} are not valid JSON: {exc}") from None
+    return doc
+
+
+def target_names(doc: Any) -> list[str]:
+    """The target names a settings document defines, sorted: ``["default"]`` for the single-target
+    form ``{"vendor": ..., "base_url": ...}``, the keys of ``targets`` for the multi-target form
+    ``{"vendor": ..., "targets": {"<name>": {<settings without vendor>}, ...}}``.
+    Raises SettingsError when ``targets`` is not an object of well-named targets."""
+    doc = _parsed(doc, "this vendor")
+    if not isinstance(doc, dict) or "targets" not in doc:
+        return [DEFAULT_TARGET]
+    targets = doc["targets"]
+    if not isinstance(targets, dict) or not targets:
+        raise SettingsError("setting targets must be an object of target names to settings (at least one)")
+    for name in targets:
+        if not TARGET_NAME.fullmatch(name):
+            raise SettingsError(f"target name {name[:80]!r} must be 1-64 letters, digits, - or _")
+    return sorted(targets)
+
+
+def target_settings(doc: Any, vendor: str, target: str = DEFAULT_TARGET) -> dict[str, Any]:
+    """The settings document of one target (not yet validated: ``validate_settings`` does), with
+    ``vendor`` in it. A single-target document is target ``default``; in the multi-target form
+    nothing but ``vendor`` and ``targets`` may sit at the top (a shared field would be ambiguous).
+    Raises InputError for a target the document does not define (the upload chose it; the
+    message names the known ones), SettingsError for a malformed document."""
+    doc = _parsed(doc, vendor)
+    names = target_names(doc)
+    if target not in names:
+        raise InputError(f"unknown target {target[:80]!r} for {vendor}: the settings define "
+                         f"{', '.join(names)}")
+    if "targets" not in doc:
+        return doc
+    extra = sorted(set(doc) - {"vendor", "targets"})
+    if extra:
+        raise SettingsError(f"setting {extra[0]} sits beside targets: put it inside each target")
+    one = doc["targets"][target]
+    if not isinstance(one, dict):
+        raise SettingsError(f"setting targets.{target} must be a JSON object")
+    if "vendor" in one and one["vendor"] != doc.get("vendor"):
+        raise SettingsError(f"setting targets.{target}.vendor differs from the document's vendor")
+    return {"vendor": doc.get("vendor"), **one}

@@ -86,9 +86,10 @@ _settings_cache: dict[str, Any] = {}
 _connector_cache: dict[Any, Any] = {}
 
 
-def load_vendor_settings(vendor: str, secret_arn: str) -> dict[str, Any]:
-    """The vendor settings secret, validated; the same dict object while the secret is unchanged
-    (so the connector and its cached token survive across warm invocations)."""
+def load_vendor_settings(vendor: str, secret_arn: str, target: str = "default") -> dict[str, Any]:
+    """One target's settings from the vendor settings secret, validated; the same dict object while
+    the secret is unchanged (so the target's connector and its cached token survive across warm
+    invocations). InputError for a target the secret does not define."""
     from aws_lambda_powertools.utilities import parameters
 
     from .connectors import load_settings
@@ -100,11 +101,11 @@ def load_vendor_settings(vendor: str, secret_arn: str) -> dict[str, Any]:
         raise SettingsError(f"cannot read the {vendor} settings secret ({reason}): check that it exists") from None
     if isinstance(raw, bytes):
         raw = raw.decode("utf-8")
-    cached = _settings_cache.get(secret_arn)
+    cached = _settings_cache.get((secret_arn, target))
     if cached and cached[0] == raw:
         return cached[1]
-    settings = load_settings(vendor, raw)
-    _settings_cache[secret_arn] = (raw, settings)
+    settings = load_settings(vendor, raw, target)
+    _settings_cache[(secret_arn, target)] = (raw, settings)
     return settings
 
 
@@ -120,7 +121,10 @@ def vendor_step(context=None):
             return context.get_remaining_time_in_millis() / 1000.0
         return 600.0
 
-    step = VendorStep(vendor=vendor, settings_loader=lambda: load_vendor_settings(vendor, secret_arn),
+    def settings_loader(target: str = "default") -> dict[str, Any]:
+        return load_vendor_settings(vendor, secret_arn, target)
+
+    step = VendorStep(vendor=vendor, settings_loader=settings_loader,
                       s3_client=s3, store=store(), jobs=jobs(), time_left=time_left,
                       connector_cache=_connector_cache)
     step.presign_s3 = presign_client()

@@ -8,7 +8,7 @@ import pkgutil
 from typing import Any
 
 from ..errors import InputError, SettingsError
-from ..settings import validate_fields, validate_settings
+from ..settings import DEFAULT_TARGET, target_settings, validate_fields, validate_settings
 
 # A connector is the module connectors/<vendor id>.py (lowercase letters and digits) defining
 # <Vendorid>Connector, e.g. hopex.py -> HopexConnector; helper modules carry an underscore
@@ -36,8 +36,11 @@ def connector_class(vendor: str):
     return getattr(importlib.import_module(module_name), cls_name)
 
 
-def load_settings(vendor: str, doc: Any) -> dict[str, Any]:
+def load_settings(vendor: str, doc: Any, target: str = DEFAULT_TARGET) -> dict[str, Any]:
+    """The validated settings of one target of ``vendor`` (``doc``: JSON text or dict, single- or
+    multi-target form, see ``settings.target_settings``). InputError for an unknown target."""
     cls = connector_class(vendor)
+    doc = target_settings(doc, vendor, target)
     if cls.default_base_url and isinstance(doc, dict) and not doc.get("base_url"):
         doc = {**doc, "base_url": cls.default_base_url}
     return validate_settings(doc, vendor, cls.settings_fields)

@@ -13,6 +13,8 @@ are read as milliseconds). Scopes are a comma-separated string or a list; IMS wa
 comma-separated in one ``scope`` form field.
 
 The client secret and the tokens are registered with ``scrub`` so no message ever shows them.
+The token lives in the provider, one per connector: the vendor step keeps one connector per
+(vendor, target), so each target of a settings document has its own token (never a shared one).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 BY_VENDOR_INDEX = "by-vendor"
+RECENT_MAX_PAGES = 5  # queries per pace lookup: a bound on the read cost of a busy vendor's other targets
 
 
 def _to_dynamo(obj: Any) -> Any:
@@ -93,15 +94,26 @@ class JobsTable:
             ExpressionAttributeValues={":vendor": vendor, **values},
         )
 
-    def recent(self, vendor: str, limit: int = 20) -> list[dict[str, Any]]:
-        resp = self.table.query(
-            IndexName=BY_VENDOR_INDEX,
-            KeyConditionExpression="vendor = :v",
-            ExpressionAttributeValues={":v": vendor},
-            ScanIndexForward=False,
-            Limit=limit,
-        )
-        return [_from_dynamo(i) for i in resp.get("Items", [])]
+    def recent(self, vendor: str, limit: int = 20, target: str | None = None) -> list[dict[str, Any]]:
+        """The vendor's latest ``limit`` jobs (newest first); with ``target``, that target's only
+        (an item without ``target``, written before targets existed, is target ``default``).
+        DynamoDB applies Limit before the filter, so a target's jobs are read page by page, at most
+        RECENT_MAX_PAGES queries."""
+        kwargs: dict[str, Any] = {"IndexName": BY_VENDOR_INDEX, "KeyConditionExpression": "vendor = :v",
+                                  "ExpressionAttributeValues": {":v": vendor}, "ScanIndexForward": False,
+                                  "Limit": limit}
+        if target is not None:
+            kwargs["FilterExpression"] = "#t = :t" + (" OR attribute_not_exists(#t)" if target == "default" else "")
+            kwargs["ExpressionAttributeNames"] = {"#t": "target"}
+            kwargs["ExpressionAttributeValues"] = {":v": vendor, ":t": target}
+        items: list[dict[str, Any]] = []
+        for _ in range(RECENT_MAX_PAGES):
+            resp = self.table.query(**kwargs)
+            items += resp.get("Items", [])
+            if len(items) >= limit or "LastEvaluatedKey" not in resp:
+                break
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        return [_from_dynamo(i) for i in items[:limit]]
 
     # -- usage of every attempt (a retried step's result is lost with it: its usage is kept here) --
     def count_invocation(self, job_id: str, vendor: str) -> int:

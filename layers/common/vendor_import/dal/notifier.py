@@ -1,4 +1,4 @@
-"""The completion topic: one message per import, filterable on vendor, state, dry_run and error_type.
+"""The completion topic: one message per import, filterable on vendor, target, state, dry_run and error_type.
 
 Published with ``MessageStructure="json"``: every protocol gets the status record as JSON (the
 ``default`` body: SQS, Lambda, HTTPS and email-json subscribers), except ``email``, which gets a
@@ -32,7 +32,9 @@ def subject_for(record: dict[str, Any]) -> str:
     # a console start without a key still gets its message
     name = (record["source"].get("key") or "(no key)").rsplit("/", 1)[-1]
     dry = " (dry run)" if record.get("dry_run") else ""
-    subject = f"[{record['vendor']}] {record['state']}{dry}: {name}"
+    target = record.get("target") or "default"
+    where = record["vendor"] if target == "default" else f"{record['vendor']}/{target}"
+    subject = f"[{where}] {record['state']}{dry}: {name}"
     # SNS subjects: ASCII printable, no newlines, at most 100 characters
     subject = "".join(c if 32 <= ord(c) < 127 else "?" for c in subject)
     return subject[:100]
@@ -68,6 +70,7 @@ def email_text(record: dict[str, Any]) -> str:
 
     field("State", state)
     field("Vendor", f"{vendor} ({VENDOR_NAMES[vendor]})" if vendor in VENDOR_NAMES else vendor)
+    field("Target", record.get("target"))
     field("File", source.get("uri") or source.get("key"))
     if source.get("version_id"):
         field("Version", source["version_id"])
@@ -142,6 +145,9 @@ class Notifier:
             MessageAttributes={
                 # SNS refuses an empty attribute value
                 "vendor": {"DataType": "String", "StringValue": record.get("vendor") or "unknown"},
+                # the vendor's named system (settings document targets), for filter policies
+                # such as {"vendor": ["hopex"], "target": ["prod"]}
+                "target": {"DataType": "String", "StringValue": str(record.get("target") or "default")},
                 "state": {"DataType": "String", "StringValue": record.get("state") or "FAILED"},
                 "dry_run": {"DataType": "String", "StringValue": str(bool(record.get("dry_run"))).lower()},
                 **_error_attribute(record),

@@ -16,6 +16,7 @@ from ..dal.s3_layout import S3Store, error_key, rejects_prefix, status_key
 from ..errors import documented_error
 from ..model import FinalState
 from ..scrub import scrub, scrub_obj
+from ..settings import DEFAULT_TARGET, TARGET_NAME
 
 _VENDOR_ID = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 
@@ -181,6 +182,7 @@ class Finalizer:
         record: dict[str, Any] = {
             "job_id": job_id,
             "vendor": vendor,
+            "target": _target_of(job, inp),
             "state": state.value,
             "dry_run": bool(inp.get("dry_run") or job.get("dry_run")),
             "message": message or _default_message(state),
@@ -309,6 +311,18 @@ def _text(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
     return json.dumps(value)
+
+
+def _target_of(job: dict[str, Any], inp: dict[str, Any]) -> str:
+    """The import's target: the one the vendor step chose, else the execution input's, else the
+    key's ``target=`` folder; a malformed name (the InputError says so) or none: ``default``."""
+    from .routing import target_from_key
+
+    key = inp.get("key")
+    for found in (job.get("target"), inp.get("target"), target_from_key(key) if isinstance(key, str) else None):
+        if isinstance(found, str) and TARGET_NAME.fullmatch(found):
+            return found
+    return DEFAULT_TARGET
 
 
 def vendor_from_key(key: Any) -> str:

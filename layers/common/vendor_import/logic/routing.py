@@ -5,7 +5,9 @@ segment whose name is one of the vendor's option names (case and ``-``/``_`` asi
 per-import option; any other ``name=value`` segment is a plain folder (``year=2026/month=11/``,
 the partition layout data-lake exports write), except a near miss of an option name
 (``valdate=AtEnd``), which fails with "did you mean validate?". A ``dry-run`` segment (or option
-dry_run=true, or S3 metadata ``dry-run: true``) runs the local checks only.
+dry_run=true, or S3 metadata ``dry-run: true``) runs the local checks only. A ``target=<name>``
+segment (or S3 metadata ``target``, or the console input's ``"target"``) chooses which of the
+vendor's targets (named systems in its settings document) receives the import; none: ``default``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from urllib.parse import unquote_plus
 
 from ..errors import InputError
 from ..scrub import neutralise
+from ..settings import DEFAULT_TARGET, TARGET_NAME
 
 INBOX = "inbox/"
 _NAME_SAFE = re.compile(r"[^A-Za-z0-9_-]+")
@@ -40,6 +43,7 @@ class ImportRequest:
     version_id: str | None = None
     etag: str | None = None
     size: int | None = None
+    target: str = DEFAULT_TARGET
 
     def to_input(self) -> dict[str, Any]:
         """The execution input (what a console user would type, plus what S3 told us)."""
@@ -51,6 +55,8 @@ class ImportRequest:
             out["options"] = self.options
         if self.dry_run:
             out["dry_run"] = True
+        if self.target != DEFAULT_TARGET:
+            out["target"] = self.target
         return out
 
 
@@ -93,6 +99,8 @@ def options_from_key(key: str, known: set[str] | None = None) -> tuple[dict[str,
             continue
         name, _, value = seg.partition("=")
         norm = option_name(name)
+        if norm == "target":  # not an option: target_from_key reads it
+            continue
         if norm in known or norm == "dry_run":
             options[norm] = value
             continue
@@ -106,12 +114,46 @@ def options_from_key(key: str, known: set[str] | None = None) -> tuple[dict[str,
     return options, dry_run
 
 
+def target_from_key(key: str) -> str | None:
+    """The target named by a ``target=<name>`` folder between vendor and file name (the last one
+    wins, as for options), None when there is none. Not validated: ``check_target`` does."""
+    found = None
+    for seg in key[len(INBOX):].split("/")[1:-1] if key.startswith(INBOX) else []:
+        name, eq, value = seg.partition("=")
+        if eq and option_name(name) == "target":
+            found = value
+    return found
+
+
+def check_target(target: Any, where: str) -> str:
+    """A target name as given (``where``: the key, metadata or console input) -> the name.
+    Raises InputError when it is not 1-64 letters, digits, - or _."""
+    if not isinstance(target, str) or not TARGET_NAME.fullmatch(target):
+        shown = target[:80] if isinstance(target, str) else target
+        raise InputError(f"target {shown!r} from the {where} is not a target name: use 1-64 letters, "
+                         f"digits, - or _ (no target means {DEFAULT_TARGET})")
+    return target
+
+
+def choose_target(key: str, metadata: dict[str, str] | None, console: Any = None) -> str:
+    """The import's target: console input > S3 metadata ``target`` > key segment > ``default``."""
+    if console is not None:
+        return check_target(console, "console input")
+    meta = [v for k, v in (metadata or {}).items() if option_name(k) == "target"]
+    if meta:
+        return check_target(meta[-1], "S3 metadata")
+    from_key = target_from_key(key)
+    return DEFAULT_TARGET if from_key is None else check_target(from_key, "key folder target=")
+
+
 def build_request(bucket: str, key: str, *, metadata: dict[str, str] | None = None,
                   console_options: dict[str, Any] | None = None, dry_run: bool | None = None,
                   version_id: str | None = None, etag: str | None = None,
-                  size: int | None = None) -> ImportRequest:
-    """Merge options: key segments < S3 metadata < console input (the most explicit wins)."""
+                  size: int | None = None, target: str | None = None) -> ImportRequest:
+    """Merge options: key segments < S3 metadata < console input (the most explicit wins); the
+    target the same way (``target``: the console input's). InputError for a malformed target."""
     vendor = vendor_of(key)
+    target = choose_target(key, metadata, target)
     options: dict[str, Any] = {}
     known = _option_names(vendor)
     key_options, key_dry = options_from_key(key, known)
@@ -127,7 +169,7 @@ def build_request(bucket: str, key: str, *, metadata: dict[str, str] | None = No
     opt_dry = str(options.pop("dry_run", "")).lower() in _TRUE
     is_dry = bool(dry_run) if dry_run is not None else (key_dry or meta_dry or opt_dry)
     return ImportRequest(bucket, key, vendor, options, is_dry or key_dry or meta_dry or opt_dry,
-                         version_id, etag, size)
+                         version_id, etag, size, target)
 
 
 def _option_names(vendor: str) -> set[str]:
@@ -164,6 +206,8 @@ def parse_console_input(inp: Any) -> ImportRequest:
     options = inp.get("options") or {}
     if not isinstance(options, dict):
         raise InputError('input field "options" must be an object of option names to values')
+    target = inp.get("target", options.get("target"))  # "target" is an input field, not an option
+    options = {k: v for k, v in options.items() if k != "target"}
     dry = inp.get("dry_run")
     if dry is not None and not isinstance(dry, bool):
         raise InputError('input field "dry_run" must be true or false')
@@ -171,7 +215,8 @@ def parse_console_input(inp: Any) -> ImportRequest:
     if version_id is not None and not isinstance(version_id, str):
         raise InputError('input field "version_id" must be a string')
     req = build_request(inp["bucket"], inp["key"], console_options=options, dry_run=dry,
-                        version_id=version_id, etag=inp.get("etag"), size=inp.get("size"))
+                        version_id=version_id, etag=inp.get("etag"), size=inp.get("size"),
+                        target=target)
     # options already merged by the submit function (key + metadata) arrive in "options";
     # key segments are re-read so a console start with only bucket/key behaves like an upload.
     return req
@@ -179,7 +224,7 @@ def parse_console_input(inp: Any) -> ImportRequest:
 
 # fields of an execution input: what a console user types, what the submit function adds, and what
 # the state machine adds itself ($.job, $.error)
-INPUT_FIELDS = ("bucket", "key", "version_id", "options", "dry_run")
+INPUT_FIELDS = ("bucket", "key", "version_id", "options", "dry_run", "target")
 _MACHINE_FIELDS = ("etag", "size", "job", "error")
 
 

@@ -24,6 +24,7 @@ class Outcome:
     action: str  # started | duplicate | rejected | ignored
     job_id: str | None = None
     detail: str = ""
+    target: str = "default"  # the vendor target an execution was started for (metrics dimension)
 
 
 class UploadRouter:
@@ -58,6 +59,7 @@ class UploadRouter:
         etag = obj.get("eTag")
         size = obj.get("size")
         job_id = execution_name(bucket, key, version or etag or obj.get("sequencer"))
+        request = None
         try:
             vendor = vendor_of(key)
             if vendor not in VENDORS or vendor not in self.state_machines:
@@ -73,14 +75,15 @@ class UploadRouter:
             compressed = key.lower().endswith(".gz") or bool(head.get("ContentEncoding"))
             precheck(vendor, int(size if size is not None else 1), request.options, compressed=compressed)
         except InputError as exc:
-            return self._reject(job_id, bucket, key, version, etag, size, exc)
+            return self._reject(job_id, bucket, key, version, etag, size, exc,
+                                request.target if request else None)
         try:
             self.sfn.start_execution(stateMachineArn=self.state_machines[vendor], name=job_id,
                                      input=json.dumps(request.to_input()))
         except self.sfn.exceptions.ExecutionAlreadyExists:
             return Outcome(key=key, action="duplicate", job_id=job_id,
                            detail="an execution for this object version already exists")
-        return Outcome(key=key, action="started", job_id=job_id)
+        return Outcome(key=key, action="started", job_id=job_id, target=request.target)
 
     def _head(self, bucket: str, key: str, version: str | None) -> dict[str, Any]:
         kwargs = {"Bucket": bucket, "Key": key}
@@ -94,8 +97,10 @@ class UploadRouter:
                 raise InputError(f"{key!r} was deleted before it could be imported") from None
             raise
 
-    def _reject(self, job_id, bucket, key, version, etag, size, exc: InputError) -> Outcome:
+    def _reject(self, job_id, bucket, key, version, etag, size, exc: InputError, target=None) -> Outcome:
         inp = {"bucket": bucket, "key": key, "version_id": version, "etag": etag, "size": size}
+        if target:  # chosen by metadata: the key alone would not tell Finalize
+            inp["target"] = target
         existing = self.finalizer.jobs.get(job_id)
         if existing and existing.get("notified_at"):
             return Outcome(key=key, action="duplicate", job_id=job_id, detail=exc.message)

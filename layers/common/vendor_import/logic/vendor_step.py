@@ -2,8 +2,10 @@
 
 Returns the job payload the state machine keeps in $.job (small: no records, no secrets):
 done, state, wait_seconds, polls, waited_seconds, connector (the connector's own state),
-counts, vendor_ref, message, raw_format, source_name, dry_run, usage, and the executions of the
-job (``execution``: the current one; ``executions``: their names, see ``continuation``).
+counts, vendor_ref, message, raw_format, source_name, dry_run, target (the vendor target the
+import goes to: its settings, connector, token and learned pace are that target's own), usage,
+and the executions of the job (``execution``: the current one; ``executions``: their names, see
+``continuation``).
 
 Every invocation (retried attempts included) is counted in the jobs table before it does
 anything, and its GB-seconds and vendor requests are added when it ends, failed or not: a retried
@@ -25,11 +27,12 @@ from ..errors import InputError, VendorImportError
 from ..model import FinalState, Progress, RawRejects
 from ..polling import bounded_seconds
 from ..scrub import scrub
+from ..settings import DEFAULT_TARGET
 from ..source import MAGIC_BYTES, S3Source, compression_of, plain_name, stage_gunzipped
 from ..units import limit_text
 from . import continuation, record_count
 from .finalize import iso
-from .routing import ImportRequest, build_request, parse_console_input
+from .routing import ImportRequest, build_request, choose_target, parse_console_input
 
 PRESIGN_MAX_SECONDS = 7 * 24 * 3600  # SigV4 presigned URLs cannot outlive 7 days
 
@@ -65,6 +68,10 @@ class VendorStep:
         before = self._requests_so_far()
         try:
             request = self._request(inp)
+            # no target in the input (a console start with bucket and key only): the upload's
+            # metadata may name one, read at submit with the object's head
+            self._target_given = isinstance(inp, dict) and (
+                inp.get("target") is not None or isinstance(inp.get("options"), dict) and "target" in inp["options"])
             if resuming:
                 result = self.resume(name, previous, invocations)
             elif action == "submit":
@@ -144,9 +151,11 @@ class VendorStep:
             pass
 
     def submit(self, job_id: str, request: ImportRequest) -> dict[str, Any]:
-        settings = self.settings_loader()
-        connector = self._connector(settings)
         head = self._head(request)
+        if not getattr(self, "_target_given", False):
+            request.target = choose_target(request.key, head.get("Metadata") or {})
+        settings = self._settings(request.target)  # an unknown target stops here: no vendor call
+        connector = self._connector(settings, request.target)
         source = self._source(request, head["ContentLength"])
         staged = self._decompress(job_id, source, head, connector)
         if staged:
@@ -154,13 +163,13 @@ class VendorStep:
         ctx = self._context(job_id, request, source, head.get("Metadata") or {}, poll=0, settings=settings)
         _check_size(connector, source)
         rows = connector.validate(ctx)
-        base = {"job_id": job_id, "vendor": self.vendor, "source_name": source.name,
+        base = {"job_id": job_id, "vendor": self.vendor, "target": request.target, "source_name": source.name,
                 "size": source.size, "polls": 0, "waited_seconds": 0, "dry_run": request.dry_run,
                 "submitted_at": iso(self.clock())}
         if staged:
             base["staged"] = staged
         if not request.dry_run:
-            base["pace"] = self._learned_pace(source.size, job_id)
+            base["pace"] = self._learned_pace(source.size, job_id, request.target)
         if not connector.rejects_are_records:
             base["rejects_are_records"] = False  # Finalize must not count its rejects rows as records
         if request.dry_run:
@@ -174,7 +183,8 @@ class VendorStep:
                     "message": _dry_run_message(len(rows)), "vendor_ref": None,
                     "raw_format": _format_dict(fmt) if fmt else None}
         self.jobs.mark_running(job_id, self.vendor, {"state": "RUNNING", "updated_at": iso(self.clock()),
-                                                     "source_key": request.key, "current_execution": job_id})
+                                                     "source_key": request.key, "current_execution": job_id,
+                                                     "target": request.target})
         progress = connector.submit(ctx)
         # part ids sort in step order ("submit" would sort after "poll-..."): Finalize
         # concatenates the staged rejects in part id order
@@ -182,10 +192,12 @@ class VendorStep:
         return self._payload(base, progress, job_id, part_id="step-000000", settings=settings)
 
     def poll(self, job_id: str, request: ImportRequest, job: dict[str, Any]) -> dict[str, Any]:
-        settings = self.settings_loader()
+        target = job.get("target") or request.target  # the one submit chose (metadata included)
+        request.target = target
+        settings = self._settings(target)
         polls = int(job.get("polls") or 0) + 1
         waited = int(job.get("waited_seconds") or 0) + int(job.get("wait_seconds") or 0)
-        base = {**{k: job.get(k) for k in ("job_id", "vendor", "source_name", "size", "dry_run",
+        base = {**{k: job.get(k) for k in ("job_id", "vendor", "target", "source_name", "size", "dry_run",
                                             "submitted_at", "raw_format", "pace", "staged",
                                             "rejects_are_records")},
                 "polls": polls, "waited_seconds": waited}
@@ -196,7 +208,7 @@ class VendorStep:
                     "message": f"the vendor job was still running after {waited} s of polling "
                                f"(deadline_seconds = {settings['deadline_seconds']})"
                                + (f"; last vendor status: {job['message']}" if job.get("message") else "")}
-        connector = self._connector(settings)
+        connector = self._connector(settings, target)
         head = self._head(request)
         if job.get("staged"):  # a gzip upload: every step reads the copy submit decompressed
             source = self._staged_source(request, job["staged"])
@@ -213,10 +225,11 @@ class VendorStep:
         return self._payload(base, progress, job_id, part_id=f"step-{polls:06d}", settings=settings)
 
     # -- helpers -------------------------------------------------------------------------------------
-    def _learned_pace(self, size: int, job_id: str) -> dict[str, Any] | None:
-        """The first wait and poll step from this vendor's recent jobs (None: static backoff)."""
+    def _learned_pace(self, size: int, job_id: str, target: str = DEFAULT_TARGET) -> dict[str, Any] | None:
+        """The first wait and poll step from the recent jobs of this vendor's target (a test system
+        is not as fast as production; None: static backoff)."""
         try:
-            history = self.jobs.recent(self.vendor, pace.HISTORY_SIZE)
+            history = self.jobs.recent(self.vendor, pace.HISTORY_SIZE, target=target)
         except Exception:  # noqa: BLE001 - no history is never a reason to fail an import
             return None
         return pace.learn(history, size, job_id)
@@ -230,11 +243,17 @@ class VendorStep:
             )
         return req
 
-    def _connector(self, settings: dict[str, Any]):
-        key = (self.vendor, id(settings))
+    def _settings(self, target: str) -> dict[str, Any]:
+        """The settings of one target (InputError naming the known ones for an unknown target)."""
+        return self.settings_loader() if target == DEFAULT_TARGET else self.settings_loader(target)
+
+    def _connector(self, settings: dict[str, Any], target: str = DEFAULT_TARGET):
+        """The target's connector, cached (with its token) per (vendor, target) while its settings
+        are unchanged: a token of one target is never sent to another."""
+        key = (self.vendor, target, id(settings))
         conn = self._connectors.get(key)
-        if conn is None:  # settings changed: drop this vendor's old connector (and its token)
-            for old in [k for k in self._connectors if k[0] == self.vendor]:
+        if conn is None:  # settings changed: drop this target's old connector (and its token)
+            for old in [k for k in self._connectors if k[:2] == (self.vendor, target)]:
                 del self._connectors[old]
             conn = self._connectors[key] = build_connector(self.vendor, settings)
         return conn
