@@ -238,8 +238,7 @@ class CirrusConnector(Connector):
         started, exhausted, stopped = 0, False, False
         error: VendorImportError | None = None
         dirty = False  # batches completed since the last checkpoint
-        with ctx.source.open(job["offset"]) as stream, \
-                ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="cirrus-send") as pool:
+        with ctx.source.open(job["offset"]) as stream, _executor(concurrency) as pool:
             batches = self._batches(stream, head, job)
             while True:
                 new: list[_Batch] = []
@@ -280,7 +279,7 @@ class CirrusConnector(Connector):
                         error = error or self._failed(job, batch, exc)
                         dirty = True
                         continue
-                    self._complete(job, ctx, batch, results, batch.first in force_emit)
+                    self._complete(job, ctx, head, batch, results, batch.first in force_emit)
                     dirty = True
             if dirty:
                 ctx.checkpoint(job)
@@ -316,11 +315,17 @@ class CirrusConnector(Connector):
             yield batch
 
     def _prepare(self, head: cx.Head, chunks: list[cx.RecordChunk], job: dict[str, Any]) -> _Batch:
-        """Parse and serialize a batch (in the main thread: the workers only wait on the network)."""
-        elements = self._record_elements(head, chunks, job)
+        """The batch's payload: the records' bytes as written when they stand alone (parsed only if
+        refused, for the rejects), else parsed and serialized (namespaces, re-uploaded result fields)."""
+        for chunk in chunks:
+            _check_same_type(chunk, job["record_tag"])
         first, last = chunks[0].number, chunks[-1].number
-        return _Batch(chunks, elements, cx.payload_xml(elements),
-                      f"Cirrus Shield {job['action']} of {job['object']} records {first}-{last}")
+        what = f"Cirrus Shield {job['action']} of {job['object']} records {first}-{last}"
+        raw = cx.raw_payload(head, chunks)
+        if raw is not None:
+            return _Batch(chunks, None, raw, what)
+        elements = self._record_elements(head, chunks, job)
+        return _Batch(chunks, elements, cx.payload_xml(elements), what)
 
     def _failed(self, job: dict[str, Any], batch: _Batch, exc: VendorImportError) -> VendorImportError:
         """The error a failed batch raises once the batches still in flight are settled. A batch the
@@ -337,14 +342,15 @@ class CirrusConnector(Connector):
                                           detail=exc.detail)
         return exc
 
-    def _complete(self, job: dict[str, Any], ctx: StepContext, batch: _Batch, results: list[cx.RecordResult],
-                  force_emit: bool) -> None:
+    def _complete(self, job: dict[str, Any], ctx: StepContext, head: cx.Head, batch: _Batch,
+                  results: list[cx.RecordResult], force_emit: bool) -> None:
         """Stage a batch's rejects, count it and move it from in flight to done (no checkpoint here:
         the caller saves once for the batches completed together)."""
         rows: list[RejectRow] = []
         raw: list[str] = []
-        for chunk, element, result in zip(batch.chunks, batch.elements, results, strict=True):
+        for index, (chunk, result) in enumerate(zip(batch.chunks, results, strict=True)):
             if not result.success:
+                element = batch.elements[index] if batch.elements else self._record_element(head, chunk, job)
                 reason = result.error or "Cirrus Shield refused the record (no ErrorMessage)"
                 rows.append(RejectRow(self._record_label(chunk, element, job), reason, CODE_REFUSED))
                 raw.append(cx.reject_xml(element, reason))
@@ -564,9 +570,10 @@ class CirrusConnector(Connector):
         self._token_value, self._token_at = token, time.monotonic()
         return token
 
-    def _post_batch(self, job: dict[str, Any], xml: str, count: int, what: str) -> list[cx.RecordResult]:
+    def _post_batch(self, job: dict[str, Any], xml: str | bytes, count: int, what: str) -> list[cx.RecordResult]:
         url = f"{self.settings['base_url']}/RestApi/DataAction/{quote(job['object'], safe='')}"
-        body = (self.settings["body_field"] + "=" + cx.form_quote(xml)).encode("ascii")
+        quoted = cx.form_quote_bytes(xml) if isinstance(xml, bytes) else cx.form_quote(xml).encode("ascii")
+        body = self.settings["body_field"].encode("ascii") + b"=" + quoted
         headers = {"Content-Type": FORM, "Accept": self.settings["accept"]}
         for attempt in (1, 2):
             token = self._token()
@@ -624,8 +631,8 @@ class _Batch:
     """A run of records ready to post: their chunks, parsed elements and the payload."""
 
     chunks: list[cx.RecordChunk]
-    elements: list
-    body: str
+    elements: list | None  # parsed records (None: sent as written, parsed only if refused)
+    body: str | bytes  # the <Data> payload (bytes: as written in the file)
     what: str
 
     @property
@@ -637,6 +644,31 @@ class _Batch:
         """What the checkpoint keeps of a batch in flight: enough to find its records again."""
         return {"first": self.first, "count": len(self.chunks), "start": self.chunks[0].start,
                 "end": self.chunks[-1].end}
+
+
+class _Inline:
+    """The executor of concurrency 1: the call runs at once in this thread (no thread handoff)."""
+
+    def __enter__(self) -> _Inline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    @staticmethod
+    def submit(fn, *args: Any) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - delivered through the future, as a pool does
+            future.set_exception(exc)
+        return future
+
+
+def _executor(concurrency: int) -> ThreadPoolExecutor | _Inline:
+    if concurrency == 1:
+        return _Inline()
+    return ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="cirrus-send")
 
 
 def _marks(job: dict[str, Any]) -> list[dict[str, int]]:
