@@ -39,7 +39,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, BinaryIO
@@ -65,7 +65,7 @@ from ..scrub import register_secret, scrub
 from ..settings import Field, validate_fields
 from . import cirrus_xml as cx
 from .base import Connector, StepContext
-from .pacing import TokenBucket
+from .call_pacing import TokenBucket
 
 ACTIONS = ("insert", "update", "upsert", "delete")
 IDEMPOTENT_ACTIONS = ("upsert", "update")
@@ -665,9 +665,12 @@ class _Inline:
         return future
 
 
-def _executor(concurrency: int) -> ThreadPoolExecutor | _Inline:
+def _executor(concurrency: int):
     if concurrency == 1:
         return _Inline()
+    # imported here: concurrency 1 (the default) never loads the thread pool module (cold start)
+    from concurrent.futures import ThreadPoolExecutor
+
     return ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="cirrus-send")
 
 

@@ -10,7 +10,6 @@ dry_run=true, or S3 metadata ``dry-run: true``) runs the local checks only.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -95,6 +94,8 @@ def options_from_key(key: str, known: set[str] | None = None) -> tuple[dict[str,
         if norm in known or norm == "dry_run":
             options[norm] = value
             continue
+        import difflib  # only for a near miss: not on every import's path (cold start)
+
         close = difflib.get_close_matches(norm, sorted(known), n=1, cutoff=NEAR_MISS_CUTOFF)
         if close:
             raise InputError(
