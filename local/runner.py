@@ -29,8 +29,7 @@ from .template_deploy import (
     ROOT,
     Deployer,
     function_code_dirs,
-    load_sam_template,
-    translate,
+    translated_template,
     vendor_stems,
 )
 
@@ -106,9 +105,9 @@ class LocalPipeline:
         self._mock.start()
         _reset_library_caches()
         self._start_s3_endpoint()
-        sam = load_sam_template(parameters=self.parameters)
+        # the translation is cached on the hashes of what it reads; the deployment is done in full
+        sam, self.cfn, _hit = translated_template(parameters=self.parameters)
         self.stems = vendor_stems(sam)
-        self.cfn = translate(sam, self.parameters)
         self.deployment = Deployer(self.cfn, self.parameters).deploy()
         code = function_code_dirs(sam)
         by_name = {self.deployment.functions[logical]: spec for logical, spec in code.items()}

@@ -9,8 +9,10 @@ type this module does not know stops the deployment loudly instead of being left
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import os
 import re
 import uuid
 import zipfile
@@ -18,8 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from samtranslator.translator.transform import transform
-from samtranslator.yaml_helper import yaml_parse
 
 from .language_extensions import expand
 
@@ -44,11 +44,15 @@ class _PolicyLoader:
 
 def load_sam_template(path: Path = ROOT / "template.yaml", parameters: dict[str, Any] | None = None) -> dict[str, Any]:
     """The SAM template as CloudFormation hands it to the SAM transform: language extensions expanded."""
+    from samtranslator.yaml_helper import yaml_parse
+
     return expand(yaml_parse(path.read_text()), parameters)
 
 
 def translate(sam: dict[str, Any], parameters: dict[str, Any] | None = None) -> dict[str, Any]:
     """SAM -> CloudFormation, with local code locations (S3 placeholders) and the ASL inlined."""
+    from samtranslator.translator.transform import transform
+
     sam = expand(json.loads(json.dumps(sam)), parameters)
     for name, res in sam["Resources"].items():
         props = res.get("Properties", {})
@@ -59,6 +63,61 @@ def translate(sam: dict[str, Any], parameters: dict[str, Any] | None = None) -> 
         elif res["Type"] == "AWS::Serverless::StateMachine" and "DefinitionUri" in props:
             props["Definition"] = json.loads((ROOT / props.pop("DefinitionUri")).read_text())
     return transform(sam, parameters or {}, _PolicyLoader())
+
+
+# what the translation reads besides template.yaml: the ASL files and the code that expands/translates
+_TRANSLATION_INPUTS = ("statemachines", "local/language_extensions.py", "local/template_deploy.py")
+
+
+def cache_dir() -> Path:
+    """Where derived files are kept: $S3_VENDOR_IMPORT_CACHE, else .cache/ in the repository (gitignored)."""
+    return Path(os.environ.get("S3_VENDOR_IMPORT_CACHE") or ROOT / ".cache")
+
+
+def translation_key(template: Path = ROOT / "template.yaml", parameters: dict[str, Any] | None = None) -> str:
+    """sha256 over template.yaml, every ASL file, the expander and translator code, the
+    aws-sam-translator version and the parameters: any change is a cache miss."""
+    from importlib.metadata import version
+
+    digest = hashlib.sha256()
+    files = [template]
+    for name in _TRANSLATION_INPUTS:
+        path = ROOT / name
+        files += sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for path in files:
+        digest.update(str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name).encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    digest.update(version("aws-sam-translator").encode())
+    digest.update(json.dumps(parameters or {}, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def translated_template(template: Path = ROOT / "template.yaml",
+                        parameters: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    """(SAM template expanded, CloudFormation template translated, cache hit?) of ``template``.
+
+    The translation (YAML parse, Fn::ForEach expansion, the SAM transform: about 2 s with its
+    imports) is kept under ``cache_dir()`` keyed on ``translation_key``: an unchanged template,
+    ASL and translator give the same files, read back as JSON. Whatever the key, the result is
+    deployed into moto in full every time (the cache only skips the translation)."""
+    key = translation_key(template, parameters)
+    path = cache_dir() / f"template-{key[:32]}.json"
+    try:
+        cached = json.loads(path.read_text())
+        if cached.get("key") == key:
+            return cached["sam"], cached["cfn"], True
+    except (OSError, ValueError, AttributeError):
+        pass  # absent or unreadable: translate again
+    sam = load_sam_template(template, parameters)
+    cfn = translate(sam, parameters)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(json.dumps({"key": key, "sam": sam, "cfn": cfn}))
+        os.replace(partial, path)  # atomic: a concurrent run reads the old file or the new one
+    except OSError:
+        pass  # a read-only checkout still runs, without the cache
+    return sam, cfn, False
 
 
 def vendor_stems(sam: dict[str, Any]) -> dict[str, str]:

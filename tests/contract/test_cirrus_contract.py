@@ -22,6 +22,7 @@ from vendor_import.connectors import build_connector, load_settings
 from vendor_import.connectors.base import StepContext
 from vendor_import.errors import (
     InputError,
+    SettingsError,
     VendorAuthError,
     VendorRejectedError,
     VendorUnavailableError,
@@ -242,7 +243,7 @@ def test_400_without_results_is_rejected_with_the_vendor_message():
         progress = conn.submit(ctx)
         with pytest.raises(VendorRejectedError, match="HTTP 400.*The xmlData parameter is empty"):
             conn.poll(progress.job, ctx)
-        assert rec.last_job["inflight"] is None  # refused, not applied
+        assert rec.last_job["inflight"] == []  # refused, not applied
 
 
 def test_options_from_key_segments_reach_the_url(sim):
@@ -330,7 +331,7 @@ def test_401_twice_is_an_auth_error(sim):
     with pytest.raises(VendorAuthError, match="even after signing in again"):
         conn.poll(progress.job, ctx)
     assert sim.tokens_issued == 2  # one re-auth, not more
-    assert rec.last_job["inflight"] is None
+    assert rec.last_job["inflight"] == []
 
 
 def test_wrong_password_and_unknown_user_are_auth_errors(sim):
@@ -351,7 +352,7 @@ def test_5xx_is_unavailable_and_the_retry_sends_the_batch_once(sim):
     sim.inject(Fault(status=503, match="DataAction"))
     with pytest.raises(VendorUnavailableError, match="HTTP 503"):
         conn.poll(progress.job, ctx)
-    assert rec.last_job["inflight"] is None  # the vendor answered an error: not applied
+    assert rec.last_job["inflight"] == []  # the vendor answered an error: not applied
     progress = conn.poll(rec.last_job, ctx)
     while not progress.done:
         progress = conn.poll(progress.job, ctx)
@@ -368,7 +369,9 @@ def test_timeout_is_unavailable_and_the_batch_is_reported_not_resent(sim):
     with pytest.raises(VendorUnavailableError, match="may have reached Cirrus Shield") as err:
         conn.poll(progress.job, ctx)
     assert err.value.transient
-    assert rec.last_job["inflight"] == {"first": 1, "count": 5, "end": rec.last_job["inflight"]["end"]}
+    data = accounts(7)
+    assert rec.last_job["inflight"] == [{"first": 1, "count": 5, "start": data.index(b"<Account>"),
+                                         "end": data.index(b"</Account>", data.index(b"Acc 005")) + 10}]
     progress = conn.poll(rec.last_job, ctx)
     while not progress.done:
         progress = conn.poll(progress.job, ctx)
@@ -404,7 +407,7 @@ def test_connection_refused_is_unavailable_and_not_counted_as_sent(sim):
     conn.session.close()  # drop the kept-alive connection the stopped server still serves
     with pytest.raises(VendorUnavailableError, match="cannot reach"):
         conn.poll(progress.job, ctx)
-    assert rec.last_job["inflight"] is None  # never left this machine: the retry sends it
+    assert rec.last_job["inflight"] == []  # never left this machine: the retry sends it
 
 
 def closed_port() -> int:
@@ -472,8 +475,9 @@ def test_time_budget_is_checked_before_each_batch(sim):
     ("crash", "unconfirmed"),
     [
         ({"crash_emit_at": 2}, 5),  # batch 2 answered, its rejects not staged: outcome lost
-        ({"crash_checkpoint_at": 4}, 5),  # batch 2 answered and staged, cursor not saved
-        ({"crash_checkpoint_at": 3}, 0),  # died before posting batch 2: it is simply sent
+        # checkpoints: 1 marks batch 1; 2 saves its answer and marks batch 2; 3 saves batch 2's answer...
+        ({"crash_checkpoint_at": 3}, 5),  # batch 2 answered and staged, cursor not saved
+        ({"crash_checkpoint_at": 2}, 5),  # batch 1 answered, not saved; batch 2 never posted: simply sent
     ],
 )
 def test_crash_mid_step_then_retry_from_the_checkpoint_sends_nothing_twice(sim, crash, unconfirmed):
@@ -493,6 +497,126 @@ def test_crash_mid_step_then_retry_from_the_checkpoint_sends_nothing_twice(sim, 
     assert progress.counts.get("unconfirmed", 0) == unconfirmed
     assert len(rec.rows()) == 3 - (1 if unconfirmed else 0) + unconfirmed
     assert sorted(rec.parts) == ["000000000001", "000000000006", "000000000011"]
+
+
+# ----------------------------------------------------------------------------------------------
+# concurrency: several batches in flight, each marked before it is sent
+# ----------------------------------------------------------------------------------------------
+def unconfirmed_numbers(rec: Recorder) -> list[int]:
+    return [int(r.record.split()[0]) for r in rec.rows() if r.code == "UNCONFIRMED"]
+
+
+def test_concurrent_batches_send_each_record_once_and_finish(sim):
+    rec = Recorder()
+    conn = make_connector(sim, concurrency=3)
+    progress = run_import(conn, make_ctx(accounts(23, frozenset({4, 17})), rec))
+    assert progress.state is FinalState.SUCCEEDED_WITH_REJECTS
+    assert sorted(names_sent(sim)) == [f"Acc {i:03d}" for i in range(1, 24)]
+    assert len(sim.requests_to("DataAction", "POST")) == 5
+    assert progress.counts == {"records": 23, "sent": 23, "accepted": 21, "rejected": 2, "batches": 5}
+    assert [r.record for r in rec.rows()] == ["4 Name=Acc 004", "17 Name=Acc 017"]
+    assert progress.job["inflight"] == [] and progress.job["done"] == []
+    # the first checkpoint marks the first three batches before any is sent
+    assert [m["first"] for m in rec.checkpoints[0]["inflight"]] == [1, 6, 11]
+    assert len(sim.requests_to("DataAction")) == 5
+
+
+def test_crash_with_three_batches_in_flight_reports_them_all_unconfirmed_and_resends_none(sim):
+    sim.latency = 0.2  # the three calls are still in flight when the step dies
+    rec = Recorder(crash_checkpoint_at=2)  # 1 marks batches 1-3; 2 would save the first answers
+    conn = make_connector(sim, concurrency=3)
+    ctx = make_ctx(accounts(12, frozenset({3})), rec)
+    progress = conn.submit(ctx)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        conn.poll(progress.job, ctx)
+    assert [m["first"] for m in rec.last_job["inflight"]] == [1, 6, 11]
+    progress = conn.poll(rec.last_job, ctx)  # the retried step
+    assert progress.done and progress.state is FinalState.FAILED  # nothing known accepted
+    assert sorted(names_sent(sim)) == [f"Acc {i:03d}" for i in range(1, 13)]  # each once, none resent
+    assert len(sim.requests_to("DataAction", "POST")) == 3
+    assert unconfirmed_numbers(rec) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
+    assert progress.counts == {"records": 12, "sent": 12, "accepted": 0, "rejected": 12, "batches": 3,
+                               "unconfirmed": 12}
+    assert sorted(rec.parts) == ["000000000001", "000000000006", "000000000011"]
+
+
+def test_crash_mid_flight_then_the_rest_of_the_file_is_sent_once(sim):
+    sim.latency = 0.2
+    rec = Recorder(crash_checkpoint_at=2)  # 1 marks batches 1-2; 2 would save an answer and mark batch 3
+    conn = make_connector(sim, concurrency=2)
+    ctx = make_ctx(accounts(17, frozenset({12})), rec)
+    progress = conn.submit(ctx)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        conn.poll(progress.job, ctx)
+    progress = conn.poll(rec.last_job, ctx)
+    while not progress.done:
+        progress = conn.poll(progress.job, ctx)
+    assert sorted(names_sent(sim)) == [f"Acc {i:03d}" for i in range(1, 18)]
+    assert len(sim.requests_to("DataAction", "POST")) == 4  # batch 3 was marked but never posted: sent once
+    assert unconfirmed_numbers(rec) == list(range(1, 11))
+    assert [(r.record, r.code) for r in rec.rows() if r.code != "UNCONFIRMED"] == [("12 Name=Acc 012", "REFUSED")]
+    assert progress.counts == {"records": 17, "sent": 17, "accepted": 6, "rejected": 11, "batches": 4,
+                               "unconfirmed": 10}
+    assert conn.record_tally(progress.job).read == 17
+
+
+def test_retry_settles_every_mark_and_skips_batches_answered_ahead(sim):
+    """A saved job (written by hand): records 1-5 answered, 6-10 in flight, 11-15 answered ahead
+    of them, 16-17 not started. The retry reports 6-10 UNCONFIRMED and sends only 16-17."""
+    data = accounts(17, frozenset({16}))
+    start = [data.index(f"<Name>Acc {i:03d}<".encode()) - len(b"<Account>\n    ") for i in range(1, 18)]
+    end = [data.index(b"</Account>", s) + len(b"</Account>") for s in start]
+    conn = make_connector(sim, concurrency=4)
+    rec = Recorder()
+    ctx = make_ctx(data, rec)
+    job = {**conn.submit(ctx).job, "offset": end[4], "next_record": 6,
+           "inflight": [{"first": 6, "count": 5, "start": start[5], "end": end[9]}],
+           "done": [[start[10], end[14], 11, 15]],
+           "counts": {"records": 10, "sent": 10, "accepted": 10, "rejected": 0, "batches": 2}}
+    progress = conn.poll(job, ctx)
+    assert progress.done and progress.state is FinalState.SUCCEEDED_WITH_REJECTS
+    assert names_sent(sim) == ["Acc 016", "Acc 017"]
+    assert unconfirmed_numbers(rec) == [6, 7, 8, 9, 10]
+    assert [(r.record, r.code) for r in rec.rows() if r.code != "UNCONFIRMED"] == [("16 Name=Acc 016", "REFUSED")]
+    assert progress.counts == {"records": 17, "sent": 17, "accepted": 11, "rejected": 6, "batches": 4,
+                               "unconfirmed": 5}
+    assert progress.job["offset"] == end[16] and progress.job["next_record"] == 18
+
+
+def test_a_batch_refused_with_503_while_others_are_in_flight_is_the_only_one_sent_again(sim):
+    rec = Recorder()
+    conn = make_connector(sim, concurrency=3)
+    ctx = make_ctx(accounts(15), rec)
+    progress = conn.submit(ctx)
+    sim.inject(Fault(status=503, match="DataAction"))  # whichever of the three calls comes first
+    with pytest.raises(VendorUnavailableError, match="HTTP 503"):
+        conn.poll(progress.job, ctx)
+    saved = rec.last_job
+    assert saved["inflight"] == []  # the answers of the other two were awaited and saved
+    assert saved["counts"]["records"] == 10
+    progress = conn.poll(saved, ctx)
+    assert progress.done and progress.state is FinalState.SUCCEEDED
+    assert sorted(names_sent(sim)) == [f"Acc {i:03d}" for i in range(1, 16)]
+    assert len(sim.requests_to("DataAction", "POST")) == 4  # three, then the refused one again
+
+
+def test_the_pacer_is_asked_once_per_call(sim):
+    calls = []
+
+    class Shared:  # what a limiter shared by every import to the target looks like
+        def acquire(self, n=1):
+            calls.append(n)
+            return 0.0
+
+    conn = make_connector(sim, concurrency=2)
+    conn.pacer = Shared()
+    run_import(conn, make_ctx(accounts(12)))
+    assert calls == [1, 1, 1]
+
+
+def test_concurrency_above_16_is_a_settings_error(sim):
+    with pytest.raises(SettingsError, match="at most 16"):
+        make_connector(sim, concurrency=17)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -161,7 +161,7 @@ def test_cirrus_function_dying_after_an_answer_reports_that_batch_unconfirmed(pi
 
     def save_checkpoint(self, *args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 4:  # batch 2 answered and its rejects staged; the cursor is not saved
+        if calls["n"] == 3:  # 1 marks batch 1; 2 saves its answer, marks batch 2; 3: batch 2 answered, not saved
             raise LambdaDied("injected: died at a checkpoint")
         return original(self, *args, **kwargs)
 
@@ -186,7 +186,7 @@ def test_a_record_import_that_fails_half_way_reports_what_reached_the_vendor(pip
 
     def save_checkpoint(self, *args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 4:  # batch 2 answered, cursor not saved; then every retry dies too
+        if calls["n"] == 3:  # batch 2 answered, cursor not saved; then every retry dies too
             pipe.lambdas.die_next[function] = 3
             raise LambdaDied("injected: died at a checkpoint")
         return original(self, *args, **kwargs)

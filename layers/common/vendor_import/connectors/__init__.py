@@ -4,7 +4,7 @@ connector (and its dependencies: lxml for XML vendors only) - cold start matters
 from __future__ import annotations
 
 import importlib
-import pkgutil
+import os
 from typing import Any
 
 from ..errors import InputError, SettingsError
@@ -17,8 +17,9 @@ _NOT_CONNECTORS = {"base"}
 
 
 def _discover() -> tuple[str, ...]:
-    return tuple(sorted(m.name for m in pkgutil.iter_modules(__path__)
-                        if m.name.isalnum() and m.name.islower() and m.name not in _NOT_CONNECTORS))
+    # one directory listing (pkgutil.iter_modules costs an import and a stat per entry: cold start)
+    names = {entry.name[:-3] for path in __path__ for entry in os.scandir(path) if entry.name.endswith(".py")}
+    return tuple(sorted(n for n in names if n.isalnum() and n.islower() and n not in _NOT_CONNECTORS))
 
 
 VENDORS = _discover()

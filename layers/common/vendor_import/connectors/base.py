@@ -17,13 +17,14 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
-
-import requests
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..model import Progress, RejectRow
 from ..settings import Field
 from ..source import Source
+
+if TYPE_CHECKING:  # requests is imported by the connectors that call out, not by submit/finalize
+    import requests
 
 
 @dataclass

@@ -9,16 +9,23 @@ in batches; the poll loop is the cursor:
 * ``submit`` checks the head of the file, resolves the options, signs in, and returns
   ``next_wait_seconds=0``: nothing is sent yet.
 * ``poll`` opens the file at the saved byte offset and sends batches while the Lambda has
-  time left; after each answer it stages that batch's rejects (``ctx.emit_rejects``) and then
-  saves the cursor (``ctx.checkpoint``).
+  time left, up to ``concurrency`` DataAction calls in flight (worker threads over one kept-alive
+  session), paced by ``self.pacer.acquire(1)`` per call (a local token bucket under
+  ``max_calls_per_second``, or the vendor guard's limiter shared by the target). The main thread
+  reads, parses and serializes; the workers post and read the answers.
 
 Exactly-once sending: before a batch is posted the job is checkpointed with that batch marked
-``inflight``. If the step dies before the answer is saved, the retried step finds the mark
-and, rather than sending the batch again, reports its records as UNCONFIRMED rejects (the
-user checks them and re-uploads the rejects file). ``resend_unconfirmed`` re-sends instead,
-for upsert and update only (idempotent). When the vendor answered an error (401, 429, 5xx,
-400 without results) or the connection was never opened, the batch is known not applied: the
-mark is cleared and the retry sends it normally.
+in ``inflight`` (a list: one mark per batch in flight, saved together when several start at
+once). When its answer comes, its rejects are staged (``ctx.emit_rejects``), its range joins
+``done`` and the committed cursor (``offset``, ``next_record``) moves over the contiguous done
+prefix, as AEP's cursor does; a range answered ahead of an earlier batch waits in ``done`` and a
+retried step skips it. If the step dies before an answer is saved, the retried step finds the
+mark and, rather than sending the batch again, reports its records as UNCONFIRMED rejects (the
+user checks them and re-uploads the rejects file); so does every other mark left in flight.
+``resend_unconfirmed`` re-sends instead, for upsert and update only (idempotent). When the vendor
+answered an error (401, 429, 5xx, 400 without results) or the connection was never opened, the
+batch is known not applied: its mark is cleared and the retry sends it normally. A failed batch
+stops new ones; the batches still in flight are awaited and saved before the error is raised.
 
 Body encoding: ``application/x-www-form-urlencoded`` with ``"=" + quote_plus(xml)``, an
 unnamed field (ASP.NET Web API ``[FromBody] string``), so a datetime's ``+`` survives.
@@ -26,10 +33,16 @@ unnamed field (ASP.NET Web API ``[FromBody] string``), so a datetime's ``+`` sur
 
 from __future__ import annotations
 
+import json
 import re
+import threading
 import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass
 from itertools import islice
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote
 
 import requests
@@ -52,6 +65,7 @@ from ..scrub import register_secret, scrub
 from ..settings import Field, validate_fields
 from . import cirrus_xml as cx
 from .base import Connector, StepContext
+from .call_pacing import TokenBucket
 
 ACTIONS = ("insert", "update", "upsert", "delete")
 IDEMPOTENT_ACTIONS = ("upsert", "update")
@@ -90,6 +104,11 @@ class CirrusConnector(Connector):
         Field("batch_size", int, default=10, minimum=1,
               doc="records per DataAction call: 10, as the published C# sample sends (no limit is "
                   "documented; larger is an opt-in)"),
+        Field("concurrency", int, default=1, minimum=1,
+              doc="DataAction calls in flight at a time (at most 16): 1, as every published client "
+                  "sends; Cirrus Shield documents no limit, so more is an opt-in"),
+        Field("max_calls_per_second", (int, float), default=0, minimum=0,
+              doc="pace DataAction calls under this rate (0: no pacing; Cirrus Shield documents no rate)"),
         Field("safety_margin_seconds", (int, float), default=30, minimum=0,
               doc="a poll stops sending when the Lambda has less time left than this"),
         Field("body_field", str, default="",
@@ -117,7 +136,15 @@ class CirrusConnector(Connector):
     max_file_bytes = None  # streamed: memory does not depend on the file size
 
     def __init__(self, settings: dict[str, Any], session: requests.Session | None = None):
-        super().__init__(settings, session=session)
+        if int(settings.get("concurrency") or 1) > MAX_CONCURRENCY:  # the job state lists each batch in flight
+            raise SettingsError(f"setting concurrency must be at most {MAX_CONCURRENCY}")
+        # one kept-alive connection per call in flight
+        pool = max(10, int(settings.get("concurrency") or 1))
+        super().__init__(settings, session=session or http.new_session(settings, pool_size=pool))
+        # the pacing of DataAction calls: acquire(n calls); the vendor guard may put a limiter
+        # shared by every import to this target in its place
+        self.pacer = TokenBucket(settings.get("max_calls_per_second"))
+        self._token_lock = threading.Lock()  # workers share the token (one sign-in at a time)
         objects = settings.get("objects") or {}
         if not isinstance(objects, dict):
             raise SettingsError("setting objects must be an object: {\"Account\": {...}}")
@@ -187,7 +214,8 @@ class CirrusConnector(Connector):
             "record_tag": first.tag,
             "offset": head.body_offset,  # where the next record is searched from
             "next_record": 1,
-            "inflight": None,
+            "inflight": [],  # marks of the batches posted and not yet answered
+            "done": [],  # [start, end, first, last] of batches answered ahead of the cursor
             "counts": {"records": 0, "sent": 0, "accepted": 0, "rejected": 0, "batches": 0},
         }
         return Progress(
@@ -196,104 +224,191 @@ class CirrusConnector(Connector):
         )
 
     def poll(self, job: dict[str, Any], ctx: StepContext) -> Progress:
-        job = {**job, "counts": dict(job["counts"])}
+        job = json.loads(json.dumps(job))  # our own copy: the caller's stays as it was
+        job["inflight"] = _marks(job)
+        job.setdefault("done", [])
         head = self._head_only(ctx)
-        force_emit: int | None = None
-        if job.get("inflight"):
+        force_emit: set[int] = set()
+        if job["inflight"]:
             force_emit = self._settle_inflight(job, ctx, head)
         # a batch may take up to timeout_seconds: never start one that could outlive the run
         margin = max(float(self.settings["safety_margin_seconds"]), float(self.settings["timeout_seconds"]))
-        batch_size = int(self.settings["batch_size"])
-        with ctx.source.open(job["offset"]) as stream:
-            reader = cx.RecordReader(stream, offset=job["offset"],
-                                     max_record_bytes=self.settings["max_record_bytes"])
-            records = reader.records(head, job["next_record"])
-            sent_here = 0
+        concurrency = int(self.settings["concurrency"])
+        pending: dict[Future, _Batch] = {}
+        started, exhausted, stopped = 0, False, False
+        error: VendorImportError | None = None
+        dirty = False  # batches completed since the last checkpoint
+        with ctx.source.open(job["offset"]) as stream, _executor(concurrency) as pool:
+            batches = self._batches(stream, head, job)
             while True:
-                # always make progress: at least one batch per poll, then only with time left
-                if sent_here and ctx.time_left() <= margin:
-                    return self._progress(job)
-                batch = list(islice(records, batch_size))
-                if not batch:
-                    return self._finish(job)
-                self._send_batch(job, ctx, head, batch, force_emit == batch[0].number)
-                sent_here += 1
+                new: list[_Batch] = []
+                # the window: concurrency batches in flight, and the completed ranges waiting for an
+                # earlier batch stay few (they travel in the job state)
+                while not (exhausted or stopped or error) and len(pending) + len(new) < concurrency \
+                        and len(job["done"]) + len(pending) + len(new) < 2 * concurrency:
+                    # always make progress: at least one batch per poll, then only with time left
+                    if started and ctx.time_left() <= margin:
+                        stopped = True
+                        break
+                    try:
+                        chunks = next(batches, None)
+                        if chunks is None:
+                            exhausted = True
+                            break
+                        new.append(self._prepare(head, chunks, job))
+                    except VendorImportError as exc:  # a bad record: settle what is in flight first
+                        error = exc
+                        break
+                    started += 1
+                if new:  # exactly once: every batch is marked in flight in the checkpoint before it is sent
+                    job["inflight"].extend(batch.mark for batch in new)
+                if new or dirty:
+                    ctx.checkpoint(job)
+                    dirty = False
+                for batch in new:
+                    self.pacer.acquire(1)
+                    pending[pool.submit(self._post_batch, job, batch.body, len(batch.chunks), batch.what)] = batch
+                if not pending:
+                    break
+                finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+                for future in sorted(finished, key=lambda f: pending[f].first):
+                    batch = pending.pop(future)
+                    try:
+                        results = future.result()
+                    except VendorImportError as exc:
+                        error = error or self._failed(job, batch, exc)
+                        dirty = True
+                        continue
+                    self._complete(job, ctx, head, batch, results, batch.first in force_emit)
+                    dirty = True
+            if dirty:
+                ctx.checkpoint(job)
+        if error is not None:
+            raise error
+        if exhausted and not job["inflight"] and not job["done"]:
+            return self._finish(job)
+        return self._progress(job)
 
     # ============================================================================================
     # Batches
     # ============================================================================================
-    def _send_batch(self, job: dict[str, Any], ctx: StepContext, head: cx.Head,
-                    batch: list[cx.RecordChunk], force_emit: bool) -> None:
-        elements = self._record_elements(head, batch, job)
-        first, last = batch[0].number, batch[-1].number
+    def _batches(self, stream: BinaryIO, head: cx.Head, job: dict[str, Any]) -> Iterator[list[cx.RecordChunk]]:
+        """Runs of up to batch_size records from the committed cursor, skipping (and cut at) the
+        ranges completed ahead of it (job["done"]), so those are never sent again."""
+        reader = cx.RecordReader(stream, offset=job["offset"], max_record_bytes=self.settings["max_record_bytes"])
+        batch_size = int(self.settings["batch_size"])
+        done = deque(sorted(job["done"], key=lambda d: d[2]))
+        batch: list[cx.RecordChunk] = []
+        for chunk in reader.records(head, job["next_record"]):
+            while done and chunk.number > done[0][3]:
+                done.popleft()
+            if done and chunk.number >= done[0][2]:  # completed in an earlier step
+                if batch:
+                    yield batch
+                    batch = []
+                continue
+            batch.append(chunk)
+            if len(batch) >= batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def _prepare(self, head: cx.Head, chunks: list[cx.RecordChunk], job: dict[str, Any]) -> _Batch:
+        """The batch's payload: the records' bytes as written when they stand alone (parsed only if
+        refused, for the rejects), else parsed and serialized (namespaces, re-uploaded result fields)."""
+        for chunk in chunks:
+            _check_same_type(chunk, job["record_tag"])
+        first, last = chunks[0].number, chunks[-1].number
         what = f"Cirrus Shield {job['action']} of {job['object']} records {first}-{last}"
-        job["inflight"] = {"first": first, "count": len(batch), "end": batch[-1].end}
-        ctx.checkpoint(job)
-        try:
-            results = self._post_batch(job, cx.payload_xml(elements), len(batch), what)
-        except VendorImportError as exc:
-            if exc.detail.get("outcome") != "unknown":  # the vendor did not apply the batch
-                job["inflight"] = None
-                ctx.checkpoint(job)
-            elif not exc.transient:
-                # an answer that cannot be read is a lost answer: the retried step reports the
-                # batch UNCONFIRMED and goes on with the rest of the file (failing here would
-                # leave every later record unsent)
-                raise VendorUnavailableError(f"{exc.message}; the batch may have reached Cirrus Shield",
-                                             detail=exc.detail) from None
-            raise
+        raw = cx.raw_payload(head, chunks)
+        if raw is not None:
+            return _Batch(chunks, None, raw, what)
+        elements = self._record_elements(head, chunks, job)
+        return _Batch(chunks, elements, cx.payload_xml(elements), what)
+
+    def _failed(self, job: dict[str, Any], batch: _Batch, exc: VendorImportError) -> VendorImportError:
+        """The error a failed batch raises once the batches still in flight are settled. A batch the
+        vendor did not apply loses its mark (the retry sends it); a lost answer keeps it (the retry
+        reports it UNCONFIRMED)."""
+        if exc.detail.get("outcome") != "unknown":
+            job["inflight"] = [m for m in job["inflight"] if m["first"] != batch.first]
+            return exc
+        if not exc.transient:
+            # an answer that cannot be read is a lost answer: the retried step reports the batch
+            # UNCONFIRMED and goes on with the rest of the file (failing here would leave every later
+            # record unsent)
+            return VendorUnavailableError(f"{exc.message}; the batch may have reached Cirrus Shield",
+                                          detail=exc.detail)
+        return exc
+
+    def _complete(self, job: dict[str, Any], ctx: StepContext, head: cx.Head, batch: _Batch,
+                  results: list[cx.RecordResult], force_emit: bool) -> None:
+        """Stage a batch's rejects, count it and move it from in flight to done (no checkpoint here:
+        the caller saves once for the batches completed together)."""
         rows: list[RejectRow] = []
         raw: list[str] = []
-        for chunk, element, result in zip(batch, elements, results, strict=True):
+        for index, (chunk, result) in enumerate(zip(batch.chunks, results, strict=True)):
             if not result.success:
+                element = batch.elements[index] if batch.elements else self._record_element(head, chunk, job)
                 reason = result.error or "Cirrus Shield refused the record (no ErrorMessage)"
                 rows.append(RejectRow(self._record_label(chunk, element, job), reason, CODE_REFUSED))
                 raw.append(cx.reject_xml(element, reason))
-        if rows and not job.get("first_refusal"):  # the vendor's words for a status record's error
+        # the vendor's words for a status record's error: the first refusal in the file (batches
+        # complete out of order)
+        if rows and batch.first < job.get("first_refusal_at", batch.first + 1):
             job["first_refusal"] = f"record {rows[0].record}: {rows[0].reason}"[:300]
+            job["first_refusal_at"] = batch.first
         if rows or force_emit:
-            ctx.emit_rejects(_part_id(first), rows, _raw_part(raw), self._raw_format(ctx))
-        accepted = len(batch) - len(rows)
-        self._advance(job, batch, accepted=accepted, rejected=len(rows))
-        ctx.checkpoint(job)
+            ctx.emit_rejects(_part_id(batch.first), rows, _raw_part(raw), self._raw_format(ctx))
+        self._advance(job, batch.chunks, accepted=len(batch.chunks) - len(rows), rejected=len(rows))
 
-    def _settle_inflight(self, job: dict[str, Any], ctx: StepContext, head: cx.Head) -> int:
-        """A previous attempt posted a batch and stopped before saving the answer. Report its
-        records as UNCONFIRMED (nothing is sent twice) or, if allowed, send it again."""
-        inflight = job["inflight"]
+    def _settle_inflight(self, job: dict[str, Any], ctx: StepContext, head: cx.Head) -> set[int]:
+        """A previous attempt posted these batches and stopped before saving their answers. Report
+        their records as UNCONFIRMED (nothing is sent twice) or, if allowed, send them again
+        (returns the first record of each batch to send again: its rejects part is rewritten)."""
+        marks = sorted(job["inflight"], key=lambda m: m["first"])
         if self.settings["resend_unconfirmed"] and job["action"] in IDEMPOTENT_ACTIONS:
-            job["inflight"] = None
-            return int(inflight["first"])  # its rejects part is rewritten even if now empty
-        with ctx.source.open(job["offset"]) as stream:
-            reader = cx.RecordReader(stream, offset=job["offset"],
-                                     max_record_bytes=self.settings["max_record_bytes"])
-            batch = list(islice(reader.records(head, job["next_record"]), int(inflight["count"])))
-        if not batch or batch[0].number != inflight["first"] or batch[-1].end != inflight["end"]:
-            raise VendorProtocolError("the saved cursor does not match the file: the upload changed "
-                                      "during the import; upload it again as a new file")
-        rows, raw = [], []
-        for chunk in batch:
-            element = self._record_element(head, chunk, job)
-            rows.append(RejectRow(self._record_label(chunk, element, job), UNCONFIRMED_REASON,
-                                  CODE_UNCONFIRMED))
-            raw.append(cx.reject_xml(element, UNCONFIRMED_REASON))
-        ctx.emit_rejects(_part_id(batch[0].number), rows, _raw_part(raw), self._raw_format(ctx))
-        self._advance(job, batch, accepted=0, rejected=len(batch))
-        job["counts"]["unconfirmed"] = job["counts"].get("unconfirmed", 0) + len(batch)
+            job["inflight"] = []
+            return {int(m["first"]) for m in marks}
+        for mark in marks:
+            with ctx.source.open(mark["start"]) as stream:
+                reader = cx.RecordReader(stream, offset=mark["start"],
+                                         max_record_bytes=self.settings["max_record_bytes"])
+                batch = list(islice(reader.records(head, mark["first"]), int(mark["count"])))
+            if not batch or batch[0].number != mark["first"] or len(batch) != mark["count"] \
+                    or batch[-1].end != mark["end"]:
+                raise VendorProtocolError("the saved cursor does not match the file: the upload changed "
+                                          "during the import; upload it again as a new file")
+            rows, raw = [], []
+            for chunk in batch:
+                element = self._record_element(head, chunk, job)
+                rows.append(RejectRow(self._record_label(chunk, element, job), UNCONFIRMED_REASON,
+                                      CODE_UNCONFIRMED))
+                raw.append(cx.reject_xml(element, UNCONFIRMED_REASON))
+            ctx.emit_rejects(_part_id(batch[0].number), rows, _raw_part(raw), self._raw_format(ctx))
+            self._advance(job, batch, accepted=0, rejected=len(batch))
+            job["counts"]["unconfirmed"] = job["counts"].get("unconfirmed", 0) + len(batch)
         ctx.checkpoint(job)
-        return 0
+        return set()
 
     @staticmethod
     def _advance(job: dict[str, Any], batch: list[cx.RecordChunk], *, accepted: int, rejected: int) -> None:
+        """Count a finished batch, list its range as done and move the committed cursor over the
+        contiguous done prefix (the shape of AEP's cursor: ranges completed ahead wait in done)."""
         counts = job["counts"]
         counts["records"] += len(batch)
         counts["sent"] += len(batch)
         counts["accepted"] += accepted
         counts["rejected"] += rejected
         counts["batches"] += 1
-        job["offset"] = batch[-1].end
-        job["next_record"] = batch[-1].number + 1
-        job["inflight"] = None
+        first = batch[0].number
+        job["inflight"] = [m for m in job["inflight"] if m["first"] != first]
+        job["done"].append([batch[0].start, batch[-1].end, first, batch[-1].number])
+        job["done"].sort(key=lambda d: d[2])
+        while job["done"] and job["done"][0][2] == job["next_record"]:
+            _start, end, _first, last = job["done"].pop(0)
+            job["offset"], job["next_record"] = end, last + 1
 
     @staticmethod
     def _record_elements(head: cx.Head, batch: list[cx.RecordChunk], job: dict[str, Any]) -> list:
@@ -426,9 +541,15 @@ class CirrusConnector(Connector):
     # ============================================================================================
     def _token(self) -> str:
         ttl = int(self.settings["token_ttl_seconds"])
-        if self._token_value and (ttl == 0 or time.monotonic() - self._token_at < ttl):
-            return self._token_value
-        return self._sign_in()
+        with self._token_lock:
+            if self._token_value and (ttl == 0 or time.monotonic() - self._token_at < ttl):
+                return self._token_value
+            return self._sign_in()
+
+    def _drop_token(self, used: str) -> None:
+        with self._token_lock:
+            if self._token_value == used:  # not already renewed by another worker
+                self._token_value = None
 
     def _sign_in(self) -> str:
         what = "Cirrus Shield sign-in"
@@ -449,12 +570,14 @@ class CirrusConnector(Connector):
         self._token_value, self._token_at = token, time.monotonic()
         return token
 
-    def _post_batch(self, job: dict[str, Any], xml: str, count: int, what: str) -> list[cx.RecordResult]:
+    def _post_batch(self, job: dict[str, Any], xml: str | bytes, count: int, what: str) -> list[cx.RecordResult]:
         url = f"{self.settings['base_url']}/RestApi/DataAction/{quote(job['object'], safe='')}"
-        body = (self.settings["body_field"] + "=" + cx.form_quote(xml)).encode("ascii")
+        quoted = cx.form_quote_bytes(xml) if isinstance(xml, bytes) else cx.form_quote(xml).encode("ascii")
+        body = self.settings["body_field"].encode("ascii") + b"=" + quoted
         headers = {"Content-Type": FORM, "Accept": self.settings["accept"]}
         for attempt in (1, 2):
-            params = {"authToken": self._token(), "action": job["action"],
+            token = self._token()
+            params = {"authToken": token, "action": job["action"],
                       "matchingFieldName": job["matching_field"],
                       "useExternalId": "true" if job["use_external_id"] else "false"}
             try:
@@ -467,7 +590,7 @@ class CirrusConnector(Connector):
                     f"{exc.message}; the batch may have reached Cirrus Shield", detail={"outcome": "unknown"}
                 ) from None
             if resp.status_code == 401 and attempt == 1:
-                self._token_value = None  # expired or revoked: sign in once more
+                self._drop_token(token)  # expired or revoked: sign in once more
                 continue
             return self._read_answer(resp, count, what)
         raise AssertionError("unreachable")
@@ -498,6 +621,68 @@ class CirrusConnector(Connector):
             raise VendorProtocolError(f"{what}: {count} records sent but {len(results)} results "
                                       f"answered; cannot tell which failed", detail={"outcome": "unknown"})
         return results
+
+
+MAX_CONCURRENCY = 16
+
+
+@dataclass
+class _Batch:
+    """A run of records ready to post: their chunks, parsed elements and the payload."""
+
+    chunks: list[cx.RecordChunk]
+    elements: list | None  # parsed records (None: sent as written, parsed only if refused)
+    body: str | bytes  # the <Data> payload (bytes: as written in the file)
+    what: str
+
+    @property
+    def first(self) -> int:
+        return self.chunks[0].number
+
+    @property
+    def mark(self) -> dict[str, int]:
+        """What the checkpoint keeps of a batch in flight: enough to find its records again."""
+        return {"first": self.first, "count": len(self.chunks), "start": self.chunks[0].start,
+                "end": self.chunks[-1].end}
+
+
+class _Inline:
+    """The executor of concurrency 1: the call runs at once in this thread (no thread handoff)."""
+
+    def __enter__(self) -> _Inline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    @staticmethod
+    def submit(fn, *args: Any) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - delivered through the future, as a pool does
+            future.set_exception(exc)
+        return future
+
+
+def _executor(concurrency: int):
+    if concurrency == 1:
+        return _Inline()
+    # imported here: concurrency 1 (the default) never loads the thread pool module (cold start)
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="cirrus-send")
+
+
+def _marks(job: dict[str, Any]) -> list[dict[str, int]]:
+    """The in-flight marks of a saved job. A job saved before concurrency held one mark or None
+    (its batch started at the cursor)."""
+    marks = job.get("inflight")
+    if not marks:
+        return []
+    if isinstance(marks, dict):
+        return [{"start": job["offset"], **marks}]
+    return list(marks)
 
 
 def _check_same_type(chunk: cx.RecordChunk, record_tag: str) -> None:

@@ -507,6 +507,39 @@ def form_quote(text: str) -> str:
     return text.replace(" ", "+") if space else text  # last: '+' itself was escaped above
 
 
+_FORM_SAFE_BYTES = bytes(sorted(ord(c) for c in _FORM_SAFE))
+_FORM_BYTE_ESCAPES = {b: b"%%%02X" % b for b in range(256) if chr(b) not in _FORM_SAFE}
+
+
+def form_quote_bytes(data: bytes) -> bytes:
+    """``quote_plus`` of UTF-8 ``data``, as bytes: what ``form_quote`` does to the decoded text,
+    without decoding it (the characters to escape are found by deleting the safe ones, in C)."""
+    unsafe = set(data.translate(None, _FORM_SAFE_BYTES))
+    if 0x25 in unsafe:  # first: the escapes added below hold '%'
+        data = data.replace(b"%", b"%25")
+        unsafe.discard(0x25)
+    space = 0x20 in unsafe
+    unsafe.discard(0x20)
+    for byte in unsafe:
+        data = data.replace(bytes((byte,)), _FORM_BYTE_ESCAPES[byte])
+    return data.replace(b" ", b"+") if space else data  # last: '+' itself was escaped above
+
+
+def raw_payload(head: Head, chunks: list[RecordChunk]) -> bytes | None:
+    """The batch as ``<Data>`` + the records' bytes as written, when they stand alone: no
+    namespace declared on the root (a prefix there would not resolve) and no result fields (a
+    re-uploaded rejects file: they are dropped, which needs the parsed record). ``None``
+    otherwise: parse and serialize the records (``payload_xml``). The records are well-formed:
+    the submit step checked the whole document (``check_document``)."""
+    if b"xmlns" in head.root_open:
+        return None
+    body = b"".join(chunk.data for chunk in chunks)
+    lowered = body.lower()  # two plain searches first: the regex only when a name is there
+    if (b"success" in lowered or b"errormessage" in lowered) and _RESULT_FIELD.search(body):
+        return None
+    return b"<Data>" + body + b"</Data>"
+
+
 def reject_xml(record: etree._Element, message: str) -> str:
     """The record as sent, plus <ErrorMessage> as its last child (in the record's namespace,
     indented like its siblings)."""
@@ -560,7 +593,7 @@ def parse_results(body: bytes, content_type: str = "") -> tuple[list[RecordResul
             root = etree.fromstring(text, safe_parser())
         except etree.XMLSyntaxError:
             return None, ""
-        return _xml_results(root)
+        return _xml_results(root, text)
     return None, ""
 
 
@@ -581,10 +614,45 @@ def _result_fields(elem: etree._Element) -> dict[str, str]:
     return found
 
 
-def _xml_results(root: etree._Element) -> tuple[list[RecordResult] | None, str]:
-    own = _result_fields(root)
+# an opening tag named success, guid or errormessage in any case but Cirrus Shield's own spelling
+_ODD_SPELLING = re.compile(rb"<(?!Success[\s/>]|GUID[\s/>]|ErrorMessage[\s/>])(?i:success|guid|errormessage)[\s/>]")
+
+
+def _spelled_one_way(body: bytes) -> bool:
+    """True when every element named success, guid or errormessage (any case) is spelled as
+    Cirrus Shield writes it, without a namespace (no xmlns at all): then an XPath on those names
+    finds them all."""
+    return b"xmlns" not in body and _ODD_SPELLING.search(body) is None
+
+
+_LOWER_NAMES = {"Success": "success", "GUID": "guid", "ErrorMessage": "errormessage"}
+# the result fields of the root and of each record, in document order (a C-level union)
+_RESULT_NODES = etree.XPath("Success | GUID | ErrorMessage | */Success | */GUID | */ErrorMessage")
+
+
+def _found_fields(root: etree._Element) -> dict[etree._Element, dict[str, str]]:
+    """``_result_fields`` of the root and of each record at once, when the answer is spelled one
+    way (``_spelled_one_way``): {element: fields}, records in document order."""
+    found: dict[etree._Element, dict[str, str]] = {}
+    for node in _RESULT_NODES(root):
+        fields = found.setdefault(node.getparent(), {})
+        name = _LOWER_NAMES[node.tag]
+        if name not in fields:
+            text = node.text
+            fields[name] = " ".join(text.split()) if text else ""
+    return found
+
+
+def _xml_results(root: etree._Element, body: bytes = b"") -> tuple[list[RecordResult] | None, str]:
+    if body and _spelled_one_way(body):
+        found = _found_fields(root)
+        own = found.pop(root, {})
+        records = found.values()
+    else:
+        own = _result_fields(root)
+        records = map(_result_fields, root)
     # a single record may be answered without the <Data> wrapper
-    fields = [own] if "success" in own else [f for f in map(_result_fields, root) if "success" in f]
+    fields = [own] if "success" in own else [f for f in records if "success" in f]
     if not fields:
         message = next((" ".join((e.text or "").split()) for e in root.iter()
                         if local_name(e).lower() == "message"), "")

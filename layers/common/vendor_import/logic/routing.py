@@ -12,7 +12,6 @@ vendor's targets (named systems in its settings document) receives the import; n
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -104,6 +103,8 @@ def options_from_key(key: str, known: set[str] | None = None) -> tuple[dict[str,
         if norm in known or norm == "dry_run":
             options[norm] = value
             continue
+        import difflib  # only for a near miss: not on every import's path (cold start)
+
         close = difflib.get_close_matches(norm, sorted(known), n=1, cutoff=NEAR_MISS_CUTOFF)
         if close:
             raise InputError(
