@@ -49,7 +49,11 @@ class VendorStep:
         started = time.perf_counter()
         request = self._request(event.get("input"))
         previous = (event.get("input") or {}).get("job") or {}
-        result = self.submit(job_id, request) if action == "submit" else self.poll(job_id, request, previous)
+        try:
+            result = self.submit(job_id, request) if action == "submit" else self.poll(job_id, request, previous)
+        except Exception as exc:
+            _scrub_error(exc)  # its message becomes the execution's error Cause (history, Finalize)
+            raise
         # what this step cost (the status record adds it up): duration x the function's memory
         result["usage"] = cost.usage_add(previous.get("usage") if action == "poll" else None,
                                          time.perf_counter() - started, cost.memory_mb())
@@ -203,6 +207,14 @@ class VendorStep:
             "error_type": progress.error_type,
             "raw_format": raw_format,
         }
+
+
+def _scrub_error(exc: BaseException) -> None:
+    """Mask secrets in a raised error's message, in place (the type and traceback stay): Lambda
+    reports str(exc) to Step Functions, whatever connector raised it."""
+    exc.args = tuple(scrub(a) if isinstance(a, str) else a for a in exc.args)
+    if isinstance(getattr(exc, "message", None), str):
+        exc.message = scrub(exc.message)
 
 
 def _check_size(connector, source) -> None:
