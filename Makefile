@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint checkov unit bench clean sam-validate
+.PHONY: install demo test lint checkov unit bench clean sam-validate mutation
 
 $(STAMP): requirements-dev.txt layers/common/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
+
+# Mutation testing (mutmut, pinned in requirements-dev.txt) of logic/, polling, pace and the record
+# readers/cursors; prints the score and the surviving mutants (explained in docs/mutation.md).
+# Not part of `make test`. MUTATION_SCOPE=polling.py make mutation runs one file.
+mutation: $(STAMP)
+	$(BIN)/python bench/mutation.py
 
 clean:
 	rm -rf $(VENV) .venv-checkov .venv-sam out .pytest_cache .ruff_cache

@@ -43,3 +43,8 @@ def test_very_many_polls_stay_at_the_cap_instead_of_overflowing():
     # factor ** n no longer fits a float
     assert next_wait(1100, DEFAULTS) == 300
     assert next_wait(100_000, {**DEFAULTS, "factor": 10.0}) == 300
+
+
+def test_the_cap_is_the_max_wait_setting_and_300_s_without_it():
+    assert [next_wait(n, {**DEFAULTS, "max_wait_seconds": 60}) for n in range(6)] == [5, 10, 20, 40, 60, 60]
+    assert [next_wait(n, {"first_wait_seconds": 5}) for n in (6, 7, 30)] == [300, 300, 300]
