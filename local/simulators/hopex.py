@@ -103,6 +103,12 @@ def _reject_reason(line: str) -> str:
     return "invalid command"
 
 
+# How a failed job answers: no document shows one (only reason DONE is documented), so each
+# plausible shape can be switched on: "reason" TERMINATED + reason ERROR + errmsg (default),
+# "status" job_status FAILED, "bare" TERMINATED + reason ABORTED without any message.
+FAILURE_SHAPES = ("reason", "status", "bare")
+
+
 @dataclass
 class SimJob:
     job_id: str
@@ -126,10 +132,17 @@ class SimJob:
             return True
         return self.status_polls > self.running_polls and self.clock() - self.created >= self.run_seconds
 
-    def status(self) -> dict[str, Any]:
+    def status(self, failure: str = "reason") -> dict[str, Any]:
+        """The job status body (seed 002 / VENDORS.md section 3 "Poll": RUNNING, TERMINATED,
+        reason DONE with ``rejects`` and ``rejects_file_name``). A failed job is not documented:
+        ``failure`` picks one of the plausible shapes (see FAILURE_SHAPES)."""
         if not self.finished:
             return {"job_status": "RUNNING", "job_info": None}
         if self.outcome.kind == "error":
+            if failure == "status":
+                return {"job_status": "FAILED", "job_info": {"reason": "ERROR", "errmsg": self.outcome.errmsg}}
+            if failure == "bare":
+                return {"job_status": "TERMINATED", "job_info": {"reason": "ABORTED"}}
             return {"job_status": "TERMINATED", "job_info": {"reason": "ERROR", "errmsg": self.outcome.errmsg}}
         if self.outcome.kind == "rejects":
             stem = self.filename.rsplit(".", 1)[0] or "import"
@@ -143,10 +156,13 @@ class HopexSimulator(Simulator):
 
     def __init__(self, *, running_polls: int = 2, token_lifetime: int = 3600,
                  max_file_bytes: int = MAX_FILE_BYTES, job_id_in_body: bool = True,
+                 status_code: int = 202, failure: str = "reason",
                  latency: float = 0.0, seed: int | None = None):
         super().__init__(latency=latency, seed=seed)
+        assert failure in FAILURE_SHAPES, failure
         self._defaults = {"running_polls": running_polls, "token_lifetime": token_lifetime,
-                          "max_file_bytes": max_file_bytes, "job_id_in_body": job_id_in_body}
+                          "max_file_bytes": max_file_bytes, "job_id_in_body": job_id_in_body,
+                          "status_code": status_code, "failure": failure}
         self.reset()
 
     def reset(self) -> None:
@@ -157,6 +173,10 @@ class HopexSimulator(Simulator):
             self.max_file_bytes: int = self._defaults["max_file_bytes"]
             # False: the import answer carries the job id only in its Location header
             self.job_id_in_body: bool = self._defaults["job_id_in_body"]
+            # the V2 page shows 202 for every status and rejects answer; 200 is as plausible
+            # (VENDORS.md section 3: "Do not rely on HTTP 200 vs 202")
+            self.status_code: int = self._defaults["status_code"]
+            self.failure: str = self._defaults["failure"]  # shape of a failed job: FAILURE_SHAPES
             self.accept_tokens = True
             # jobs also last job_seconds on `clock` (real seconds by default; the local runner's
             # local.moto_seams.virtual_clock makes them vendor seconds whatever the time scale)
@@ -285,7 +305,7 @@ class HopexSimulator(Simulator):
             self.jobs[job.job_id] = job
         location = {"Location": f"/import/job/{quote(job.job_id, safe='')}"}
         if sync:
-            return Reply(200, {"job_id": job.job_id, **job.status()}, location)
+            return Reply(200, {"job_id": job.job_id, **job.status(self.failure)}, location)
         body = {"job_id": job.job_id} if self.job_id_in_body else b""
         return Reply(202, body, location)
 
@@ -295,14 +315,15 @@ class HopexSimulator(Simulator):
             if job is None:
                 return Reply(404, {"error": f"unknown job {job_id}"})
             job.status_polls += 1
-            return Reply(202, job.status())
+            return Reply(self.status_code, job.status(self.failure))
 
     def _rejects(self, job_id: str) -> Reply:
         with self._lock:
             job = self.jobs.get(job_id)
         if job is None or not job.finished or job.outcome.kind != "rejects":
             return Reply(404, {"error": "no rejects: the job is unknown, running, or has no rejects"})
-        return Reply(202, job.outcome.rejects, {"Content-Type": "text/plain; charset=utf-8"})
+        # seed 002: "202 Accepted" followed by the rejects file content (format not described)
+        return Reply(self.status_code, job.outcome.rejects, {"Content-Type": "text/plain; charset=utf-8"})
 
 
 def _multipart(req: Request) -> list[tuple[str, str | None, bytes]] | None:
