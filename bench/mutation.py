@@ -46,6 +46,8 @@ TESTS = [
     "tests/unit/test_submit_upload.py",
     "tests/unit/test_generic_scrub.py",
     "tests/unit/test_pace.py",
+    "tests/unit/test_pace_exact.py",
+    "tests/unit/test_routing_exact.py",
     "tests/unit/test_polling.py",
     "tests/unit/test_aep_records.py",
     "tests/unit/test_cirrus_xml.py",
