@@ -27,6 +27,29 @@ Outcome, decided from the uploaded file content:
   rejects file holds one line per rejected command: ``line 3: unknown metaclass "X": <line>``;
 * anything else: TERMINATED/DONE with ``rejects: false``.
 
+Sources of each behaviour (seed 002 = "Import file", VENDORS.md section 3 = V3):
+
+* The REST path {api}/environments/{env}/repositories/{repo}/profiles/{profile}/import with cn64
+  ids holding ``(`` and ``)``: V3 "URL shape" [DOC, examples].
+* UAS ``/UAS/connect/token`` password grant, its fields and ``{"access_token", "expires_in": 3600,
+  "token_type": "Bearer"}``: V3 "UAS token" [DOC-community + CODE]. The invalid_client /
+  invalid_grant errors are IdentityServer's usual answers, not documented by MEGA.
+* Authorization Bearer (UAS), Basic with the HopexEnvironment header, HOPEXBASIC user:password:
+  V3 "Auth" (V4 table; V2 for HOPEXBASIC). Whether V4 Basic is base64 is not documented: base64.
+* Multipart import with exactly one file, ``validate`` Never/Standard/AtEnd/AtEndOnSuccess as a body
+  field (V4) or a query parameter (V2), default Standard; 202 + ``Location: /import/job/<id>`` +
+  ``{"job_id"}``; files over 30 MB refused: seed 002 / V3 "Submit". The 413 code for the size
+  and the 400 for an empty file are not documented (the page says only "a message should be
+  displayed"): this simulator's choice.
+* ``/syncimport`` and ``.../import/job/<id>/rejects``: seed 002 names them; their exact answers
+  are not documented (V3 "Rejects", open question 3): the final status, and text/plain.
+* Job status RUNNING / TERMINATED with reason DONE, rejects and rejects_file_name, HTTP 202 for
+  every answer: V3 "Poll" [DOC V2]. ``status_code`` switches to 200 ("do not rely on 200 vs 202");
+  a failed job is not documented: ``failure`` switches among FAILURE_SHAPES.
+* The rejects file format is not documented: one line per refused command is this simulator's.
+* The markers that decide an outcome (``INVALID``, ``FAIL-JOB``, ``NEVER-ENDS``) and how many
+  polls a job runs (``running_polls``) are test conventions, not vendor behaviour.
+
 Misbehaviour (500, 429, delays, dropped connections, malformed bodies) comes from the base
 class's fault injection. ``revoke_tokens()`` makes every issued token invalid (a re-auth
 then succeeds); ``accept_tokens = False`` refuses every token, even fresh ones.

@@ -13,6 +13,22 @@ accepted too, unless ``strict_auth`` is set; anything else answers 401):
   ``Etat`` values (EnAttente, EnCours, Termine, TermineAvecErreurs, Echec) are this simulator's
   invention: the real ones are not documented.
 
+Sources of each behaviour (seed 000 = the RAW-via-API tutorial, V1 = VENDORS.md section 1):
+
+* Basic auth with the app id and secret: seed 000 / V1 "Auth"; the tutorial's ``basic:<b64>`` form
+  [DOC] next to the standard ``Basic`` of the Hub doc and SDK: both accepted, ``strict_auth``
+  switches to the standard form only (which the server takes is open question 1). The 401 body
+  is ASP.NET Web API's usual one, not documented.
+* ``PUT app/mediations/standard/{flux}`` with ``{"Url"}``, answering a JSON-quoted GUID: seed 000 /
+  V1 "Submit". Content type: the tutorial sends text/json, the SDK application/json (V1 "Auth"):
+  both accepted. The 415, 404 (unknown flux) and 400 (no Url) answers are not documented.
+* The vendor fetches the file from the URL: seed 000 / V1 "Submit" [DOC].
+* Two status routes, ``status/{guid}`` (tutorial) and ``{guid}/status`` (reference, richer body):
+  V1 "Poll"; which one works for API submissions is open question 1: both are served.
+* ``IsCompleted`` not set for API submissions, set for mediation runs: seed 000
+  (``report_is_completed`` switches); the first poll usually empty and no message after 30 s
+  meaning the processing service is down: seed 000; Kind 0 = information, 1 = error: V1 "Poll".
+
 Message texts: seed 000 gives none ("il vous faudra analyser le texte des messages", and VENDORS.md
 section 1: "No enumerated status strings are documented ... must be learned empirically"). Every
 text below is this simulator's invention, held in a ``Texts`` (``texts=`` switches them; ``OTHER_TEXTS``
