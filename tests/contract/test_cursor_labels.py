@@ -54,7 +54,7 @@ def test_aep_reject_labels_across_one_batch_per_poll():
         {"id": "A7", "email": "INVALID"},
     ]
     body = "".join((json.dumps(r) if r else "") + "\n" for r in lines).encode()
-    with AepSimulator() as sim:
+    with AepSimulator(message_mode="xdm") as sim:  # the batch endpoint's documented payload
         run = Run(aep_connector(sim, max_messages_per_request=2, concurrency=1), BytesSource(body, "p.ndjson"),
                   batches_per_step=1)
         done = run.all()

@@ -41,7 +41,8 @@ MAX_RETRIES = 3  # the smallest max_retries the AEP settings allow (VENDORS.md: 
 
 @pytest.fixture
 def aep():
-    with AepSimulator() as s:
+    # XDM messages: the batch endpoint's documented payload (VENDORS.md section 4 "Batch")
+    with AepSimulator(message_mode="xdm") as s:
         yield s
 
 
