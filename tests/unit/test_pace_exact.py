@@ -62,3 +62,10 @@ def test_waits_with_a_probe_then_the_expected_end_then_a_fraction():
 
 def test_simulate_counts_polls_and_the_notice_delay():
     assert simulate(10, STATIC) == (2, 5)  # waits 5 then 10: noticed at 15 s
+
+
+def test_past_the_expected_end_one_step_then_five_percent_of_the_wait():
+    pace = {"expected_seconds": 100, "step_seconds": 10}
+    assert wait_for(3, 101, STATIC, pace) == 10  # within one step of the expected end
+    assert wait_for(3, 110, STATIC, pace) == 5  # one step past it: 5 % of 110 s
+    assert wait_for(3, 25, STATIC, {"expected_seconds": 10, "step_seconds": 1}) == 1  # 5 % of 25 s, at least 1
