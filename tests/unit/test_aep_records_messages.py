@@ -42,3 +42,20 @@ def test_a_single_column_header_without_another_separator_is_fine():
 def test_a_json_record_that_is_not_an_object_says_what_it_is(line, kind):
     (item,) = read_items(BytesSource(line + b"\n", "p.ndjson"), "ndjson", max_item_bytes=1000)
     assert (item.code, item.error) == ("not_object", f"line 1: a record must be a JSON object, not {kind}")
+
+
+@pytest.mark.parametrize(("data", "fmt"), [
+    (b'\xef\xbb\xbf  \n{"a": 1}\n', "ndjson"), (b'\xef\xbb\xbf{"a": 1}\n', "ndjson"), (b'  [{"a": 1}]', "json")])
+def test_a_json_file_holding_objects_line_by_line_is_read_as_ndjson(data, fmt):
+    from vendor_import.connectors.aep_records import detect_format
+
+    assert detect_format("p.json", BytesSource(data, "p.json")) == fmt
+
+
+def test_json_array_records_are_numbered_and_refused_ones_kept_compact():
+    data = '[\n  {"id": 1},\n  [1, "é"],\n  {"id": 3, "blob": "%s"}\n]' % ("x" * 50)
+    got = list(read_items(BytesSource(data.encode(), "p.json"), "json", max_item_bytes=40))
+    assert [(i.number, i.line, i.code) for i in got] == [(1, 2, ""), (2, 3, "not_object"), (3, 4, "oversize")]
+    assert got[1].text == '[1,"é"]'
+    assert got[1].error == "record 2 (line 3): a record must be a JSON object, not an array"
+    assert got[2].text == '{"id":3,"blob":"%s"}' % ("x" * 50)
