@@ -59,3 +59,16 @@ def test_json_array_records_are_numbered_and_refused_ones_kept_compact():
     assert got[1].text == '[1,"é"]'
     assert got[1].error == "record 2 (line 3): a record must be a JSON object, not an array"
     assert got[2].text == '{"id":3,"blob":"%s"}' % ("x" * 50)
+
+
+def test_csv_records_numbered_across_quoted_newlines_with_each_refusal_exact():
+    data = (b'\xef\xbb\xbfid,note\n1,"two\nlines"\n\n2,' + b"y" * 60 + b'\n3,\xff\n4,a,b\n5,\n')
+    got = list(read_items(BytesSource(data, "p.csv"), "csv", max_item_bytes=40))
+    assert [(i.number, i.line, i.code, i.record) for i in got] == [
+        (1, 2, "", {"id": "1", "note": "two\nlines"}), (2, 5, "oversize", None), (3, 6, "encoding", None),
+        (4, 7, "csv_fields", None), (5, 8, "", {"id": "5"})]
+    assert [i.error for i in got[1:4]] == [
+        "line 5: the CSV record is over the 40 byte limit of one record; it was not read",
+        "line 6: not UTF-8 text",
+        "line 7: 3 fields but the header has 2; quote fields that contain the delimiter"]
+    assert got[0].start == len(b"\xef\xbb\xbfid,note\n")
