@@ -4,6 +4,8 @@ mutation run, `make mutation`, showed untested)."""
 
 from __future__ import annotations
 
+import time
+
 from vendor_import.connectors import load_settings
 from vendor_import.model import FinalState, Progress
 
@@ -56,3 +58,54 @@ def test_the_timed_out_answer_exactly(account):
     assert out == {**CARRIED, "polls": 5, "waited_seconds": 100, "done": True, "state": FinalState.TIMED_OUT.value,
                    "wait_seconds": 0, "connector": {"c": 1}, "counts": {"records": 3}, "vendor_ref": "J-9",
                    "message": "the vendor job was still running after 100 s of polling (deadline_seconds = 100)"}
+
+
+def test_a_submit_gives_the_connector_every_hook_wired_to_this_job(account):
+    from urllib.parse import parse_qs, urlsplit
+
+    from vendor_import.model import RawRejects, RejectRow
+
+    settings = load_settings("hopex", _offline_settings())
+    version = account.s3.put_object(Bucket=account.bucket, Key=KEY, Body=CLEAN,
+                                    Metadata={"validate": "AtEnd"})["VersionId"]
+    seen = {}
+
+    class Hooks(ScriptedConnector):
+        def submit(self, ctx):
+            seen["options"], seen["size"], seen["job_id"] = ctx.options, ctx.source.size, ctx.job_id
+            seen["url"] = ctx.presign(10**9)  # longer than SigV4 allows: capped at 7 days
+            ctx.checkpoint({"cursor": 7})
+            ctx.emit_rejects("p1", [RejectRow("1", "bad")], b"raw-1\n", RawRejects("x.rejects.txt", "text/plain"))
+            return Progress(job={"cursor": 8}, message="submitted", vendor_ref="J-5")
+
+    step = make_step(account, settings, Hooks(settings))
+    out = step.run(event("submit", account, version_id=version))
+    assert seen["options"] == {"validate": "AtEnd"} and seen["size"] == len(CLEAN) and seen["job_id"] == "job-1"
+    url = urlsplit(seen["url"])
+    query = parse_qs(url.query)
+    assert url.path.endswith(f"/{KEY}") and query["versionId"] == [version]
+    if "X-Amz-Expires" in query:  # SigV4
+        assert query["X-Amz-Expires"] == ["604800"]
+    else:  # SigV2 (this test's client): an expiry time, 7 days from now
+        assert abs(int(query["Expires"][0]) - time.time() - 604800) < 60
+    assert account.jobs.load_checkpoint("job-1", 0) == {"cursor": 7}
+    assert account.keys("work/job-1/rejects/") == ["work/job-1/rejects/part-p1.csv", "work/job-1/rejects/part-p1.raw"]
+    assert account.read("work/job-1/rejects/part-p1.raw") == b"raw-1\n"
+    assert out["raw_format"] == {"name": "x.rejects.txt", "content_type": "text/plain", "header": "", "footer": ""}
+    assert (out["job_id"], out["vendor"], out["source_name"], out["size"], out["polls"], out["waited_seconds"],
+            out["dry_run"], out["vendor_ref"], out["connector"]) == (
+        "job-1", "hopex", "clean.mgl", len(CLEAN), 0, 0, False, "J-5", {"cursor": 8})
+    assert out["submitted_at"].endswith("Z") and out["pace"] is None  # no history yet: the static backoff
+
+
+def test_a_submit_learns_the_pace_from_this_vendors_recent_jobs_of_a_similar_size(account):
+    settings = load_settings("hopex", _offline_settings())
+    for n, seconds in enumerate((40, 60, 80)):
+        account.jobs.put_status({"job_id": f"old-{n}", "vendor": "hopex", "state": "SUCCEEDED",
+                                 "updated_at": f"2026-01-0{n + 1}T00:00:00.000000Z", "vendor_seconds": seconds,
+                                 "source": {"size": len(CLEAN)}})
+    fake = ScriptedConnector(settings, submit=Progress(job={}, message="submitted"))
+    account.s3.put_object(Bucket=account.bucket, Key=KEY, Body=CLEAN)
+    out = make_step(account, settings, fake).run(event("submit", account))
+    assert out["pace"] == {"expected_seconds": 40, "step_seconds": 2, "samples": 3}
+    assert out["wait_seconds"] == 40
