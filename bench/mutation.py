@@ -105,6 +105,33 @@ def results() -> Counter:
     return out
 
 
+# one process for every diff (``mutmut show`` per survivor costs a second each)
+_DIFFS = """
+import json, sys
+from mutmut.mutation.diff_apply import find_mutant, get_diff_for_mutant
+out = {}
+for name in json.load(sys.stdin):
+    try:
+        out[name] = get_diff_for_mutant(name, path=find_mutant(name).path)
+    except Exception as exc:  # noqa: BLE001 - a diff that cannot be shown is named, not fatal
+        out[name] = f"(no diff: {exc!r})"
+print(json.dumps(out))
+"""
+
+
+def survivor_diffs(names: list[str]) -> dict[str, str]:
+    """{mutant name: the changed lines}."""
+    if not names:
+        return {}
+    proc = subprocess.run([sys.executable, "-c", _DIFFS], cwd=STAGE, input=json.dumps(names),
+                          capture_output=True, text=True)
+    try:
+        raw = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return {}
+    return {n: "\n".join(ln for ln in d.splitlines() if re.match(r"^[-+](?![-+])", ln)) for n, d in raw.items()}
+
+
 def main() -> int:
     scope = [s.strip() for s in os.environ.get("MUTATION_SCOPE", "").split(",") if s.strip()] or SCOPE
     children = os.environ.get("MUTATION_CHILDREN") or str(os.cpu_count() or 2)
@@ -127,11 +154,8 @@ def main() -> int:
     killed = counts["killed"] + counts["timeout"] + counts["type check"]
     score = 100.0 * killed / considered if considered else 0.0
     survivors = sorted(n for n, s in status.items() if s not in ("killed", "timeout", "type check", "skipped"))
-    lines = []
-    for name in survivors:
-        shown = subprocess.run([str(mutmut), "show", name], cwd=STAGE, capture_output=True, text=True)
-        diff = "\n".join(ln for ln in shown.stdout.splitlines() if re.match(r"^[-+](?![-+])", ln))
-        lines.append(f"{name} [{status[name]}]\n{diff}\n")
+    diffs = survivor_diffs(survivors)
+    lines = [f"{name} [{status[name]}]\n{diffs.get(name, '')}\n" for name in survivors]
     (STAGE / "survivors.txt").write_text("\n".join(lines))
     print(f"\nsurviving mutants ({len(survivors)}; diffs in out/mutation/survivors.txt):")
     for block in lines:
