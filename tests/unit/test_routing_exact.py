@@ -19,6 +19,8 @@ def digest(text: str) -> str:
     ("b", "inbox/hopex/--a--.csv", None, "hopex-a---csv-" + digest("b\ninbox/hopex/--a--.csv\n")),
     ("b", "inbox/hopex/()", None, "hopex-file-" + digest("b\ninbox/hopex/()\n")),
     ("b", "x.csv", None, "unrouted-x-csv-" + digest("b\nx.csv\n")),
+    ("b", "inbox/hopex/Xa.csvX", None, "hopex-Xa-csvX-" + digest("b\ninbox/hopex/Xa.csvX\n")),
+    ("b", "inbox/my vendor/a.csv", None, "my-vendor-a-csv-" + digest("b\ninbox/my vendor/a.csv\n")),
     ("b", "inbox/averyveryverylongvendor/" + "y" * 40 + ".csv", None,
      "averyveryver-" + "y" * 30 + "-" + digest("b\ninbox/averyveryverylongvendor/" + "y" * 40 + ".csv\n")),
 ])
