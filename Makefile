@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint checkov unit bench clean sam-validate
+.PHONY: install demo test lint checkov unit bench clean sam-validate mutation
 
 $(STAMP): requirements-dev.txt layers/common/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,12 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
+# Mutation testing (mutmut, pinned in requirements-dev.txt) of logic/, polling, pace and the record
+# readers/cursors; prints the score and the surviving mutants (explained in docs/mutation.md).
+# Not part of `make test`. MUTATION_SCOPE=polling.py make mutation runs one file.
+mutation: $(STAMP)
+	$(BIN)/python bench/mutation.py
+
 clean:
 	rm -rf $(VENV) .venv-checkov .venv-sam out .pytest_cache .ruff_cache
 
@@ -51,5 +57,6 @@ clean:
 	$(PYTHON) -m venv .venv-sam
 	.venv-sam/bin/pip install --quiet --disable-pip-version-check aws-sam-cli==1.170.0
 
-sam-validate: .venv-sam/bin/sam
+sam-validate: $(STAMP) .venv-sam/bin/sam
 	SAM_CLI_TELEMETRY=0 .venv-sam/bin/sam validate --lint --language-extensions --template template.yaml --region us-east-1
+	$(BIN)/python -m pytest -q -m sam tests/unit/test_template_loop.py

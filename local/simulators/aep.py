@@ -169,9 +169,16 @@ class AepSimulator(Simulator):
 
     # -- test helpers ---------------------------------------------------------------------------
     def fail_messages(self, status: int, count: int = 1, message: str = "") -> None:
-        """The next ``count`` messages are answered with this per-message statusCode."""
-        text = message or {429: "Too many requests, retry later",
-                           503: "Service unavailable, retry later"}.get(status, f"error {status}")
+        """The next ``count`` messages are answered with this per-message statusCode.
+
+        VENDORS.md section 4 "Batch" [DOC streaming-multiple-messages.md]: a 207 holds one entry per
+        message, in order; failures carry ``statusCode`` and ``message``, and only the failed ones
+        are to be resent. Which codes a single message can get is not documented (the examples show
+        400 only; 429, 500 and 503 are documented for whole requests): any code can be injected here,
+        so each retryable one is tested per message as well as per request."""
+        text = message or {429: "Too many requests, retry later", 500: "Processing error",
+                           502: "Bad gateway, retry later", 503: "Service unavailable, retry later",
+                           504: "Gateway timeout, retry later"}.get(status, f"error {status}")
         with self._inlet_lock:
             self._message_failures.extend([(status, text)] * count)
 

@@ -28,6 +28,25 @@ first ``polls_before_done`` status GETs, then:
 * anything else (``ok...``): Success with ``numRecords`` = the id's trailing digits, else 15
   (also the resubmitted ``abort1`` request and the adopted ``busy`` one).
 
+Sources of each behaviour (seed 001 = "Triggering ... data ingestion", VENDORS.md section 2 = V2):
+
+* The token endpoint, its form fields and ``{"access_token", "token_type": "bearer", "expires_in":
+  86399}``, no refresh token: V2 "Token" (Adobe Developer Console OAuth S2S reference). The
+  ``invalid_client`` / ``invalid_scope`` error bodies are not in the seed: IMS's usual answers,
+  this simulator's choice. Which scopes Campaign needs is not documented: any scope is accepted.
+* Headers Authorization: Bearer and X-Api-Key = the client id: V2 "Headers" (setting-up-api-access.md).
+  The 401013 / 403023 / 500 "Oops" bodies: V2 "Generic errors" (troubleshooting.md).
+* ``POST .../xdmIngestion/{mappingId}/ingest`` and its three answers (submitted, "already in
+  progress" with the running request id, Failed "is not stopped" / "is not published" without a
+  requestId): seed 001 / V2 "Submit".
+* ``GET`` on the same path, status Success / Failed / Aborted / In Progress, numRecords, batchId,
+  the ACP-880056 / ACP-880096 / aborted infos: seed 001 / V2 "Status".
+* How the requestId travels on the GET is not documented (the seed's example is not valid JSON):
+  both a query parameter and a JSON body are accepted; ``require_request_id_in`` switches to
+  only one of them, and the contract tests run the connector against each.
+* Which mapping gives which outcome (the id prefixes below) and how long a request runs
+  (``polls_before_done``) are test conventions, not vendor behaviour.
+
 A POST while a request of the mapping is still running answers "In Progress" with its id (the
 documented "already in progress"). Tokens: ``revoke_tokens()`` invalidates the live ones (one
 401 then a fresh token works); ``reject_all_tokens = True`` makes every token invalid.

@@ -21,6 +21,30 @@ Conventions (what decides an outcome):
   Accept header asks for it; one record then gives an object instead of a list (the
   XML-to-JSON quirk Myddleware normalises).
 
+Sources of each behaviour (seed 004 = the DataAction page; V5 = VENDORS.md section 5):
+
+* AuthToken as a GET with Username/password in the query, 200 with the token, 404 unknown user:
+  V5 "Token" [DOC]; the JSON-quoted token string: V5 [CODE] (C#, Python, Myddleware clients).
+  401 for a wrong password: not documented (the page names only 404); this simulator's choice.
+* DataAction URL, its four parameters, useExternalId defaulting to true: seed 004 "Paramètres URL".
+* The body: seed 004 names the data parameter ``xmlData``; both public clients send it unnamed
+  (``=<urlencoded xml>``, V5 "Body encoding pitfall" [CODE]). Which one the server binds is not
+  documented: ``body_field`` switches ("" unnamed, the default, or "xmlData").
+* The lost ``+`` of a datetime sent without urlencode(): seed 004 (the 2017-06-12 15:40:47+02 example).
+* One answer element per record, in order, with Success and ErrorMessage; 200 when all succeed,
+  400 "si un enregistrement ou plus n'ont pas pu être insérés"; 401 for a bad token; 400 for no
+  object or action: seed 004 "Réponse de succès" / "Réponse d'erreur". The GUID field and the
+  ``<Object>`` element name: V5 "Response" [CODE]. Success spelled TRUE/FALSE (seed example) or
+  True/False (Myddleware): ``success_values`` switches; the element named after the record or
+  ``Object``: ``result_element`` switches.
+* The failure text "Some of the Lookup Fields contain invalid values": seed 004's example answer.
+  "The matching field <F> is missing" and the update/delete of an unknown record are not
+  documented: this simulator's wording.
+* JSON when asked (Accept), one record giving an object: V5 "JSON support" [INFER] and "Response"
+  [CODE Myddleware]. Errors as ``{"Message": ...}``: V5 "Response" [CODE].
+* What makes a record fail (a value holding ``INVALID``) is a test convention, not vendor
+  behaviour. Token lifetime and batch limits are not documented (V5): ``token_max_uses``.
+
 Knobs: ``token_max_uses`` (a token expires after N DataAction calls: re-auth tests),
 ``success_values`` (e.g. ("True", "False")), ``result_element`` ("Object" to answer
 ``<Object>`` per record), ``body_field``. ``received`` holds every decoded record (object,

@@ -27,6 +27,29 @@ Outcome, decided from the uploaded file content:
   rejects file holds one line per rejected command: ``line 3: unknown metaclass "X": <line>``;
 * anything else: TERMINATED/DONE with ``rejects: false``.
 
+Sources of each behaviour (seed 002 = "Import file", VENDORS.md section 3 = V3):
+
+* The REST path {api}/environments/{env}/repositories/{repo}/profiles/{profile}/import with cn64
+  ids holding ``(`` and ``)``: V3 "URL shape" [DOC, examples].
+* UAS ``/UAS/connect/token`` password grant, its fields and ``{"access_token", "expires_in": 3600,
+  "token_type": "Bearer"}``: V3 "UAS token" [DOC-community + CODE]. The invalid_client /
+  invalid_grant errors are IdentityServer's usual answers, not documented by MEGA.
+* Authorization Bearer (UAS), Basic with the HopexEnvironment header, HOPEXBASIC user:password:
+  V3 "Auth" (V4 table; V2 for HOPEXBASIC). Whether V4 Basic is base64 is not documented: base64.
+* Multipart import with exactly one file, ``validate`` Never/Standard/AtEnd/AtEndOnSuccess as a body
+  field (V4) or a query parameter (V2), default Standard; 202 + ``Location: /import/job/<id>`` +
+  ``{"job_id"}``; files over 30 MB refused: seed 002 / V3 "Submit". The 413 code for the size
+  and the 400 for an empty file are not documented (the page says only "a message should be
+  displayed"): this simulator's choice.
+* ``/syncimport`` and ``.../import/job/<id>/rejects``: seed 002 names them; their exact answers
+  are not documented (V3 "Rejects", open question 3): the final status, and text/plain.
+* Job status RUNNING / TERMINATED with reason DONE, rejects and rejects_file_name, HTTP 202 for
+  every answer: V3 "Poll" [DOC V2]. ``status_code`` switches to 200 ("do not rely on 200 vs 202");
+  a failed job is not documented: ``failure`` switches among FAILURE_SHAPES.
+* The rejects file format is not documented: one line per refused command is this simulator's.
+* The markers that decide an outcome (``INVALID``, ``FAIL-JOB``, ``NEVER-ENDS``) and how many
+  polls a job runs (``running_polls``) are test conventions, not vendor behaviour.
+
 Misbehaviour (500, 429, delays, dropped connections, malformed bodies) comes from the base
 class's fault injection. ``revoke_tokens()`` makes every issued token invalid (a re-auth
 then succeeds); ``accept_tokens = False`` refuses every token, even fresh ones.
@@ -113,6 +136,12 @@ def _reject_reason(line: str) -> str:
     return "invalid command"
 
 
+# How a failed job answers: no document shows one (only reason DONE is documented), so each
+# plausible shape can be switched on: "reason" TERMINATED + reason ERROR + errmsg (default),
+# "status" job_status FAILED, "bare" TERMINATED + reason ABORTED without any message.
+FAILURE_SHAPES = ("reason", "status", "bare")
+
+
 @dataclass
 class SimJob:
     job_id: str
@@ -136,10 +165,17 @@ class SimJob:
             return True
         return self.status_polls > self.running_polls and self.clock() - self.created >= self.run_seconds
 
-    def status(self) -> dict[str, Any]:
+    def status(self, failure: str = "reason") -> dict[str, Any]:
+        """The job status body (seed 002 / VENDORS.md section 3 "Poll": RUNNING, TERMINATED,
+        reason DONE with ``rejects`` and ``rejects_file_name``). A failed job is not documented:
+        ``failure`` picks one of the plausible shapes (see FAILURE_SHAPES)."""
         if not self.finished:
             return {"job_status": "RUNNING", "job_info": None}
         if self.outcome.kind == "error":
+            if failure == "status":
+                return {"job_status": "FAILED", "job_info": {"reason": "ERROR", "errmsg": self.outcome.errmsg}}
+            if failure == "bare":
+                return {"job_status": "TERMINATED", "job_info": {"reason": "ABORTED"}}
             return {"job_status": "TERMINATED", "job_info": {"reason": "ERROR", "errmsg": self.outcome.errmsg}}
         if self.outcome.kind == "rejects":
             stem = self.filename.rsplit(".", 1)[0] or "import"
@@ -153,14 +189,17 @@ class HopexSimulator(Simulator):
 
     def __init__(self, *, running_polls: int = 2, token_lifetime: int = 3600,
                  max_file_bytes: int = MAX_FILE_BYTES, job_id_in_body: bool = True,
+                 status_code: int = 202, failure: str = "reason",
                  latency: float = 0.0, seed: int | None = None, username: str = USERNAME,
                  password: str = PASSWORD, client_secret: str = CLIENT_SECRET):
         super().__init__(latency=latency, seed=seed)
+        assert failure in FAILURE_SHAPES, failure
         # one simulator per HOPEX target: each may have credentials of its own (a test
         # repository and a production one never share a password)
         self.username, self.password, self.client_secret = username, password, client_secret
         self._defaults = {"running_polls": running_polls, "token_lifetime": token_lifetime,
-                          "max_file_bytes": max_file_bytes, "job_id_in_body": job_id_in_body}
+                          "max_file_bytes": max_file_bytes, "job_id_in_body": job_id_in_body,
+                          "status_code": status_code, "failure": failure}
         self.reset()
 
     @classmethod
@@ -178,6 +217,10 @@ class HopexSimulator(Simulator):
             self.max_file_bytes: int = self._defaults["max_file_bytes"]
             # False: the import answer carries the job id only in its Location header
             self.job_id_in_body: bool = self._defaults["job_id_in_body"]
+            # the V2 page shows 202 for every status and rejects answer; 200 is as plausible
+            # (VENDORS.md section 3: "Do not rely on HTTP 200 vs 202")
+            self.status_code: int = self._defaults["status_code"]
+            self.failure: str = self._defaults["failure"]  # shape of a failed job: FAILURE_SHAPES
             self.accept_tokens = True
             # jobs also last job_seconds on `clock` (real seconds by default; the local runner's
             # local.moto_seams.virtual_clock makes them vendor seconds whatever the time scale)
@@ -306,7 +349,7 @@ class HopexSimulator(Simulator):
             self.jobs[job.job_id] = job
         location = {"Location": f"/import/job/{quote(job.job_id, safe='')}"}
         if sync:
-            return Reply(200, {"job_id": job.job_id, **job.status()}, location)
+            return Reply(200, {"job_id": job.job_id, **job.status(self.failure)}, location)
         body = {"job_id": job.job_id} if self.job_id_in_body else b""
         return Reply(202, body, location)
 
@@ -316,14 +359,15 @@ class HopexSimulator(Simulator):
             if job is None:
                 return Reply(404, {"error": f"unknown job {job_id}"})
             job.status_polls += 1
-            return Reply(202, job.status())
+            return Reply(self.status_code, job.status(self.failure))
 
     def _rejects(self, job_id: str) -> Reply:
         with self._lock:
             job = self.jobs.get(job_id)
         if job is None or not job.finished or job.outcome.kind != "rejects":
             return Reply(404, {"error": "no rejects: the job is unknown, running, or has no rejects"})
-        return Reply(202, job.outcome.rejects, {"Content-Type": "text/plain; charset=utf-8"})
+        # seed 002: "202 Accepted" followed by the rejects file content (format not described)
+        return Reply(self.status_code, job.outcome.rejects, {"Content-Type": "text/plain; charset=utf-8"})
 
 
 def _multipart(req: Request) -> list[tuple[str, str | None, bytes]] | None:

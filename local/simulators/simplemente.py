@@ -13,6 +13,28 @@ accepted too, unless ``strict_auth`` is set; anything else answers 401):
   ``Etat`` values (EnAttente, EnCours, Termine, TermineAvecErreurs, Echec) are this simulator's
   invention: the real ones are not documented.
 
+Sources of each behaviour (seed 000 = the RAW-via-API tutorial, V1 = VENDORS.md section 1):
+
+* Basic auth with the app id and secret: seed 000 / V1 "Auth"; the tutorial's ``basic:<b64>`` form
+  [DOC] next to the standard ``Basic`` of the Hub doc and SDK: both accepted, ``strict_auth``
+  switches to the standard form only (which the server takes is open question 1). The 401 body
+  is ASP.NET Web API's usual one, not documented.
+* ``PUT app/mediations/standard/{flux}`` with ``{"Url"}``, answering a JSON-quoted GUID: seed 000 /
+  V1 "Submit". Content type: the tutorial sends text/json, the SDK application/json (V1 "Auth"):
+  both accepted. The 415, 404 (unknown flux) and 400 (no Url) answers are not documented.
+* The vendor fetches the file from the URL: seed 000 / V1 "Submit" [DOC].
+* Two status routes, ``status/{guid}`` (tutorial) and ``{guid}/status`` (reference, richer body):
+  V1 "Poll"; which one works for API submissions is open question 1: both are served.
+* ``IsCompleted`` not set for API submissions, set for mediation runs: seed 000
+  (``report_is_completed`` switches); the first poll usually empty and no message after 30 s
+  meaning the processing service is down: seed 000; Kind 0 = information, 1 = error: V1 "Poll".
+
+Message texts: seed 000 gives none ("il vous faudra analyser le texte des messages", and VENDORS.md
+section 1: "No enumerated status strings are documented ... must be learned empirically"). Every
+text below is this simulator's invention, held in a ``Texts`` (``texts=`` switches them; ``OTHER_TEXTS``
+is a second, English set that none of the connector's default patterns matches). The connector reads
+them through its documented ``*_patterns`` settings, which ``settings(texts=...)`` fills in.
+
 How the fetched file decides the messages (durations count in status requests, not seconds):
 
 * every status request before the fetch finished, and the first ``empty_polls`` after it, shows
@@ -73,6 +95,52 @@ DEMO_CASES = [
              key="inbox/simplemente/articles-fail-flow.csv", expect="FAILED",
              metadata={"flux": "articles"}),
 ]
+
+
+@dataclass(frozen=True)
+class Texts:
+    """The message texts of one import, as ``str.format`` templates (seed 000 documents none).
+    ``patterns`` are the connector settings (regular expressions) that recognise the end texts."""
+
+    start: str
+    read: str
+    row_error: str
+    finished: str
+    finished_with_errors: str
+    fatal: str
+    failed: str
+    download_failed: str
+    patterns: dict[str, list[str]] = field(default_factory=dict)
+
+
+DEFAULT_TEXTS = Texts(
+    start="Début du traitement du flux {flux}",
+    read="Lecture du fichier : {rows} lignes",
+    row_error="Ligne {line} : valeur invalide, l'enregistrement est ignoré",
+    finished="Import terminé : {rows} lignes importées",
+    finished_with_errors="Import terminé avec erreurs : {ok} lignes importées, {bad} lignes en erreur",
+    fatal="Erreur fatale lors du traitement du flux {flux} : la médiation a été interrompue",
+    failed="Échec de l'import du flux {flux}",
+    download_failed="Impossible de télécharger le fichier {url} : {reason}",
+    patterns={"finished_patterns": [r"^Import terminé :"],
+              "finished_with_errors_patterns": [r"^Import terminé avec erreurs"],
+              "failed_patterns": [r"^Échec de l'import", r"^Impossible de télécharger"]},
+)
+# A second plausible wording (English, no "import"/"terminé"/"failed"/"échec"): the connector's
+# default patterns recognise none of its end texts.
+OTHER_TEXTS = Texts(
+    start="Flow {flux}: processing started",
+    read="{rows} rows read",
+    row_error="Row {line} rejected: bad value",
+    finished="Flow {flux}: {rows} rows integrated, end of run",
+    finished_with_errors="Flow {flux}: {ok} rows integrated, {bad} rows in error, end of run",
+    fatal="Flow {flux}: fatal error, run stopped",
+    failed="Flow {flux}: run aborted",
+    download_failed="File {url} could not be retrieved ({reason})",
+    patterns={"finished_patterns": [r"rows integrated, end of run$"],
+              "finished_with_errors_patterns": [r"rows in error, end of run$"],
+              "failed_patterns": [r"run aborted$", r"could not be retrieved"]},
+)
 
 
 @dataclass
@@ -149,8 +217,10 @@ class SimplementeSimulator(Simulator):
     def __init__(self, *, empty_polls: int = 1, fetch_delay: float = 0.05,
                  report_is_completed: bool = False, strict_auth: bool = False,
                  known_fluxes: set[str] | None = None,
-                 fetch: Callable[[str], tuple[int, bytes]] = http_fetch, **kwargs):
+                 fetch: Callable[[str], tuple[int, bytes]] = http_fetch, texts: Texts = DEFAULT_TEXTS,
+                 **kwargs):
         super().__init__(**kwargs)
+        self.texts = texts  # undocumented by the vendor: switchable (module docstring)
         self.empty_polls = empty_polls
         self.fetch_delay = fetch_delay
         self.report_is_completed = report_is_completed
@@ -162,7 +232,9 @@ class SimplementeSimulator(Simulator):
 
     # -- settings ----------------------------------------------------------------------------------
     def settings(self) -> dict[str, Any]:
+        """Connector settings for this simulator; the ``*_patterns`` recognise ``self.texts``."""
         return {
+            **{name: list(values) for name, values in self.texts.patterns.items()},
             "vendor": "simplemente",
             "base_url": self.base_url,
             "allow_http": True,
@@ -226,12 +298,13 @@ class SimplementeSimulator(Simulator):
     def _fetch_and_plan(self, imp: _Import) -> None:
         time.sleep(self.fetch_delay)
         status, content = self.fetch(imp.url)
+        texts = self.texts
         if status == 200:
-            groups, outcome = plan_messages(imp.flux, content)
+            groups, outcome = plan_messages(imp.flux, content, texts)
         else:
             reason = f"HTTP {status}" if status else "connexion impossible"
-            groups = [[_message(f"Impossible de télécharger le fichier {imp.url} : {reason}", 1)],
-                      [_message(f"Échec de l'import du flux {imp.flux}", 1)]]
+            groups = [[_message(texts.download_failed.format(url=imp.url, reason=reason), 1)],
+                      [_message(texts.failed.format(flux=imp.flux), 1)]]
             outcome = "Echec"
         with self._lock:
             imp.groups, imp.outcome, imp.fetched = groups, outcome, True
@@ -264,25 +337,25 @@ class SimplementeSimulator(Simulator):
         return Reply(200, body)
 
 
-def plan_messages(flux: str, content: bytes) -> tuple[list[list[dict[str, Any]]], str]:
-    """Message groups (one revealed per poll) and the final Etat, decided by the file."""
+def plan_messages(flux: str, content: bytes, texts: Texts = DEFAULT_TEXTS) -> tuple[list[list[dict[str, Any]]], str]:
+    """Message groups (one revealed per poll) and the final Etat, decided by the file. Seed 000:
+    the first poll is usually empty, Kind 1 = error; the texts and their order are invented."""
     text = content.decode("utf-8", "replace")
-    if "SILENT" in text:
+    if "SILENT" in text:  # seed 000: no message after 30 s means the processing service is down
         return [], "Silence"
     lines = [line for line in re.split(r"\r\n|\n", text) if line.strip()]
     rows = lines[1:]
-    groups = [[_message(f"Début du traitement du flux {flux}")],
-              [_message(f"Lecture du fichier : {len(rows)} lignes")]]
+    groups = [[_message(texts.start.format(flux=flux))],
+              [_message(texts.read.format(rows=len(rows)))]]
     if "FAIL-FLOW" in text:
-        groups.append([_message(f"Erreur fatale lors du traitement du flux {flux} : la médiation a été "
-                                "interrompue", 1)])
-        groups.append([_message(f"Échec de l'import du flux {flux}", 1)])
+        groups.append([_message(texts.fatal.format(flux=flux), 1)])
+        groups.append([_message(texts.failed.format(flux=flux), 1)])
         return groups, "Echec"
     bad = [n for n, line in enumerate(rows, 2) if "ERREUR" in line or "INVALID" in line]
     if bad:
-        groups.append([_message(f"Ligne {n} : valeur invalide, l'enregistrement est ignoré", 1) for n in bad])
-        groups.append([_message(f"Import terminé avec erreurs : {len(rows) - len(bad)} lignes importées, "
-                                f"{len(bad)} lignes en erreur")])
+        groups.append([_message(texts.row_error.format(line=n), 1) for n in bad])
+        groups.append([_message(texts.finished_with_errors.format(flux=flux, ok=len(rows) - len(bad),
+                                                                  bad=len(bad)))])
         return groups, "TermineAvecErreurs"
-    groups.append([_message(f"Import terminé : {len(rows)} lignes importées")])
+    groups.append([_message(texts.finished.format(flux=flux, rows=len(rows)))])
     return groups, "Termine"

@@ -25,6 +25,7 @@ from local.simulators.hopex import (
     CLIENT_ID,
     CLIENT_SECRET,
     ENVIRONMENT_ID,
+    FAILURE_SHAPES,
     PASSWORD,
     USERNAME,
     HopexSimulator,
@@ -439,3 +440,28 @@ def test_upload_streams_from_an_s3_object(sim):
     assert final.state == FinalState.SUCCEEDED_WITH_REJECTS
     job = only_job(sim)
     assert (job.filename, job.size) == ("with-rejects.mgl", len(content))
+
+
+# -- answers the documents leave open (seed 002, VENDORS.md section 3), switched on in the simulator:
+# the HTTP code of status and rejects answers (the V2 page shows 202, "do not rely on HTTP 200 vs 202")
+# and the shape of a failed job (only reason DONE is documented; "treat any other job_status or
+# reason as failure")
+
+@pytest.mark.parametrize("code", [202, 200])
+def test_status_and_rejects_answered_with_either_code(sim, code):
+    sim.status_code = code
+    final = run(make_connector(sim), context("with-rejects.mgl"))[-1]
+    assert final.state == FinalState.SUCCEEDED_WITH_REJECTS and final.counts["rejected"] == 2
+    assert [r.record for r in final.rejects] == ["1", "2"]
+    clean = run(make_connector(sim), context("clean.mgl"))[-1]
+    assert clean.state == FinalState.SUCCEEDED
+
+
+@pytest.mark.parametrize("shape", FAILURE_SHAPES)
+def test_every_plausible_failed_job_shape_ends_failed(sim, shape):
+    sim.failure = shape
+    final = run(make_connector(sim), context("fails.mgl"))[-1]
+    assert final.done and final.state == FinalState.FAILED, final.message
+    assert sim.requests_to("/rejects") == []
+    if shape != "bare":  # the only shapes that carry the vendor's message
+        assert "Import aborted at line 2" in final.message

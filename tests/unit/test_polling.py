@@ -74,3 +74,8 @@ def test_unbounded_inputs_are_bounded():
     assert bounded_seconds("garbage") == MAX_WAIT_SECONDS
     assert bounded_seconds(10**400) == MAX_WAIT_SECONDS
     assert next_wait(3, {"first_wait_seconds": 10**400, "max_wait_seconds": 10**400, "factor": 2.0}) == MAX_WAIT_SECONDS
+
+
+def test_the_cap_is_the_max_wait_setting_and_300_s_without_it():
+    assert [next_wait(n, {**DEFAULTS, "max_wait_seconds": 60}) for n in range(6)] == [5, 10, 20, 40, 60, 60]
+    assert [next_wait(n, {"first_wait_seconds": 5}) for n in (6, 7, 30)] == [300, 300, 300]

@@ -77,10 +77,44 @@ def test_make_install_checks_the_hashes():
     assert "--no-deps -e ." in rule  # the project itself cannot be hashed: installed without dependencies
 
 
+def _index_url() -> str:
+    """The index pip downloads from: PIP_INDEX_URL, else pip's configuration, else PyPI."""
+    url = os.environ.get("PIP_INDEX_URL")
+    if not url:
+        proc = subprocess.run([sys.executable, "-m", "pip", "config", "get", "global.index-url"],
+                              capture_output=True, text=True, timeout=30)
+        url = proc.stdout.strip() if proc.returncode == 0 else ""
+    return url or "https://pypi.org/simple"
+
+
+def _registry_unreachable(url: str, timeout: float = 3.0) -> str | None:
+    """Why the package registry cannot be reached (None when it answers): one short request."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/pip/", timeout=timeout):
+            return None
+    except urllib.error.HTTPError as exc:  # it answered: reachable, whatever the page
+        return None if exc.code < 500 else f"HTTP {exc.code}"
+    except (OSError, ValueError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
 @pytest.mark.slow
 def test_the_layer_installs_on_lambda_arm64_python_313_from_wheels(tmp_path):
     """What `sam build` does for an arm64 python3.13 layer, without Docker: only wheels for
-    manylinux aarch64 (or pure Python) may be needed."""
+    manylinux aarch64 (or pure Python) may be needed.
+
+    Needs the package registry (pip download). Offline, it is skipped with the reason; in CI
+    (environment variable CI set, as CI services do) an unreachable registry fails it instead, so
+    the check cannot silently stop running there."""
+    index = _index_url()
+    why = _registry_unreachable(index)
+    if why is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI: the package registry {index} cannot be reached ({why})")
+        pytest.skip(f"needs the package registry {index}, which cannot be reached ({why})")
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--quiet",
          "--only-binary=:all:", "--platform", "manylinux2014_aarch64", "--python-version", "3.13",
@@ -97,15 +131,6 @@ def test_the_layer_installs_on_lambda_arm64_python_313_from_wheels(tmp_path):
         assert python.startswith(("py3", "cp313", "py2.py3")) or python.startswith("cp3") and abi == "abi3", name
 
 
-SAM = ROOT / ".venv-sam" / "bin" / "sam"
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not SAM.exists(), reason="aws-sam-cli is not installed in .venv-sam (make sam-validate)")
-def test_sam_validate_lint_passes():
-    proc = subprocess.run([str(SAM), "validate", "--lint", "--language-extensions", "--template", "template.yaml",
-                           "--region", "us-east-1"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "SAM_CLI_TELEMETRY": "0"})
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "is a valid SAM Template" in proc.stdout + proc.stderr
+# `sam validate --lint` is not a test: CI (`make test`) never installs aws-sam-cli, so a test of it
+# was always skipped there. The same checks run in `make lint` (cfn-lint, which sam validate --lint
+# wraps); `make sam-validate` stays for a manual run.

@@ -249,5 +249,7 @@ def _closest(name: str, choices: tuple[str, ...]) -> str | None:
     by_norm = {norm(c): c for c in choices}
     if norm(name) in by_norm:
         return by_norm[norm(name)]
+    import difflib  # only on a bad input: kept off the cold start
+
     found = difflib.get_close_matches(norm(name), list(by_norm), n=1, cutoff=0.6)
     return by_norm[found[0]] if found else None

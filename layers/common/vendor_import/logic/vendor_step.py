@@ -78,8 +78,10 @@ class VendorStep:
                 result = self.submit(job_id, request)
             else:
                 result = self.poll(job_id, request, previous)
-        except VendorImportError as exc:
-            self._fit_error(job_id, exc)
+        except Exception as exc:
+            _scrub_error(exc)  # its message becomes the execution's error Cause (history, Finalize)
+            if isinstance(exc, VendorImportError):
+                self._fit_error(job_id, exc)
             raise
         finally:
             seconds = time.perf_counter() - started
@@ -200,7 +202,7 @@ class VendorStep:
         base = {**{k: job.get(k) for k in ("job_id", "vendor", "target", "source_name", "size", "dry_run",
                                             "submitted_at", "raw_format", "pace", "staged",
                                             "rejects_are_records")},
-                "polls": polls, "waited_seconds": waited}
+                "target": target, "polls": polls, "waited_seconds": waited}
         if waited >= settings["deadline_seconds"]:
             return {**base, "done": True, "state": FinalState.TIMED_OUT.value, "wait_seconds": 0,
                     "connector": job.get("connector") or {}, "counts": job.get("counts") or {},
@@ -383,6 +385,14 @@ def _is_continuation(job: dict[str, Any], execution_name: str) -> bool:
     """The input of an execution started by ``Continue in a new execution`` for this name."""
     return bool(job.get("continue_in_new_execution")) and job.get("next_execution_name") == execution_name \
         and bool(job.get("job_id"))
+
+
+def _scrub_error(exc: BaseException) -> None:
+    """Mask secrets in a raised error's message, in place (the type and traceback stay): Lambda
+    reports str(exc) to Step Functions, whatever connector raised it."""
+    exc.args = tuple(scrub(a) if isinstance(a, str) else a for a in exc.args)
+    if isinstance(getattr(exc, "message", None), str):
+        exc.message = scrub(exc.message)
 
 
 def _check_size(connector, source) -> None:

@@ -1,0 +1,176 @@
+"""`make mutation`: mutation testing (mutmut 3) of the import logic, the poll pacing, and the
+record readers and cursors; prints the score and every surviving mutant. Not part of `make test`.
+
+Scope (SCOPE below): layers/common/vendor_import/logic/, polling.py, pace.py, and the readers that
+hold the record cursors (connectors/aep_records.py, cirrus_xml.py, raw_csv.py). Tests (TESTS): the
+unit and contract tests that exercise them, no e2e suite: each mutant runs only the tests that
+reached the mutated function (mutmut records that once), in forked workers, one per core.
+
+mutmut derives module names from file paths, so the package is staged as src/vendor_import in
+out/mutation/ (the tests import ``vendor_import``); mutmut works in out/mutation/mutants/.
+
+Environment: MUTATION_SCOPE=a.py,b.py (paths under vendor_import/) narrows the scope, e.g.
+``MUTATION_SCOPE=polling.py make mutation`` for a run of a minute; MUTATION_CHILDREN sets the
+number of workers (default: the number of cores). Survivors are explained in docs/mutation.md.
+Exit status: 0 when the score reaches GOAL, else 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGE = ROOT / "out" / "mutation"
+GOAL = 90.0
+
+SCOPE = [
+    "logic/*.py",
+    "polling.py",
+    "pace.py",
+    "connectors/aep_records.py",
+    "connectors/cirrus_xml.py",
+    "connectors/raw_csv.py",
+]
+TESTS = [
+    "tests/unit/test_finalize.py",
+    "tests/unit/test_vendor_step.py",
+    "tests/unit/test_vendor_step_payload.py",
+    "tests/unit/test_routing.py",
+    "tests/unit/test_submit_upload.py",
+    "tests/unit/test_generic_scrub.py",
+    "tests/unit/test_pace.py",
+    "tests/unit/test_pace_exact.py",
+    "tests/unit/test_routing_exact.py",
+    "tests/unit/test_polling.py",
+    "tests/unit/test_aep_records.py",
+    "tests/unit/test_aep_records_messages.py",
+    "tests/unit/test_cirrus_xml.py",
+    "tests/unit/test_simplemente_raw.py",
+    "tests/unit/test_connector_fast_paths.py",
+    "tests/contract/test_cursor_labels.py",  # the cursors over HTTP; the other contract suites cost
+    # a quarter of the run for the few reader mutants only they reach
+]
+DO_NOT_MUTATE = [r"^\s*raise \w+\(", r"^\s*(?:log|logger)\.(?:debug|info|warning|error|exception)\("]
+COPIED = ["tests", "local", "events", "statemachines", "functions", "template.yaml"]
+# mutmut exit codes (mutmut/stats.py): 1 and 3 kill, 0 survives
+STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped",
+          36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout", 37: "type check",
+          None: "not checked"}
+
+
+def stage(scope: list[str]) -> None:
+    if STAGE.exists():
+        shutil.rmtree(STAGE)
+    STAGE.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(ROOT / "layers/common/vendor_import", STAGE / "src/vendor_import", ignore=ignore)
+    for name in COPIED:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, STAGE / name, ignore=ignore)
+        elif src.exists():
+            shutil.copy2(src, STAGE / name)
+    toml = (ROOT / "pyproject.toml").read_text()
+    toml = toml.replace('pythonpath = ["layers/common", "."]', 'pythonpath = ["."]')
+    toml += "\n[tool.mutmut]\n" + "\n".join([
+        'source_paths = ["src/vendor_import"]',
+        f"only_mutate = {json.dumps(['src/vendor_import/' + s for s in scope])}",
+        f"pytest_add_cli_args_test_selection = {json.dumps(TESTS)}",
+        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]',
+        f"also_copy = {json.dumps(COPIED)}",
+        "timeout_multiplier = 5.0",
+        # the text of an error is not mutated (each string literal would give three mutants, most of
+        # the run): the statement that raises is skipped, its condition is still mutated
+        f"do_not_mutate_patterns = {json.dumps(DO_NOT_MUTATE)}",
+        "use_git_change_detection = false",
+    ]) + "\n"
+    (STAGE / "pyproject.toml").write_text(toml)
+
+
+def results() -> Counter:
+    """{mutant name: status} from mutmut's .meta files."""
+    out: dict[str, str] = {}
+    for meta in sorted((STAGE / "mutants" / "src").rglob("*.meta")):
+        data = json.loads(meta.read_text())
+        for name, code in data.get("exit_code_by_key", {}).items():
+            out[name] = STATUS.get(code, f"suspicious ({code})")
+    return out
+
+
+# one process for every diff (``mutmut show`` per survivor costs a second each)
+_DIFFS = """
+import json, sys
+from mutmut.mutation.diff_apply import find_mutant, get_diff_for_mutant
+out = {}
+for name in json.load(sys.stdin):
+    try:
+        out[name] = get_diff_for_mutant(name, path=find_mutant(name).path)
+    except Exception as exc:  # noqa: BLE001 - a diff that cannot be shown is named, not fatal
+        out[name] = f"(no diff: {exc!r})"
+print(json.dumps(out))
+"""
+
+
+def survivor_diffs(names: list[str]) -> dict[str, str]:
+    """{mutant name: the changed lines}."""
+    if not names:
+        return {}
+    proc = subprocess.run([sys.executable, "-c", _DIFFS], cwd=STAGE, input=json.dumps(names),
+                          capture_output=True, text=True)
+    try:
+        raw = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return {}
+    return {n: "\n".join(ln for ln in d.splitlines() if re.match(r"^[-+](?![-+])", ln)) for n, d in raw.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").strip().splitlines()[0])
+    parser.add_argument("--scope", default=os.environ.get("MUTATION_SCOPE", ""),
+                        help="comma-separated files to mutate (default: env MUTATION_SCOPE, else the whole scope)")
+    parser.add_argument("--children", default=os.environ.get("MUTATION_CHILDREN") or str(os.cpu_count() or 2),
+                        help="mutmut worker processes (default: env MUTATION_CHILDREN, else the CPU count)")
+    args = parser.parse_args(argv)
+    scope = [s.strip() for s in args.scope.split(",") if s.strip()] or SCOPE
+    children = str(args.children)
+    mutmut = Path(sys.executable).with_name("mutmut")
+    stage(scope)
+    print(f"mutation scope: {', '.join(scope)}; {len(TESTS)} test files; {children} workers", flush=True)
+    started = time.monotonic()
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    run = subprocess.run([str(mutmut), "run", "--max-children", children], cwd=STAGE, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    (STAGE / "mutmut-run.log").write_text(run.stdout)
+    elapsed = time.monotonic() - started
+    status = results()
+    if not status:
+        print(run.stdout[-5000:])
+        print("mutmut produced no results (log: out/mutation/mutmut-run.log)")
+        return 1
+    counts = Counter(status.values())
+    considered = sum(n for s, n in counts.items() if s not in ("skipped", "not checked"))
+    killed = counts["killed"] + counts["timeout"] + counts["type check"]
+    score = 100.0 * killed / considered if considered else 0.0
+    survivors = sorted(n for n, s in status.items() if s not in ("killed", "timeout", "type check", "skipped"))
+    diffs = survivor_diffs(survivors)
+    lines = [f"{name} [{status[name]}]\n{diffs.get(name, '')}\n" for name in survivors]
+    (STAGE / "survivors.txt").write_text("\n".join(lines))
+    print(f"\nsurviving mutants ({len(survivors)}; diffs in out/mutation/survivors.txt):")
+    for block in lines:
+        print("  " + block.replace("\n", "\n    ").rstrip())
+    print(f"\nmutants: {len(status)}; " + ", ".join(f"{s} {n}" for s, n in sorted(counts.items())))
+    print(f"mutation score: {score:.1f} % killed ({killed}/{considered}) in {elapsed / 60:.1f} min; goal {GOAL:.0f} %")
+    return 0 if score >= GOAL else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""Exact values of routing.py written by hand: execution names, what a console input carries, and
+dry run from any source (the cases the mutation run, `make mutation`, showed untested)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from vendor_import.logic.routing import ImportRequest, build_request, execution_name, parse_console_input
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@pytest.mark.parametrize(("bucket", "key", "version", "expected"), [
+    ("b", "inbox/hopex/My File (1).mgl", None, "hopex-My-File-1-mgl-" + digest("b\ninbox/hopex/My File (1).mgl\n")),
+    ("b", "inbox/hopex/a.mgl", "v7", "hopex-a-mgl-" + digest("b\ninbox/hopex/a.mgl\nv7")),
+    ("b", "inbox/hopex/--a--.csv", None, "hopex-a---csv-" + digest("b\ninbox/hopex/--a--.csv\n")),
+    ("b", "inbox/hopex/()", None, "hopex-file-" + digest("b\ninbox/hopex/()\n")),
+    ("b", "x.csv", None, "unrouted-x-csv-" + digest("b\nx.csv\n")),
+    ("b", "inbox/hopex/Xa.csvX", None, "hopex-Xa-csvX-" + digest("b\ninbox/hopex/Xa.csvX\n")),
+    ("b", "inbox/my vendor/a.csv", None, "my-vendor-a-csv-" + digest("b\ninbox/my vendor/a.csv\n")),
+    ("b", "inbox/averyveryverylongvendor/" + "y" * 40 + ".csv", None,
+     "averyveryver-" + "y" * 30 + "-" + digest("b\ninbox/averyveryverylongvendor/" + "y" * 40 + ".csv\n")),
+])
+def test_execution_name_exactly(bucket, key, version, expected):
+    assert execution_name(bucket, key, version) == expected
+    assert len(expected) <= 80
+
+
+def test_console_input_keeps_etag_and_size():
+    req = parse_console_input({"bucket": "b", "key": "inbox/hopex/a.mgl", "etag": "abc", "size": 5})
+    assert (req.etag, req.size) == ("abc", 5)
+
+
+def test_dry_run_travels_in_the_execution_input():
+    assert ImportRequest("b", "inbox/hopex/a.mgl", "hopex", dry_run=True).to_input() == {
+        "bucket": "b", "key": "inbox/hopex/a.mgl", "dry_run": True}
+
+
+@pytest.mark.parametrize("source", [{"metadata": {"dry-run": "true"}}, {"console_options": {"dry_run": "yes"}}],
+                         ids=["metadata", "option"])
+def test_any_source_asking_for_a_dry_run_wins_over_an_explicit_false(source):
+    assert build_request("b", "inbox/hopex/a.mgl", dry_run=False, **source).dry_run is True
