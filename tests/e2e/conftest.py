@@ -185,4 +185,4 @@ def static_polling(monkeypatch):
     (the learned pace would otherwise pick the first wait from those jobs)."""
     from vendor_import.logic.vendor_step import VendorStep
 
-    monkeypatch.setattr(VendorStep, "_learned_pace", lambda self, size, job_id: None)
+    monkeypatch.setattr(VendorStep, "_learned_pace", lambda self, *args, **kwargs: None)

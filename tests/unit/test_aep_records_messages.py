@@ -26,7 +26,8 @@ def header_error(data: bytes, delimiter: str = ",") -> str:
     (b"id,email\n", ";", "line 1: the CSV header is a single column 'id,email': the file separates columns "
                          "with ',', not ';'; give the option delimiter=, (key segment or S3 metadata)"),
     (b"\nid,,name\n", ",", "line 2: CSV header column 2 has no name; name every column"),
-    (b"id,name,id\n", ",", "line 1: CSV header names column 'id' twice (columns 1 and 3); column names must be unique: rename one"),
+    (b"id,name,id\n", ",", "line 1: CSV header names column 'id' twice (columns 1 and 3); column names must be "
+                          "unique: rename one"),
 ])
 def test_bad_header_advice(header, delimiter, expected):
     assert header_error(header, delimiter) == expected
