@@ -127,8 +127,9 @@ def test_aep_request_failing_once_more_gives_up_after_exactly_max_retries_plus_o
 
 # -- the shared session (urllib3) ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("status", [502, 503, 504])
-def test_session_retries_a_get_answered_502_503_504_exactly_twice(aep, status):
+@pytest.mark.parametrize("status", [429, 502, 503, 504])
+def test_session_retries_a_get_answered_429_502_503_504_exactly_twice(aep, status):
+    """http.HTTP_RETRIES = 2 (README "Retry budget"): a GET is retried on 429 and 502-504."""
     session = new_session({"timeout_seconds": 5})
     session.adapters["http://"].max_retries.backoff_factor = 0  # the count, not the wait, is tested
     aep.inject(*[Fault(status=status, match="/probe") for _ in range(2)])
@@ -139,8 +140,8 @@ def test_session_retries_a_get_answered_502_503_504_exactly_twice(aep, status):
     assert resp.status_code == status and len(aep.requests_to("/probe/b")) == 3
 
 
-@pytest.mark.parametrize("status", [500, 429])
-def test_session_does_not_retry_a_get_answered_500_or_429(aep, status):
+@pytest.mark.parametrize("status", [500])
+def test_session_does_not_retry_a_get_answered_500(aep, status):
     session = new_session({"timeout_seconds": 5})
     aep.inject(Fault(status=status, match="/probe"))
     resp = request(session, "GET", aep.base_url + "/probe/c", what="probe")
