@@ -3,6 +3,7 @@
 moto accepts any KMS key policy, any alarm on any metric, any Task timeout: these tests encode what
 AWS would do with the same template, each with the documentation page that says so.
 """
+# ruff: noqa: F811 - test_template's ``template`` fixture is imported, then named as test arguments
 
 from __future__ import annotations
 
@@ -13,18 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from .test_template import refs  # logical ids referenced inside a value (Ref, GetAtt, Sub)
+# the expanded template (a module fixture) and the logical ids referenced inside a value (Ref, GetAtt, Sub)
+from .test_template import LOGICAL, refs, template  # noqa: F401 - template is a fixture
 
 ROOT = Path(__file__).resolve().parents[2]
 VENDORS = ("hopex", "campaign", "aep", "simplemente", "cirrus")
-LOGICAL = {"hopex": "Hopex", "campaign": "Campaign", "aep": "Aep", "simplemente": "Simplemente", "cirrus": "Cirrus"}
-
-
-@pytest.fixture(scope="module")
-def template() -> dict:
-    from local.template_deploy import load_sam_template
-
-    return load_sam_template()  # Fn::ForEach expanded, as CloudFormation hands it to the SAM transform
 
 
 @pytest.fixture(scope="module")
