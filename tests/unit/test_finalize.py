@@ -340,7 +340,8 @@ def test_documented_error_types_are_one_list():
 
     assert list(ERROR_TYPES) == [
         "InputError", "SettingsError", "VendorAuthError", "VendorRejectedError", "VendorUnavailableError",
-        "VendorThrottledError", "VendorProtocolError", "VendorJobFailed", "VendorRefusedAll", "VendorSilent",
+        "VendorThrottledError", "VendorOutcomeUnknownError", "VendorProtocolError", "VendorJobFailed",
+        "VendorRefusedAll", "VendorSilent",
         "DeadlineExceeded", "RecordCountMismatch", "RedirectRefused", "ResponseTooLarge", "ExecutionAborted",
         "InternalError"]
     assert documented_error("KeyError", "'x'") == ("InternalError", "KeyError: 'x'")

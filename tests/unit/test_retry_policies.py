@@ -15,8 +15,9 @@ ASL = Path(__file__).resolve().parents[2] / "statemachines" / "import.asl.json"
 # (first error name, MaxAttempts, IntervalSeconds, BackoffRate, MaxDelaySeconds), in order
 # vendor errors: one state machine retry after 30 s (README "Retry budget": the HTTP layer has
 # already retried what can be retried within the step); Lambda service errors 5; a dead run 3
-VENDOR_TASK = [("VendorThrottledError", 1, 30, 2.0, 120), ("Lambda.ServiceException", 5, 5, 2.0, 120),
-               ("Lambda.Unknown", 3, 5, 2.0, 60)]
+# a batch whose outcome is unknown: 5 retries, each of which reports it UNCONFIRMED and goes on
+VENDOR_TASK = [("VendorOutcomeUnknownError", 5, 5, 2.0, 60), ("VendorThrottledError", 1, 30, 2.0, 120),
+               ("Lambda.ServiceException", 5, 5, 2.0, 120), ("Lambda.Unknown", 3, 5, 2.0, 60)]
 EXPECTED = {"Submit to vendor": VENDOR_TASK, "Poll vendor": VENDOR_TASK,
             "Finalize import": [("States.ALL", 4, 2, 2.0, 60)],
             # the StartExecution of the continuation (a service integration: any error, 3 tries)

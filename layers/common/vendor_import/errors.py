@@ -52,7 +52,14 @@ class VendorProtocolError(VendorImportError):
 
 # Error names the state machine retries (kept in sync with statemachines/import.asl.json;
 # a unit test checks it).
-TRANSIENT_ERROR_NAMES = ("VendorUnavailableError", "VendorThrottledError")
+class VendorOutcomeUnknownError(VendorUnavailableError):
+    """A request that may have reached the vendor got no readable answer (connection cut after
+    sending). The retried step never sends those records again: it reports them UNCONFIRMED and
+    goes on with the rest of the file, so every retry makes progress and the state machine can
+    retry this one more often than a plain outage without sending anything twice."""
+
+
+TRANSIENT_ERROR_NAMES = ("VendorUnavailableError", "VendorThrottledError", "VendorOutcomeUnknownError")
 
 
 class RedirectRefused(VendorImportError):
@@ -77,6 +84,8 @@ ERROR_TYPES: dict[str, str] = {
     "VendorRejectedError": "the vendor refused a request; retrying will not help",
     "VendorUnavailableError": "the vendor stayed down, timed out or answered 5xx after the retries",
     "VendorThrottledError": "the vendor kept answering 429 after the retries",
+    "VendorOutcomeUnknownError": "requests that may have reached the vendor kept getting no answer after the "
+                                 "retries (their records are UNCONFIRMED rejects)",
     "VendorProtocolError": "the vendor answered something its documented API does not allow",
     "VendorJobFailed": "the vendor says the job failed (HOPEX reason ERROR, Campaign Failed or Aborted "
                        "more than max_resubmits times, simplement-e failure text)",

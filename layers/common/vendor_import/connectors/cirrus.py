@@ -54,6 +54,7 @@ from ..errors import (
     SettingsError,
     VendorAuthError,
     VendorImportError,
+    VendorOutcomeUnknownError,
     VendorProtocolError,
     VendorRejectedError,
     VendorThrottledError,
@@ -338,7 +339,7 @@ class CirrusConnector(Connector):
             # an answer that cannot be read is a lost answer: the retried step reports the batch
             # UNCONFIRMED and goes on with the rest of the file (failing here would leave every later
             # record unsent)
-            return VendorUnavailableError(f"{exc.message}; the batch may have reached Cirrus Shield",
+            return VendorOutcomeUnknownError(f"{exc.message}; the batch may have reached Cirrus Shield",
                                           detail=exc.detail)
         return exc
 
@@ -586,7 +587,7 @@ class CirrusConnector(Connector):
             except VendorUnavailableError as exc:
                 if _never_sent(exc.__context__):
                     raise
-                raise VendorUnavailableError(
+                raise VendorOutcomeUnknownError(
                     f"{exc.message}; the batch may have reached Cirrus Shield", detail={"outcome": "unknown"}
                 ) from None
             if resp.status_code == 401 and attempt == 1:
