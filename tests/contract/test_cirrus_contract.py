@@ -109,10 +109,8 @@ def make_ctx(data: bytes, rec: Recorder | None = None, *, name: str = "accounts.
     return ctx
 
 
-def run_import(conn, ctx: StepContext, *, max_polls: int = 200):
-    conn.validate(ctx)
-    progress = conn.submit(ctx)
-    assert progress.next_wait_seconds == 0 and not progress.done
+def poll_to_end(conn, ctx: StepContext, progress, *, max_polls: int = 200):
+    """Poll as the state machine would until the import is done: (final progress, polls)."""
     polls = 0
     while not progress.done:
         polls += 1
@@ -121,7 +119,14 @@ def run_import(conn, ctx: StepContext, *, max_polls: int = 200):
         progress = conn.poll(progress.job, ctx)
         if not progress.done:
             assert progress.next_wait_seconds == 0
-    return progress
+    return progress, polls
+
+
+def run_import(conn, ctx: StepContext, *, max_polls: int = 200):
+    conn.validate(ctx)
+    progress = conn.submit(ctx)
+    assert progress.next_wait_seconds == 0 and not progress.done
+    return poll_to_end(conn, ctx, progress, max_polls=max_polls)[0]
 
 
 def names_sent(sim: CirrusSimulator, *, at_least: int = 0) -> list[str]:
@@ -353,9 +358,7 @@ def test_5xx_is_unavailable_and_the_retry_sends_the_batch_once(sim):
     with pytest.raises(VendorUnavailableError, match="HTTP 503"):
         conn.poll(progress.job, ctx)
     assert rec.last_job["inflight"] == []  # the vendor answered an error: not applied
-    progress = conn.poll(rec.last_job, ctx)
-    while not progress.done:
-        progress = conn.poll(progress.job, ctx)
+    progress, _ = poll_to_end(conn, ctx, conn.poll(rec.last_job, ctx))
     assert progress.state is FinalState.SUCCEEDED
     assert sorted(names_sent(sim)) == [f"Acc {i:03d}" for i in range(1, 8)]
 
@@ -372,9 +375,7 @@ def test_timeout_is_unavailable_and_the_batch_is_reported_not_resent(sim):
     data = accounts(7)
     assert rec.last_job["inflight"] == [{"first": 1, "count": 5, "start": data.index(b"<Account>"),
                                          "end": data.index(b"</Account>", data.index(b"Acc 005")) + 10}]
-    progress = conn.poll(rec.last_job, ctx)
-    while not progress.done:
-        progress = conn.poll(progress.job, ctx)
+    progress, _ = poll_to_end(conn, ctx, conn.poll(rec.last_job, ctx))
     assert sorted(names_sent(sim, at_least=7)) == [f"Acc {i:03d}" for i in range(1, 8)]  # nothing twice
     time.sleep(0.2)
     assert len(names_sent(sim)) == 7
@@ -432,9 +433,7 @@ def test_urls_with_password_or_token_are_scrubbed_from_errors_and_logs(sim, capl
     sim.inject(Fault(drop=True, match="DataAction"))
     with pytest.raises(VendorUnavailableError) as err:
         conn.poll(progress.job, ctx)
-    progress = conn.poll(rec.last_job, ctx)
-    while not progress.done:
-        progress = conn.poll(progress.job, ctx)
+    progress, _ = poll_to_end(conn, ctx, conn.poll(rec.last_job, ctx))
     texts = [str(err.value), repr(err.value), json.dumps(progress.to_dict(), default=str),
              json.dumps(rec.checkpoints), *(r.getMessage() for r in caplog.records),
              *(r.reason for r in rec.rows())]
@@ -450,11 +449,7 @@ def test_tiny_time_budget_sends_one_batch_per_poll_and_each_record_once(sim):
     ctx = make_ctx(accounts(23), time_left=lambda: 1.0)
     conn = make_connector(sim)
     conn.validate(ctx)
-    progress = conn.submit(ctx)
-    polls = 0
-    while not progress.done:
-        progress = conn.poll(progress.job, ctx)
-        polls += 1
+    progress, polls = poll_to_end(conn, ctx, conn.submit(ctx))
     assert len(sim.requests_to("DataAction", "POST")) == 5
     assert polls in (5, 6)
     assert sorted(names_sent(sim)) == [f"Acc {i:03d}" for i in range(1, 24)]
@@ -487,9 +482,8 @@ def test_crash_mid_step_then_retry_from_the_checkpoint_sends_nothing_twice(sim, 
     progress = conn.submit(ctx)
     with pytest.raises(RuntimeError, match="simulated crash"):
         conn.poll(progress.job, ctx)
-    progress = conn.poll(rec.last_job, ctx)  # the retried step starts from the saved job
-    while not progress.done:
-        progress = conn.poll(progress.job, ctx)
+    # the retried step starts from the saved job
+    progress, _ = poll_to_end(conn, ctx, conn.poll(rec.last_job, ctx))
     sent = names_sent(sim)
     assert len(sent) == len(set(sent))  # nothing twice
     assert progress.counts["records"] == 12  # nothing skipped
@@ -548,9 +542,7 @@ def test_crash_mid_flight_then_the_rest_of_the_file_is_sent_once(sim):
     progress = conn.submit(ctx)
     with pytest.raises(RuntimeError, match="simulated crash"):
         conn.poll(progress.job, ctx)
-    progress = conn.poll(rec.last_job, ctx)
-    while not progress.done:
-        progress = conn.poll(progress.job, ctx)
+    progress, _ = poll_to_end(conn, ctx, conn.poll(rec.last_job, ctx))
     assert sorted(names_sent(sim)) == [f"Acc {i:03d}" for i in range(1, 18)]
     assert len(sim.requests_to("DataAction", "POST")) == 4  # batch 3 was marked but never posted: sent once
     assert unconfirmed_numbers(rec) == list(range(1, 11))

@@ -17,7 +17,7 @@ from local.simulators.cirrus import INVALID_LOOKUP, CirrusSimulator
 
 from .test_aep_contract import Run
 from .test_aep_contract import connector_for as aep_connector
-from .test_cirrus_contract import Recorder, accounts, make_connector, make_ctx, names_sent
+from .test_cirrus_contract import Recorder, accounts, make_connector, make_ctx, names_sent, poll_to_end
 
 
 def test_cirrus_reject_labels_across_one_batch_per_poll():
@@ -30,11 +30,7 @@ def test_cirrus_reject_labels_across_one_batch_per_poll():
         ctx = make_ctx(data, rec, time_left=lambda: 0.0)
         conn = make_connector(sim, batch_size=5)
         conn.validate(ctx)
-        progress = conn.submit(ctx)
-        polls = 0
-        while not progress.done:
-            progress = conn.poll(progress.job, ctx)
-            polls += 1
+        progress, polls = poll_to_end(conn, ctx, conn.submit(ctx))
         assert polls == 4 and len(sim.requests_to("DataAction", "POST")) == 3
         assert [(r.record, r.reason) for r in rec.rows()] == [
             ("2 Name=Acc 002", INVALID_LOOKUP), ("5 Name=Acc 005", INVALID_LOOKUP),
