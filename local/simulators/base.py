@@ -75,6 +75,7 @@ class Simulator:
         self.latency = latency
         self.requests: list[Request] = []
         self._faults: list[Fault] = []
+        self._outage: list = []  # [matching requests still answered, Fault] (``fail_from``)
         self.record_bodies = True  # benchmarks turn it off to keep memory flat
         self.random_fault_rate = 0.0
         self.random_faults_injected = 0
@@ -135,8 +136,22 @@ class Simulator:
         with self._lock:
             self._faults.extend(faults)
 
+    def fail_from(self, answered: int, fault: Fault) -> None:
+        """An outage that starts mid-import: the next ``answered`` requests matching ``fault.match``
+        are served, every later one gets ``fault`` (until ``end_outage``)."""
+        with self._lock:
+            self._outage = [answered, fault]
+
+    def end_outage(self) -> None:
+        with self._lock:
+            self._outage = []
+
     def _take_fault(self, req: Request) -> Fault | None:
         with self._lock:
+            if self._outage and self._outage[1].match in req.path:
+                if self._outage[0] <= 0:
+                    return self._outage[1]
+                self._outage[0] -= 1
             for i, f in enumerate(self._faults):
                 if f.match in req.path:
                     return self._faults.pop(i)

@@ -186,3 +186,15 @@ def static_polling(monkeypatch):
     from vendor_import.logic.vendor_step import VendorStep
 
     monkeypatch.setattr(VendorStep, "_learned_pace", lambda self, *args, **kwargs: None)
+
+
+@pytest.fixture
+def no_wait(pipe):
+    """Waits and Retry intervals take no wall time (their nominal seconds still count on the
+    virtual clock); the scale the pipeline had comes back after the test."""
+    from local import moto_seams
+
+    saved = moto_seams._installed["scale"]
+    moto_seams._installed["scale"] = 0.0
+    yield
+    moto_seams._installed["scale"] = saved

@@ -42,6 +42,7 @@ def aep(pipe, vendor_sim, request):
         with aep_sim._lock, aep_sim._inlet_lock:
             aep_sim.requests.clear()
             aep_sim._faults.clear()
+            aep_sim.end_outage()
             aep_sim._message_failures.clear()
             aep_sim.accepted.clear()
             aep_sim.refused.clear()
@@ -321,3 +322,47 @@ def test_opting_in_to_raw_batches_against_a_documented_inlet_fails_naming_the_se
     assert "Set raw_batch to false" in record["error"]["message"]
     assert UNKNOWN_FORMAT in record["error"]["message"]  # the inlet's own words
     assert aep.sim.accepted == [] and len(aep.batch_posts()) >= 1
+
+
+# -- a failure part-way through the file: nothing lost ----------------------------------------------------
+
+def profile_file(fmt: str, count: int) -> tuple[bytes, str]:
+    """The same ``count`` profiles S00001... written as NDJSON, CSV or a JSON array, and the suffix."""
+    records = [{"id": f"S{n:05d}", "email": f"user{n}@example.com"} for n in range(1, count + 1)]
+    if fmt == "csv":
+        return ("id,email\n" + "".join(f"{r['id']},{r['email']}\n" for r in records)).encode(), ".csv"
+    if fmt == "json":
+        return json.dumps(records, indent=1).encode(), ".json"
+    return "".join(json.dumps(r) + "\n" for r in records).encode(), ".ndjson"
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "csv", "json"])
+def test_an_inlet_down_part_way_leaves_every_unsent_record_in_the_rejects_file_to_upload_again(aep, no_wait, fmt):
+    aep.settings(single_concurrency=1, retry_base_seconds=0.01, retry_max_seconds=0.02)
+    aep.sim.fail_from(10, Fault(status=503, match="/collection/"))  # 10 records land, then the inlet is down
+    data, suffix = profile_file(fmt, 30)
+    result = aep.pipe.import_file(data, aep.key(suffix))
+    record = aep.one_outcome(result, state="FAILED")
+    assert record["error"]["type"] == "VendorUnavailableError"
+    counts = record["counts"]
+    assert (counts["records"], counts["sent"], counts["accepted"], counts["rejected"], counts["not_sent"]) == (
+        10, 10, 10, 0, 20)
+    assert record["message"].endswith(
+        "; 20 records not sent (NOT_SENT in the rejects file: upload it again once the cause is fixed)")
+    assert record["rejects"]["rows"] == 20
+    rows, raw = rejects(result)
+    # the line each record starts on: NDJSON n, CSV n + 1 (the header), the indented array 4 n - 2
+    line = {"ndjson": lambda n: n, "csv": lambda n: n + 1, "json": lambda n: 4 * n - 2}[fmt]
+    assert [r[0] for r in rows] == [f"record {n} (line {line(n)})" for n in range(11, 31)]
+    assert {r[1] for r in rows} == {"NOT_SENT"}
+    assert all(r[2].startswith("not sent: the import stopped before this record (VendorUnavailableError: ")
+               for r in rows)
+    sent_ids = [f"S{n:05d}" for n in range(1, 11)]
+    assert aep.sim.accepted_ids() == Counter(sent_ids)
+    assert ids_in(raw) == [f"S{n:05d}" for n in range(11, 31)]
+
+    # the inlet is back: the rejects file dropped in the inbox sends exactly the rest, once
+    aep.sim.end_outage()
+    again = aep.pipe.import_file(raw, aep.key(".rejected.ndjson"))
+    assert aep.one_outcome(again, state="SUCCEEDED")["counts"]["accepted"] == 20
+    assert aep.sim.accepted_ids() == Counter(f"S{n:05d}" for n in range(1, 31))

@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 from lxml import etree
 
+from local.simulators.base import Fault
 from local.simulators.cirrus import INVALID_LOOKUP, PASSWORD, CirrusSimulator
 
 pytestmark = pytest.mark.e2e
@@ -42,6 +43,7 @@ def cirrus(pipe, vendor_sim, request):
         with cirrus_sim._lock:
             cirrus_sim.requests.clear()
             cirrus_sim._faults.clear()
+            cirrus_sim.end_outage()
             cirrus_sim.received.clear()
             cirrus_sim.store.clear()
             cirrus_sim.data_actions = 0
@@ -290,3 +292,53 @@ def test_wrong_password_fails_with_an_auth_error_before_any_record_is_sent(cirru
     assert "Cirrus Shield sign-in" in record["message"]
     assert cirrus.data_actions() == [] and len(cirrus.sim.requests_to("/RestApi/AuthToken")) == 1
     assert wrong not in json.dumps([record, message])
+
+
+# -- a failure part-way through the file: nothing lost ----------------------------------------------------
+
+def names_in(rejects_xml) -> list[str]:
+    return [field_text(account, "Name") for account in rejects_xml]
+
+
+def test_cirrus_down_part_way_leaves_every_unsent_record_in_the_rejects_file_to_upload_again(cirrus, no_wait):
+    cirrus.sim.fail_from(3, Fault(status=503, match="/RestApi/DataAction/"))  # 3 batches of 5, then down
+    result = cirrus.pipe.import_file(accounts_xml(30), cirrus.key())
+    record, _ = cirrus.one_outcome(result, state="FAILED")
+    assert record["error"]["type"] == "VendorUnavailableError"
+    assert record["counts"] == {"records": 15, "sent": 15, "accepted": 15, "rejected": 0, "batches": 3,
+                                "not_sent": 15}
+    assert record["message"].endswith(
+        "; 15 Account records not sent (NOT_SENT in the rejects file: upload it again once the cause is fixed)")
+    rows, xml = rejects(result)
+    assert [r[0] for r in rows] == [f"{n} Name=Acct {n:05d}" for n in range(16, 31)]
+    assert {r[1] for r in rows} == {"NOT_SENT"}
+    assert all(r[2].startswith("not sent: the import stopped before this record (VendorUnavailableError: ")
+               for r in rows)
+    assert names_in(xml) == [f"Acct {n:05d}" for n in range(16, 31)]
+    assert sorted(cirrus.sim.store["Account"]) == [f"Acct {n:05d}" for n in range(1, 16)]
+
+    # Cirrus is back: the rejects file (its ErrorMessage fields are never sent) sends exactly the rest
+    cirrus.sim.end_outage()
+    rejects_xml = next(p for p in result.rejects_paths if p.name.endswith(".xml")).read_bytes()
+    again = cirrus.pipe.import_file(rejects_xml, cirrus.key(".rejects.xml"))
+    assert cirrus.one_outcome(again, state="SUCCEEDED")[0]["counts"]["accepted"] == 15
+    assert sorted(cirrus.sim.store["Account"]) == [f"Acct {n:05d}" for n in range(1, 31)]
+    assert len(cirrus.sim.received) == 30  # each record sent once in all
+
+
+def test_answers_lost_until_the_retries_run_out_leave_no_record_unreported(cirrus, no_wait):
+    # every answer from the 4th batch on is lost: each retry reports the batch in flight UNCONFIRMED and
+    # sends the next; after the 5 retries of VendorOutcomeUnknownError (6 runs), the import fails with a
+    # batch still in flight (records 41-45) and the rest never sent (46-60)
+    cirrus.sim.fail_from(3, Fault(drop=True, match="/RestApi/DataAction/"))
+    result = cirrus.pipe.import_file(accounts_xml(60), cirrus.key())
+    record, _ = cirrus.one_outcome(result, state="FAILED")
+    assert record["error"]["type"] == "VendorOutcomeUnknownError"
+    counts = record["counts"]
+    assert (counts["accepted"], counts["unconfirmed"], counts["not_sent"]) == (15, 30, 15)
+    rows, xml = rejects(result)
+    assert [(r[0], r[1]) for r in rows] == (
+        [(f"{n} Name=Acct {n:05d}", "UNCONFIRMED") for n in range(16, 46)]
+        + [(f"{n} Name=Acct {n:05d}", "NOT_SENT") for n in range(46, 61)])
+    assert names_in(xml) == [f"Acct {n:05d}" for n in range(16, 61)]
+    assert len(cirrus.data_actions()) == 3 + 6  # nothing sent twice, nothing sent while settling

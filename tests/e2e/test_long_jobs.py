@@ -19,16 +19,6 @@ HISTORY_LIMIT = 25_000  # https://docs.aws.amazon.com/step-functions/latest/dg/s
 DAY = 86_400
 
 
-@pytest.fixture
-def no_wait(pipe):
-    """Waits and Retry intervals take no wall time (their nominal seconds still count on the
-    virtual clock); the scale the pipeline had comes back after the test."""
-    saved = moto_seams._installed["scale"]
-    moto_seams._installed["scale"] = 0.0
-    yield
-    moto_seams._installed["scale"] = saved
-
-
 def history(pipe, arn: str) -> list[dict]:
     events, token = [], None
     while True:

@@ -8,20 +8,11 @@ import importlib
 
 import pytest
 
-from local import moto_seams
 from local.simulators import SIMULATORS, simulator_class
 from local.simulators.base import Fault
 from local.template_deploy import ROOT
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def no_wait(pipe):
-    saved = moto_seams._installed["scale"]
-    moto_seams._installed["scale"] = 0.0
-    yield
-    moto_seams._installed["scale"] = saved
 
 
 def first_success_case(vendor: str):

@@ -30,6 +30,16 @@ def tasks(asl, resource=None):
             if s["Type"] == "Task" and (resource is None or s["Resource"] == resource)}
 
 
+def vendor_calls(asl):
+    """The vendor function's steps that call the vendor (submit, poll); settling calls no vendor."""
+    return {name: t for name, t in tasks(asl, VENDOR_ARN).items() if t["Parameters"]["action"] != "settle"}
+
+
+def settle_name(asl):
+    (name,) = [n for n, t in tasks(asl, VENDOR_ARN).items() if t["Parameters"]["action"] == "settle"]
+    return name
+
+
 def finalize_name(asl):
     (name,) = tasks(asl, FINALIZE_ARN)
     return name
@@ -64,11 +74,11 @@ def test_every_transition_targets_an_existing_state_and_every_state_is_reachable
 CONTINUE_ARN = "arn:aws:states:::states:startExecution"
 
 
-def test_there_are_vendor_submit_and_poll_tasks_and_one_finalize(asl):
-    assert len(tasks(asl, VENDOR_ARN)) == 2
+def test_there_are_vendor_submit_poll_and_settle_tasks_and_one_finalize(asl):
+    assert len(tasks(asl, VENDOR_ARN)) == 3
     assert set(tasks(asl)) == set(tasks(asl, VENDOR_ARN)) | {finalize_name(asl)} | set(tasks(asl, CONTINUE_ARN))
     actions = {t["Parameters"]["action"] for t in tasks(asl, VENDOR_ARN).values()}
-    assert actions == {"submit", "poll"}
+    assert actions == {"submit", "poll", "settle"}
 
 
 def test_the_transient_error_names_are_named_errors_marked_transient():
@@ -77,7 +87,7 @@ def test_the_transient_error_names_are_named_errors_marked_transient():
 
 
 def test_vendor_tasks_retry_exactly_the_transient_errors_and_lambda_service_errors(asl):
-    for name, task in tasks(asl, VENDOR_ARN).items():
+    for name, task in vendor_calls(asl).items():
         retried = {e for r in task["Retry"] for e in r["ErrorEquals"]}
         named = {e for e in retried - LAMBDA_DIED_ERRORS if not e.startswith(("Lambda.", "States."))}
         assert named == set(TRANSIENT_ERROR_NAMES), name
@@ -97,18 +107,43 @@ def test_vendor_task_retries_are_bounded_with_backoff(asl):
 def test_throttling_is_retried_before_the_generic_unavailable_rule(asl):
     # VendorThrottledError is a VendorUnavailableError, but Step Functions matches names: the
     # first matching retrier wins, so the throttling one (longer backoff) must come first
-    for task in tasks(asl, VENDOR_ARN).values():
+    for task in vendor_calls(asl).values():
         order = [e for r in task["Retry"] for e in r["ErrorEquals"]]
         assert order.index("VendorThrottledError") < order.index("VendorUnavailableError")
 
 
 def test_every_task_except_finalize_catches_everything_into_finalize(asl):
-    final = finalize_name(asl)
+    final, settle = finalize_name(asl), settle_name(asl)
+    (poll,) = [n for n, t in vendor_calls(asl).items() if t["Parameters"]["action"] == "poll"]
     for name, task in tasks(asl).items():
         if name == final:
             assert "Catch" not in task
             continue
+        if name == poll:  # a record import that failed part-way settles the rest of its file first
+            (catch,) = task["Catch"]
+            assert catch["ErrorEquals"] == ["States.ALL"] and catch["ResultPath"] == "$.error"
+            assert asl["States"][catch["Next"]]["Type"] == "Choice"
+            continue
+        if name == settle:  # the import's own error stays in $.error; settling's beside it
+            assert task["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.settle_error",
+                                      "Next": final}]
+            continue
         assert task["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": final}], name
+
+
+def test_a_poll_failed_for_good_settles_a_record_import_and_finalizes_a_file_import(asl):
+    (poll,) = [t for t in vendor_calls(asl).values() if t["Parameters"]["action"] == "poll"]
+    choice = asl["States"][poll["Catch"][0]["Next"]]
+    assert choice["Choices"] == [
+        {"And": [{"Variable": "$.job.record_import", "IsPresent": True},
+                 {"Variable": "$.job.record_import", "BooleanEquals": True}], "Next": settle_name(asl)}]
+    assert choice["Default"] == finalize_name(asl)
+    settle = asl["States"][settle_name(asl)]
+    assert settle["Next"] == finalize_name(asl)
+    assert settle["ResultPath"] == "$.job"  # Finalize reads the settled counts where it reads the job's
+    # no vendor call: only the Lambda service's own errors are retried
+    assert {e for r in settle["Retry"] for e in r["ErrorEquals"]} == LAMBDA_SERVICE_ERRORS | LAMBDA_DIED_ERRORS
+    assert settle["TimeoutSeconds"] == 900
 
 
 def test_finalize_is_the_end_and_retries_anything(asl):
@@ -118,7 +153,7 @@ def test_finalize_is_the_end_and_retries_anything(asl):
 
 
 def test_done_jobs_go_to_finalize_others_continue_or_wait(asl):
-    (choice,) = [s for s in asl["States"].values() if s["Type"] == "Choice"]
+    choice = asl["States"]["Vendor job finished?"]
     (go_on,) = tasks(asl, CONTINUE_ARN)
     assert choice["Choices"] == [
         {"Variable": "$.job.done", "BooleanEquals": True, "Next": finalize_name(asl)},
@@ -139,7 +174,7 @@ def test_a_job_goes_on_in_a_new_execution_of_the_same_state_machine_with_the_sam
 
 def test_vendor_errors_get_one_state_machine_retry_the_http_layer_does_the_rest(asl):
     # README "Retry budget": requests per vendor call = HTTP attempts in a step x 2 attempts of the step
-    for task in tasks(asl, VENDOR_ARN).values():
+    for task in vendor_calls(asl).values():
         (rule,) = [r for r in task["Retry"] if "VendorUnavailableError" in r["ErrorEquals"]]
         assert rule["ErrorEquals"] == ["VendorThrottledError", "VendorUnavailableError", "States.Timeout"]
         assert rule["MaxAttempts"] == 1

@@ -385,4 +385,4 @@ def test_a_retried_step_never_overlaps_the_run_it_replaces(template):
             timeout = template["Resources"][function]["Properties"].get("Timeout", globals_timeout)
             assert timeout + 60 <= task["TimeoutSeconds"], (name, state, function, timeout)
             checked += 1
-    assert checked == 3 * len(VENDORS)  # Submit, Poll, Finalize in each
+    assert checked == 4 * len(VENDORS)  # Submit, Poll, Settle, Finalize in each

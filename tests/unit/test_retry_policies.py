@@ -20,6 +20,8 @@ VENDOR_TASK = [("VendorOutcomeUnknownError", 5, 5, 2.0, 60), ("VendorThrottledEr
                ("Lambda.ServiceException", 5, 5, 2.0, 120), ("Lambda.Unknown", 3, 5, 2.0, 60)]
 EXPECTED = {"Submit to vendor": VENDOR_TASK, "Poll vendor": VENDOR_TASK,
             "Finalize import": [("States.ALL", 4, 2, 2.0, 60)],
+            # settling calls no vendor: the Lambda service's errors only
+            "Settle unsent records": [("Lambda.ServiceException", 5, 5, 2.0, 120), ("Lambda.Unknown", 3, 5, 2.0, 60)],
             # the StartExecution of the continuation (a service integration: any error, 3 tries)
             "Continue in a new execution": [("States.ALL", 3, 2, 2.0, 30)]}
 

@@ -59,6 +59,7 @@ def test_the_timed_out_answer_exactly(account):
                    "wait_seconds": 0, "connector": {"c": 1}, "counts": {"records": 3}, "vendor_ref": "J-9",
                    "message": "the vendor job was still running after 100 s of polling (deadline_seconds = 100)",
                    "error_type": "DeadlineExceeded", "target": "default", "staged": None, "rejects_are_records": None,
+                   "record_import": None,
                    # the first execution of the job, its first poll (statemachines: continuation)
                    "continue_in_new_execution": False, "executions": ["job-1"], "executions_count": 1,
                    "execution": {"index": 0, "name": "job-1", "polls": 1, "invocations_before": 0,

@@ -37,6 +37,10 @@ class SourceRef:
         return self.key.rsplit("/", 1)[-1] or "upload"
 
 
+# the rejects code of a record never sent because the import failed for good before it
+CODE_NOT_SENT = "NOT_SENT"
+
+
 @dataclass
 class RejectRow:
     """One rejected record, normalised across vendors (one CSV row in rejects/)."""

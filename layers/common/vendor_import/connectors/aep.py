@@ -60,7 +60,7 @@ from ..errors import (
 )
 from ..http import body_snippet, direct_post, json_body, new_session, note_retry, raise_for_status, request
 from ..logic.record_count import RecordTally
-from ..model import FinalState, Progress, RawRejects, RejectRow
+from ..model import CODE_NOT_SENT, FinalState, Progress, RawRejects, RejectRow
 from ..scrub import scrub
 from ..settings import Field
 from ..units import limit_text
@@ -348,11 +348,60 @@ class AepConnector(Connector):
         return message, "", ""
 
     def record_tally(self, job: dict[str, Any]) -> RecordTally:
-        """read: the reader's number of the last record committed; refused locally: read, not sent."""
+        """read: the reader's number of the last record committed (or listed as not sent);
+        refused locally: read, not sent."""
         c = job["counts"]
         local = c["records"] - c["sent"]
         return RecordTally(read=int(job["number"]), accepted=c["accepted"],
-                           refused_by_vendor=c["rejected"] - local, refused_locally=local)
+                           refused_by_vendor=c["rejected"] - local, refused_locally=local,
+                           not_sent=int(c.get("not_sent", 0)))
+
+    def settle(self, job: dict[str, Any], ctx: StepContext, reason: str) -> Progress:
+        """The rest of the file after a failure for good: from the committed cursor, skipping the
+        batches completed ahead of it, each record goes to the rejects as it was written, NOT_SENT
+        with ``reason`` (or with its own reason if the local checks refuse it: counted as refused
+        locally, as a sending step would). No request is sent. Part ids are the records' offsets,
+        so a retried settle rewrites its parts."""
+        job = json.loads(json.dumps(job))
+        if job.get("phase") != "send":
+            return Progress(job=job, counts=_public_counts(job), message="")  # every record was sent
+        counts = job["counts"]
+        counts.setdefault("not_sent", 0)
+        done = deque(sorted(tuple(d) for d in job["done"]))
+        position = Position(job["offset"], job["number"], job["line"])
+        part: list[tuple[Item, str, str]] = []
+        complete, problem = True, ""
+        items = self._items(ctx, job["format"], job["delimiter"], position)
+        try:
+            for item in items:
+                while done and item.start >= done[0][1]:
+                    done.popleft()
+                if done and item.start >= done[0][0]:
+                    job["number"] = max(job["number"], item.number)  # committed by an earlier step
+                    continue
+                message, code, local_reason = self._check(item)
+                if message is None:  # refused locally, as the sending step would have
+                    part.append((item, code, local_reason))
+                    counts["records"] += 1
+                    counts["rejected"] += 1
+                else:
+                    part.append((item, CODE_NOT_SENT, reason))
+                    counts["not_sent"] += 1
+                job["number"], job["line"], job["offset"] = item.number, item.next_line, item.end
+                if len(part) >= _MAX_LOCAL_PER_BATCH:
+                    self._emit_refused(part, ctx)
+                    part = []
+                    if ctx.time_left() < self.settings["time_margin_seconds"]:
+                        complete = False
+                        break
+        except VendorImportError as exc:  # the rest of the file cannot be read
+            complete, problem = False, exc.message
+        if part:
+            self._emit_refused(part, ctx)
+        job["done"] = []
+        ctx.checkpoint(copy.deepcopy(job))
+        return Progress(job=job, done=complete, counts=_public_counts(job),
+                        message=_settled_message(counts["not_sent"], complete, job["number"], problem))
 
     # -- protocol ----------------------------------------------------------------------------------
     def validate(self, ctx: StepContext) -> list[RejectRow]:
@@ -927,6 +976,17 @@ def _as_int(value: Any) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+def _settled_message(not_sent: int, complete: bool, number: int, problem: str) -> str:
+    """What the status record says of the records a failed import did not send."""
+    text = (f"{_plural(not_sent, 'record')} not sent (NOT_SENT in the rejects file: upload it again once "
+            f"the cause is fixed)") if not_sent else ""
+    if not complete:
+        after = f"the records after record {number:,} are not listed"
+        text = f"{text}; {after}" if text else after
+        text += f" ({problem})" if problem else " (no time left to read the rest of the file)"
+    return text
 
 
 def _public_counts(job: dict[str, Any]) -> dict[str, int]:

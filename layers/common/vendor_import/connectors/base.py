@@ -7,6 +7,8 @@ a presigner, the time left in this Lambda run, a checkpoint callback) and calls:
                      or returns would-be rejects. Used before submit and for dry runs.
 * ``submit(ctx)``    starts the import at the vendor; returns a ``Progress``.
 * ``poll(job, ctx)`` one poll (or, for record vendors, one slice of sending); returns ``Progress``.
+* ``settle(job, ctx, reason)`` record vendors only, after an import failed for good part-way
+                     through its file: every record not yet reported goes into the rejects.
 
 Vendor quirks stay in the connector; the state machine and Finalize know nothing of vendors.
 """
@@ -83,6 +85,16 @@ class Connector:
     def record_tally(self, job: dict[str, Any]):
         """Record vendors: the final ``logic.record_count.RecordTally`` of a finished job (the
         records-read invariant is checked on it); None for file vendors."""
+        return None
+
+    def settle(self, job: dict[str, Any], ctx: StepContext, reason: str) -> Progress | None:
+        """Record vendors, once an import has failed for good part-way through its file (the state
+        machine's Catch): stage as rejects every record no step reported, so that what the vendor
+        accepted plus the rejects file is the whole upload. Records of a batch whose answer was
+        lost are UNCONFIRMED (never sent again here); records never sent are ``NOT_SENT`` with
+        ``reason``. Returns the job with ``counts.not_sent`` (``Progress.done`` False when the run
+        had no time to read the whole rest of the file); None: nothing to settle (file vendors:
+        the upload itself is what to send again)."""
         return None
 
 _GROUPED = re.compile(r"\d{1,3}(?:[,\u00a0\u202f ]\d{3})+")

@@ -61,7 +61,7 @@ from ..errors import (
     VendorUnavailableError,
 )
 from ..logic.record_count import RecordTally
-from ..model import FinalState, Progress, RawRejects, RejectRow
+from ..model import CODE_NOT_SENT, FinalState, Progress, RawRejects, RejectRow
 from ..scrub import register_secret, scrub
 from ..settings import Field, validate_fields
 from . import cirrus_xml as cx
@@ -74,6 +74,7 @@ FORM = "application/x-www-form-urlencoded"
 _IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 CODE_REFUSED = "REFUSED"
+_SETTLE_PART_RECORDS = 500  # records per rejects part when a failed import lists the rest of its file
 CODE_UNCONFIRMED = "UNCONFIRMED"
 CODE_MISSING_FIELD = "MISSING_MATCHING_FIELD"
 UNCONFIRMED_REASON = (
@@ -372,7 +373,12 @@ class CirrusConnector(Connector):
         if self.settings["resend_unconfirmed"] and job["action"] in IDEMPOTENT_ACTIONS:
             job["inflight"] = []
             return {int(m["first"]) for m in marks}
-        for mark in marks:
+        self._report_unconfirmed(job, ctx, head)
+        return set()
+
+    def _report_unconfirmed(self, job: dict[str, Any], ctx: StepContext, head: cx.Head) -> None:
+        """Every batch marked in flight becomes UNCONFIRMED rejects, read again at its own start."""
+        for mark in sorted(job["inflight"], key=lambda m: m["first"]):
             with ctx.source.open(mark["start"]) as stream:
                 reader = cx.RecordReader(stream, offset=mark["start"],
                                          max_record_bytes=self.settings["max_record_bytes"])
@@ -391,7 +397,65 @@ class CirrusConnector(Connector):
             self._advance(job, batch, accepted=0, rejected=len(batch))
             job["counts"]["unconfirmed"] = job["counts"].get("unconfirmed", 0) + len(batch)
         ctx.checkpoint(job)
-        return set()
+
+    def settle(self, job: dict[str, Any], ctx: StepContext, reason: str) -> Progress:
+        """The rest of the file after a failure for good: the batches still marked in flight are
+        UNCONFIRMED (their answer was lost: never sent again), then each record after the committed
+        cursor that no batch completed goes to the rejects, NOT_SENT with ``reason``, in the
+        re-uploadable XML. No request is sent. Part ids are the first record numbers, so a retried
+        settle rewrites its parts."""
+        job = json.loads(json.dumps(job))
+        job["inflight"] = _marks(job)
+        job.setdefault("done", [])
+        head = self._head_only(ctx)
+        self._report_unconfirmed(job, ctx, head)
+        counts = job["counts"]
+        counts.setdefault("not_sent", 0)
+        done = deque(sorted(job["done"], key=lambda d: d[2]))
+        last = int(job["next_record"]) - 1
+        rows: list[RejectRow] = []
+        raw: list[str] = []
+        first = 0
+        complete, problem = True, ""
+
+        def emit() -> None:
+            if rows:
+                ctx.emit_rejects(_part_id(first), rows, _raw_part(raw), self._raw_format(ctx))
+                rows.clear()
+                raw.clear()
+
+        try:
+            with ctx.source.open(job["offset"]) as stream:
+                reader = cx.RecordReader(stream, offset=job["offset"],
+                                         max_record_bytes=self.settings["max_record_bytes"])
+                for chunk in reader.records(head, job["next_record"]):
+                    while done and chunk.number > done[0][3]:
+                        done.popleft()
+                    if done and chunk.number >= done[0][2]:
+                        last = chunk.number
+                        continue  # completed by an earlier step
+                    element = self._record_element(head, chunk, job)
+                    first = first if rows else chunk.number
+                    rows.append(RejectRow(self._record_label(chunk, element, job), reason, CODE_NOT_SENT))
+                    raw.append(cx.reject_xml(element, reason))
+                    counts["not_sent"] += 1
+                    last = chunk.number
+                    if len(rows) >= _SETTLE_PART_RECORDS:
+                        emit()
+                        if ctx.time_left() < float(self.settings["safety_margin_seconds"]):
+                            complete = False
+                            break
+        except VendorImportError as exc:  # a record that cannot be read: the rest is not listed
+            complete, problem = False, exc.message
+        emit()
+        job["done"], job["next_record"] = [], last + 1
+        ctx.checkpoint(job)
+        message = (f"{counts['not_sent']} {job['object']} records not sent (NOT_SENT in the rejects file: "
+                   f"upload it again once the cause is fixed)") if counts["not_sent"] else ""
+        if not complete:
+            after = f"the records after record {last} are not listed ({problem or 'no time left'})"
+            message = f"{message}; {after}" if message else after
+        return Progress(job=job, done=complete, counts=dict(counts), message=message)
 
     @staticmethod
     def _advance(job: dict[str, Any], batch: list[cx.RecordChunk], *, accepted: int, rejected: int) -> None:
@@ -474,7 +538,7 @@ class CirrusConnector(Connector):
         unconfirmed = int(c.get("unconfirmed", 0))
         return RecordTally(read=int(job["next_record"]) - 1, accepted=c["accepted"],
                            refused_by_vendor=c["rejected"] - unconfirmed, refused_locally=0,
-                           unconfirmed=unconfirmed)
+                           unconfirmed=unconfirmed, not_sent=int(c.get("not_sent", 0)))
 
     @staticmethod
     def _describe(job: dict[str, Any]) -> str:

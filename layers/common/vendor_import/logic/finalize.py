@@ -17,6 +17,7 @@ from ..errors import documented_error
 from ..model import FinalState
 from ..scrub import scrub, scrub_obj
 from ..settings import DEFAULT_TARGET, TARGET_NAME
+from .record_count import ERROR_TYPE as RECORD_COUNT_MISMATCH
 
 _VENDOR_ID = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 
@@ -70,6 +71,14 @@ class Finalizer:
                 err_msg = self.store.get_text(error_key(event.get("execution_name") or "")) or err_msg
             message = err_msg
             job = self._with_checkpoint_counts(event.get("execution_name") or job.get("job_id"), job)
+            if job.get("error_type") == RECORD_COUNT_MISMATCH:  # found when the rest was settled
+                err_type, err_msg = RECORD_COUNT_MISMATCH, f"{job.get('settled')} (the import had failed: {err_msg})"
+                message = err_msg
+            elif job.get("settled"):  # the records it did not send are in the rejects file
+                message = f"{err_msg}; {job['settled']}"
+            if inp.get("settle_error"):
+                _type, why = error_from_catch(inp["settle_error"])
+                message = f"{message}; the records not sent could not all be listed ({_type}: {why})"
         else:
             state = FinalState(job.get("state") or FinalState.FAILED.value)
             message = job.get("message") or ""

@@ -20,7 +20,7 @@ from typing import Any
 
 from .. import cost, limits, pace
 from ..connectors import build_connector, connector_class, validate_options
-from ..connectors.base import StepContext
+from ..connectors.base import Connector, StepContext
 from ..dal.jobs_table import JobsTable
 from ..dal.s3_layout import S3Store, error_key, message_key
 from ..errors import InputError, VendorImportError
@@ -31,10 +31,11 @@ from ..settings import DEFAULT_TARGET
 from ..source import MAGIC_BYTES, S3Source, compression_of, plain_name, stage_gunzipped
 from ..units import limit_text
 from . import continuation, record_count
-from .finalize import iso
+from .finalize import error_from_catch, iso
 from .routing import ImportRequest, build_request, choose_target, parse_console_input
 
 PRESIGN_MAX_SECONDS = 7 * 24 * 3600  # SigV4 presigned URLs cannot outlive 7 days
+_SETTLE_REASON_CHARS = 400  # the reason repeated on each NOT_SENT row
 
 
 class VendorStep:
@@ -54,15 +55,15 @@ class VendorStep:
     # -- entry -------------------------------------------------------------------------------------
     def run(self, event: dict[str, Any]) -> dict[str, Any]:
         action = event.get("action")
-        if action not in ("submit", "poll"):
-            raise InputError(f"unknown action {action!r}: expected submit or poll")
+        if action not in ("submit", "poll", "settle"):
+            raise InputError(f"unknown action {action!r}: expected submit, poll or settle")
         name = event.get("execution_name") or "local"
         inp = event.get("input")
         previous = (inp.get("job") if isinstance(inp, dict) else None) or {}
         previous = previous if isinstance(previous, dict) else {}
         resuming = action == "submit" and _is_continuation(previous, name)
         # the job id is the first execution's name, kept by every continuation
-        job_id = str(previous.get("job_id") or name) if (resuming or action == "poll") else name
+        job_id = str(previous.get("job_id") or name) if (resuming or action != "submit") else name
         invocations = self._count_invocation(job_id)
         started = time.perf_counter()
         before = self._requests_so_far()
@@ -76,6 +77,8 @@ class VendorStep:
                 result = self.resume(name, previous, invocations)
             elif action == "submit":
                 result = self.submit(job_id, request)
+            elif action == "settle":
+                result = self.settle(job_id, request, previous, inp.get("error"))
             else:
                 result = self.poll(job_id, request, previous)
         except Exception as exc:
@@ -87,9 +90,10 @@ class VendorStep:
             seconds = time.perf_counter() - started
             self._record_usage(job_id, seconds, before)
         # what this step cost (the status record adds it up): duration x the function's memory
-        result["usage"] = cost.usage_add(previous.get("usage") if (action == "poll" or resuming) else None,
+        result["usage"] = cost.usage_add(previous.get("usage") if (action != "submit" or resuming) else None,
                                          seconds, cost.memory_mb())
-        self._track_execution(result, previous, action, resuming, name, invocations, event)
+        if action != "settle":  # settling ends the loop: the job keeps its executions as they were
+            self._track_execution(result, previous, action, resuming, name, invocations, event)
         return result
 
     def resume(self, name: str, job: dict[str, Any], invocations: int | None) -> dict[str, Any]:
@@ -174,6 +178,8 @@ class VendorStep:
             base["pace"] = self._learned_pace(source.size, job_id, request.target)
         if not connector.rejects_are_records:
             base["rejects_are_records"] = False  # Finalize must not count its rejects rows as records
+        if type(connector).settle is not Connector.settle:
+            base["record_import"] = True  # a failure part-way is settled first (the state machine's Choice)
         if request.dry_run:
             # a record vendor stages its would-be rejects itself (rows and raw records, as the real
             # run would); otherwise the rows returned are the rejects file
@@ -201,7 +207,7 @@ class VendorStep:
         waited = int(job.get("waited_seconds") or 0) + int(job.get("wait_seconds") or 0)
         base = {**{k: job.get(k) for k in ("job_id", "vendor", "target", "source_name", "size", "dry_run",
                                             "submitted_at", "raw_format", "pace", "staged",
-                                            "rejects_are_records")},
+                                            "rejects_are_records", "record_import")},
                 "target": target, "polls": polls, "waited_seconds": waited}
         if waited >= settings["deadline_seconds"]:
             return {**base, "done": True, "state": FinalState.TIMED_OUT.value, "wait_seconds": 0,
@@ -225,6 +231,43 @@ class VendorStep:
         # records read = accepted + refused + unconfirmed, or the import ends FAILED
         progress = record_count.enforce(progress, connector.record_tally(progress.job) if progress.done else None)
         return self._payload(base, progress, job_id, part_id=f"step-{polls:06d}", settings=settings)
+
+    def settle(self, job_id: str, request: ImportRequest, job: dict[str, Any],
+               error: dict[str, Any] | None) -> dict[str, Any]:
+        """After a poll of a record import failed for good (the state machine's Catch, ``error`` =
+        its {"Error", "Cause"}): the connector stages every record no step reported (UNCONFIRMED or
+        NOT_SENT, ``Connector.settle``) from the failed attempt's checkpoint, so the rejects file and
+        what the vendor accepted make the whole upload. Returns the job payload with the settled
+        counts and ``settled`` (the sentence for the status record); ``error_type`` is
+        RecordCountMismatch when the records read then do not add up. No vendor call."""
+        target = job.get("target") or request.target
+        request.target = target
+        settings = self._settings(target)
+        connector = self._connector(settings, target)
+        failed_poll = int(job.get("polls") or 0) + 1  # its checkpoint is newer than $.job's
+        connector_job = self.jobs.load_checkpoint(job_id, failed_poll) or job.get("connector")
+        if not connector_job:
+            return dict(job)
+        head = self._head(request)
+        if job.get("staged"):
+            source = self._staged_source(request, job["staged"])
+        else:
+            source = self._source(request, job.get("size") or head["ContentLength"])
+        ctx = self._context(job_id, request, source, head.get("Metadata") or {}, poll=failed_poll, settings=settings)
+        err_type, err_msg = error_from_catch(error)
+        reason = limits.cut(f"not sent: the import stopped before this record ({err_type}: {err_msg})",
+                            _SETTLE_REASON_CHARS)
+        progress = connector.settle(connector_job, ctx, scrub(reason))
+        if progress is None:
+            return dict(job)
+        result = {**job, "connector": progress.job, "counts": progress.counts, "settled": scrub(progress.message)}
+        if self._emitted_format:
+            result["raw_format"] = _format_dict(self._emitted_format)
+        tally = connector.record_tally(progress.job) if progress.done else None
+        problem = tally.mismatch() if tally is not None else None
+        if problem:  # loud: the records of a failed import must add up too
+            result["error_type"], result["settled"] = record_count.ERROR_TYPE, problem
+        return result
 
     # -- helpers -------------------------------------------------------------------------------------
     def _learned_pace(self, size: int, job_id: str, target: str = DEFAULT_TARGET) -> dict[str, Any] | None:
