@@ -198,9 +198,12 @@ def test_a_record_import_that_fails_half_way_reports_what_reached_the_vendor(pip
     assert result.state == "FAILED" and result.record["error"]["type"] == "InternalError"
     assert result.record["error"]["message"].startswith("Lambda.Unknown: ")
     record = assert_one_outcome(outcomes_by_job(pipe, [result.job_id])[result.job_id], result.job_id)
-    # batch 1 (records 1-5, one refused) was checkpointed: the status record says so
-    assert (record["counts"]["sent"], record["counts"]["accepted"], record["counts"]["rejected"]) == (5, 4, 1)
-    assert record["rejects"]["rows"] == 1
+    # batch 1 (records 1-5, one refused) was checkpointed: the status record says so; the settle step
+    # then reports batch 2 (6-10, posted, its answer never saved) UNCONFIRMED and 11-12 NOT_SENT
+    counts = record["counts"]
+    assert (counts["sent"], counts["accepted"], counts["rejected"], counts["unconfirmed"], counts["not_sent"]) == (
+        10, 4, 1 + 5, 5, 2)
+    assert record["rejects"]["rows"] == 1 + 5 + 2
 
 
 @pytest.mark.parametrize("vendor", ["aep", "cirrus", "hopex"])

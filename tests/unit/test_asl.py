@@ -115,11 +115,12 @@ def test_throttling_is_retried_before_the_generic_unavailable_rule(asl):
 def test_every_task_except_finalize_catches_everything_into_finalize(asl):
     final, settle = finalize_name(asl), settle_name(asl)
     (poll,) = [n for n, t in vendor_calls(asl).items() if t["Parameters"]["action"] == "poll"]
+    (continue_name,) = tasks(asl, CONTINUE_ARN)
     for name, task in tasks(asl).items():
         if name == final:
             assert "Catch" not in task
             continue
-        if name == poll:  # a record import that failed part-way settles the rest of its file first
+        if name in (poll, continue_name):  # a record import that failed part-way settles the rest first
             (catch,) = task["Catch"]
             assert catch["ErrorEquals"] == ["States.ALL"] and catch["ResultPath"] == "$.error"
             assert asl["States"][catch["Next"]]["Type"] == "Choice"
@@ -133,7 +134,9 @@ def test_every_task_except_finalize_catches_everything_into_finalize(asl):
 
 def test_a_poll_failed_for_good_settles_a_record_import_and_finalizes_a_file_import(asl):
     (poll,) = [t for t in vendor_calls(asl).values() if t["Parameters"]["action"] == "poll"]
+    (go_on,) = tasks(asl, CONTINUE_ARN).values()
     choice = asl["States"][poll["Catch"][0]["Next"]]
+    assert go_on["Catch"][0]["Next"] == poll["Catch"][0]["Next"]  # a failed continuation too
     assert choice["Choices"] == [
         {"And": [{"Variable": "$.job.record_import", "IsPresent": True},
                  {"Variable": "$.job.record_import", "BooleanEquals": True}], "Next": settle_name(asl)}]

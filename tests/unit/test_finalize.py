@@ -209,6 +209,37 @@ def test_caught_error_keeps_what_the_last_poll_knew(account):
     assert record["state"] == "FAILED" and record["vendor_ref"] == "J-77" and record["counts"]["sent"] == 40
 
 
+def test_a_settled_import_keeps_its_error_and_says_what_was_not_sent(account):
+    job = {**done_job(), "done": False, "state": None, "counts": {"accepted": 10, "not_sent": 20},
+           "settled": "20 records not sent (NOT_SENT in the rejects file: upload it again once the cause is fixed)"}
+    record = account.finalizer(clock).from_state(
+        state_event(job, error={"Error": "VendorUnavailableError", "Cause": "{\"errorMessage\": \"down\"}"}))
+    assert record["state"] == "FAILED" and record["counts"]["not_sent"] == 20
+    assert record["error"] == {"type": "VendorUnavailableError", "message": "down"}
+    assert record["message"] == ("down; 20 records not sent (NOT_SENT in the rejects file: upload it again once "
+                                 "the cause is fixed)")
+
+
+def test_records_that_do_not_add_up_when_settled_fail_loudly_with_the_import_error_kept(account):
+    job = {**done_job(), "done": False, "state": None, "error_type": "RecordCountMismatch",
+           "settled": "record count mismatch: 30 records read from the file, but ..."}
+    record = account.finalizer(clock).from_state(
+        state_event(job, error={"Error": "VendorUnavailableError", "Cause": "{\"errorMessage\": \"down\"}"}))
+    assert record["error"] == {
+        "type": "RecordCountMismatch",
+        "message": "record count mismatch: 30 records read from the file, but ... (the import had failed: down)"}
+
+
+def test_a_settle_step_that_failed_still_finalizes_with_the_import_error(account):
+    event = state_event({**done_job(), "done": False, "state": None},
+                        error={"Error": "VendorAuthError", "Cause": "{\"errorMessage\": \"token revoked\"}"},
+                        settle_error={"Error": "Lambda.Unknown", "Cause": "out of memory"})
+    record = account.finalizer(clock).from_state(event)
+    assert record["error"] == {"type": "VendorAuthError", "message": "token revoked"}
+    assert record["message"] == ("token revoked; the records not sent could not all be listed "
+                                 "(Lambda.Unknown: out of memory)")
+
+
 def test_secrets_in_the_error_are_scrubbed(account):
     cause = json.dumps({"errorMessage": "GET https://h/x?authToken=s3cr3tT0ken failed: Authorization: Bearer abc.def"})
     record = account.finalizer(clock).from_state(state_event(error={"Error": "VendorRejectedError", "Cause": cause}))
