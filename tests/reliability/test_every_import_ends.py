@@ -77,7 +77,8 @@ def record_figures(imp: dict) -> tuple[int, int, int, int]:
     twice = sum(1 for n in imp["received"].values() if n > 1)
     if not imp["received"] and imp["state"] == "FAILED":
         return 0, 0, 0, twice  # failed before sending anything: the whole file is to upload again
-    accepted, refused = counts.get("accepted", 0), counts.get("rejected", 0)
+    # records an import that failed part-way never sent are in its rejects file too (NOT_SENT)
+    accepted, refused = counts.get("accepted", 0), counts.get("rejected", 0) + counts.get("not_sent", 0)
     lost = imp["records"] - accepted - len(imp["rejects_codes"])
     if refused != len(imp["rejects_codes"]):
         lost = max(lost, imp["records"] - accepted - refused, 1)
