@@ -1,4 +1,4 @@
-"""The three places where the local runner reaches into moto (pinned in requirements; a test in
+"""The places where the local runner reaches into moto (pinned in requirements; a test in
 tests/unit/test_moto_seams.py fails loudly if an upgrade moves them):
 
 1. ``moto.awslambda.models.LambdaFunction._invoke_lambda``: moto would start a Docker container;
@@ -14,10 +14,25 @@ tests/unit/test_moto_seams.py fails loudly if an upgrade moves them):
    task (a job continuing in a new execution) passes the ASL's parameter names (StateMachineArn,
    Name, Input, as AWS documents them) to boto3 as they are; boto3 wants stateMachineArn, name,
    input. Step Functions maps them itself; moto's port leaves that step out.
+
+Three more only save time; what moto does is the same (local/README: "Why a run is fast"):
+
+5. ``moto.batch``'s package ``__init__`` runs on first use: the Step Functions interpreter imports
+   ``moto.batch.utils`` for one enum, and the package ``__init__`` imports all of moto's EC2 (about
+   1 s: it loads every instance type and zone). Nothing here uses Batch; if anything does, the
+   first attribute read of ``moto.batch`` runs the real ``__init__``.
+6. ``StepFunctionsParserBackend._validate_definition``: each ASL definition moto has already
+   parsed without error, for the same moto version, is not parsed again at CreateStateMachine
+   (marker files under the runner's cache folder, named by the sha256 of both). An invalid one is
+   never marked, so it is refused every time; executions still parse the definition they run.
+7. ``ThreadedMotoServer`` (the S3 endpoint for presigned URLs) serves with a 20 ms poll interval
+   instead of werkzeug's 0.5 s, so stopping it does not wait up to half a second.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -29,12 +44,39 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from moto.awslambda import models as lambda_models
-from moto.s3 import notifications as s3_notifications
-from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
-from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
-from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_sfn
-from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
+
+def defer_package_init(name: str) -> None:
+    """Put package ``name`` in sys.modules without running its ``__init__``: its submodules import
+    as usual (the package path is set), and the first attribute read that the package lacks runs
+    the real ``__init__`` (PEP 562 module ``__getattr__``). No-op if it is already imported."""
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    module = importlib.util.module_from_spec(spec)
+    lock = threading.Lock()
+
+    def __getattr__(attr: str) -> Any:
+        with lock:
+            if module.__dict__.get("__getattr__") is __getattr__:
+                del module.__dict__["__getattr__"]
+                spec.loader.exec_module(module)
+        return getattr(module, attr)
+
+    module.__getattr__ = __getattr__
+    sys.modules[name] = module
+
+
+defer_package_init("moto.batch")  # seam 5: before the Step Functions interpreter is imported
+
+from moto.awslambda import models as lambda_models  # noqa: E402 - after the deferral above
+from moto.s3 import notifications as s3_notifications  # noqa: E402
+from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl  # noqa: E402
+from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils  # noqa: E402
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_sfn  # noqa: E402
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function  # noqa: E402
+from moto.stepfunctions.parser.models import StepFunctionsParserBackend  # noqa: E402
+
+from .template_deploy import cache_dir  # noqa: E402
 
 _invoke_lock = threading.RLock()  # os.environ is process-wide: one invocation at a time
 
@@ -229,3 +271,49 @@ def install(lambdas: InProcessLambdas, time_scale: float) -> None:
     wait_function.WaitFunction._wait_interval = _wait_interval
     retrier_decl.time = _ScaledTime()
     _installed["patched"] = True
+
+
+def _validated_once(validate):
+    """Seam 6: ``validate(definition)`` (moto's ASL parse, raising InvalidDefinition) skipped for a
+    definition this moto version already parsed without error (a marker file per sha256)."""
+    salt = f"moto {importlib.metadata.version('moto')}\n".encode()
+
+    def _validate_definition(definition: str) -> None:
+        marker = cache_dir() / "asl-valid" / hashlib.sha256(salt + definition.encode()).hexdigest()[:40]
+        if marker.is_file():
+            return
+        validate(definition=definition)
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        except OSError:
+            pass  # a read-only checkout validates every time
+
+    return _validate_definition
+
+
+# seam 6, at import: the runner deploys (CreateStateMachine) before it installs the other seams
+StepFunctionsParserBackend._validate_definition = staticmethod(
+    _validated_once(StepFunctionsParserBackend._validate_definition))
+
+
+def s3_endpoint_server(ip_address: str = "127.0.0.1", port: int = 0):
+    """Seam 7: moto's ThreadedMotoServer polling for shutdown every 20 ms (werkzeug's default is
+    0.5 s, which every local run would wait at its end). Started by the caller."""
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+    from werkzeug.serving import make_server
+
+    class _QuickStopServer(ThreadedMotoServer):
+        def _server_entry(self) -> None:
+            from moto.moto_server.werkzeug_app import (
+                DomainDispatcherApplication,
+                MotoRequestHandler,
+                create_backend_app,
+            )
+
+            app = DomainDispatcherApplication(create_backend_app)
+            self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
+            self._server_ready_event.set()
+            self._server.serve_forever(poll_interval=0.02)
+
+    return _QuickStopServer(ip_address=ip_address, port=port, verbose=False)

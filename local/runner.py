@@ -159,11 +159,9 @@ class LocalPipeline:
         vendor (simplement-e fetches the file itself) resolve on 127.0.0.1."""
         import logging
 
-        from moto.server import ThreadedMotoServer
-
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # it logs presigned URLs at INFO
 
-        self._s3_server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._s3_server = moto_seams.s3_endpoint_server("127.0.0.1", 0)
         self._s3_server.start()
         port = self._s3_server._server.server_port
         os.environ["S3_PRESIGN_ENDPOINT"] = f"http://127.0.0.1:{port}"

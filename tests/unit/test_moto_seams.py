@@ -1,11 +1,14 @@
-"""The local runner patches four moto internals (local/moto_seams.py). moto is pinned; these
+"""The local runner patches moto internals (local/moto_seams.py). moto is pinned; these
 tests fail loudly, naming the seam, when an upgrade moves one of them."""
 
 from __future__ import annotations
 
 import importlib.metadata
 import inspect
+import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -142,3 +145,71 @@ def test_install_adds_version_id_and_sequencer_to_s3_events(installed):
     Key.version_id = "null"
     unversioned = s3_notifications._get_s3_event("s3:ObjectCreated:Put", Bucket(), Key(), "n")
     assert "versionId" not in unversioned["Records"][0]["s3"]["object"]
+
+
+# -- the seams that only save time (5-7): what moto does must stay the same ------------------------
+
+def test_batch_package_runs_its_init_only_when_used():
+    """Seam 5, in a fresh interpreter: the Step Functions interpreter imports without moto's EC2,
+    and moto.batch still gives its backends (its real __init__ runs on first use)."""
+    code = "\n".join([
+        "import sys",
+        "import local.moto_seams",
+        "from moto.stepfunctions.parser.models import StepFunctionsParserBackend",
+        "print('ec2 before', 'moto.ec2' in sys.modules)",
+        "from moto.batch import batch_backends",
+        "print('backends', type(batch_backends).__name__)",
+        "print('ec2 after', 'moto.ec2' in sys.modules)",
+        "from moto.backends import get_backend",
+        "print('same', get_backend('batch') is batch_backends)",
+    ])
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=120,
+                         env={**os.environ, "PYTHONPATH": f"{root}:{root / 'layers' / 'common'}"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:4] == ["ec2 before False", "backends BackendDict", "ec2 after True", "same True"]
+
+
+VALID_ASL = '{"StartAt": "A", "States": {"A": {"Type": "Pass", "End": true}}}'
+OTHER_VALID_ASL = '{"StartAt": "B", "States": {"B": {"Type": "Succeed"}}}'
+INVALID_ASL = '{"StartAt": "A", "States": {"A": {"Type": "Nope"}}}'
+
+
+def test_asl_is_parsed_once_per_definition_and_an_invalid_one_every_time(tmp_path, monkeypatch):
+    """Seam 6: CreateStateMachine's validation is skipped for a definition this moto version already
+    parsed without error; a new definition is parsed; an invalid one is refused every time."""
+    from moto.stepfunctions.parser.api import InvalidDefinition
+    from moto.stepfunctions.parser.asl.parse import asl_parser
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    monkeypatch.setenv("S3_VENDOR_IMPORT_CACHE", str(tmp_path))
+    validate = StepFunctionsParserBackend._validate_definition
+    validate(definition=VALID_ASL)
+    for _ in range(2):
+        with pytest.raises(InvalidDefinition):
+            validate(definition=INVALID_ASL)
+    assert len(list((tmp_path / "asl-valid").iterdir())) == 1  # only the valid one is remembered
+
+    def no_parse(*_args, **_kwargs):
+        raise AssertionError("parsed again")
+
+    monkeypatch.setattr(asl_parser.AmazonStateLanguageParser, "parse", staticmethod(no_parse))
+    validate(definition=VALID_ASL)  # remembered: not parsed
+    with pytest.raises(InvalidDefinition, match="parsed again"):
+        validate(definition=OTHER_VALID_ASL)  # another definition: parsed
+
+
+def test_s3_endpoint_serves_moto_s3_and_stops():
+    """Seam 7: the endpoint answers S3 calls from the same in-process moto, and stop() ends its thread."""
+    import urllib.request
+
+    server = moto_seams.s3_endpoint_server("127.0.0.1", 0)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        with urllib.request.urlopen(f"http://{host}:{port}/", timeout=10) as resp:
+            body = resp.read()
+        assert resp.status == 200 and b"ListAllMyBucketsResult" in body
+    finally:
+        server.stop()
+    assert not server._thread.is_alive()
