@@ -27,6 +27,12 @@ Three more only save time; what moto does is the same (local/README: "Why a run 
    never marked, so it is refused every time; executions still parse the definition they run.
 7. ``ThreadedMotoServer`` (the S3 endpoint for presigned URLs) serves with a 20 ms poll interval
    instead of werkzeug's 0.5 s, so stopping it does not wait up to half a second.
+8. ``moto.core.utils.create_loader``: moto reads a service's model (with its moto-extras) through a
+   new botocore Loader each time, and each new Loader lists every service folder again (~400
+   stats); here moto's calls share one Loader (same search path, same extras, botocore's own cache).
+9. botocore's ``endpoints`` and ``partitions`` data are parsed once per process, not once per
+   botocore Session (moto's backends, X-Ray and powertools each make their own). Only these two
+   read-only files: service models are not shared, since each Loader merges its own extras into them.
 """
 
 from __future__ import annotations
@@ -68,7 +74,9 @@ def defer_package_init(name: str) -> None:
 
 defer_package_init("moto.batch")  # seam 5: before the Step Functions interpreter is imported
 
-from moto.awslambda import models as lambda_models  # noqa: E402 - after the deferral above
+import botocore.loaders as botocore_loaders  # noqa: E402
+import moto.core.utils as moto_utils  # noqa: E402 - after the deferral above
+from moto.awslambda import models as lambda_models  # noqa: E402
 from moto.s3 import notifications as s3_notifications  # noqa: E402
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl  # noqa: E402
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils  # noqa: E402
@@ -292,9 +300,43 @@ def _validated_once(validate):
     return _validate_definition
 
 
-# seam 6, at import: the runner deploys (CreateStateMachine) before it installs the other seams
+def _shared(create_loader):
+    """Seam 8: one moto Loader for moto's model reads (moto.core.utils.get_service_model...)."""
+    loader = []
+
+    def create_shared_loader():
+        if not loader:
+            loader.append(create_loader())
+        return loader[0]
+
+    return create_shared_loader
+
+
+_READ_ONLY_DATA = ("endpoints", "partitions")
+
+
+def _parsed_once(load_file):
+    """Seam 9: botocore's JSONFileLoader.load_file(self, file_path) (file_path without ".json"),
+    memoised for the read-only endpoint and partition data only."""
+    parsed: dict[str, Any] = {}
+    lock = threading.Lock()
+
+    def load_file_once(self, file_path):
+        if os.path.basename(file_path) not in _READ_ONLY_DATA:
+            return load_file(self, file_path)
+        with lock:
+            if file_path not in parsed:
+                parsed[file_path] = load_file(self, file_path)
+            return parsed[file_path]
+
+    return load_file_once
+
+
+# seams 6, 8 and 9 at import: the runner deploys (CreateStateMachine...) before it installs the others
 StepFunctionsParserBackend._validate_definition = staticmethod(
     _validated_once(StepFunctionsParserBackend._validate_definition))
+moto_utils.create_loader = _shared(moto_utils.create_loader)
+botocore_loaders.JSONFileLoader.load_file = _parsed_once(botocore_loaders.JSONFileLoader.load_file)
 
 
 def s3_endpoint_server(ip_address: str = "127.0.0.1", port: int = 0):
