@@ -213,3 +213,26 @@ def test_s3_endpoint_serves_moto_s3_and_stops():
     finally:
         server.stop()
     assert not server._thread.is_alive()
+
+
+def test_moto_reads_its_models_through_one_loader_with_its_extras():
+    """Seam 8: one Loader for moto's model reads, still moto's own (it merges the moto-extras)."""
+    from moto.core import loaders as moto_loaders
+    from moto.core import utils as moto_utils
+
+    first, second = moto_utils.create_loader(), moto_utils.create_loader()
+    assert first is second
+    assert isinstance(first, moto_loaders.Loader) and first.BUILTIN_EXTRAS_TYPES == ["moto"]
+
+
+def test_only_endpoint_data_is_shared_between_botocore_sessions():
+    """Seam 9: the endpoint and partition data are parsed once for every Session; a service model is
+    each Loader's own (each merges its own extras into it)."""
+    import botocore.session
+
+    one, two = (botocore.session.Session().get_component("data_loader") for _ in range(2))
+    assert one is not two
+    assert one.load_data("endpoints") is two.load_data("endpoints")
+    assert one.load_data("partitions") is two.load_data("partitions")
+    assert one.load_service_model("sqs", "service-2") is not two.load_service_model("sqs", "service-2")
+    assert one.load_service_model("sqs", "service-2") == two.load_service_model("sqs", "service-2")
