@@ -108,12 +108,17 @@ def steady_rate(timeline: list[tuple[float, int]], skip: float = 2.0) -> float |
 
 
 # -- a Cirrus session answering at once --------------------------------------------------------------
-class _Answer:
-    def __init__(self, content: bytes, content_type: str = "application/xml; charset=utf-8"):
-        self.content = content
-        self.status_code = 200
-        self.headers = {"Content-Type": content_type}
-        self.text = content.decode("utf-8")
+def _Answer(content: bytes, content_type: str = "application/xml; charset=utf-8"):
+    """A requests Response already read (what vendor_import.http accepts from a preloading transport)."""
+    from requests.models import Response
+    from requests.structures import CaseInsensitiveDict
+
+    resp = Response()
+    resp.status_code = 200
+    resp.headers = CaseInsensitiveDict({"Content-Type": content_type, "Content-Length": str(len(content))})
+    resp._content = content  # noqa: SLF001 - preloaded
+    resp.encoding = "utf-8"
+    return resp
 
 
 def canned_cirrus_session():
