@@ -33,6 +33,9 @@ Three more only save time; what moto does is the same (local/README: "Why a run 
 9. botocore's ``endpoints`` and ``partitions`` data are parsed once per process, not once per
    botocore Session (moto's backends, X-Ray and powertools each make their own). Only these two
    read-only files: service models are not shared, since each Loader merges its own extras into them.
+10. ``moto.kms.models.generate_private_key``: moto makes an RSA key pair for every KMS key, even a
+   symmetric one (~50 ms of CPU each); here it is made on the first use of the key pair (Sign,
+   Verify, GetPublicKey), with the same key spec.
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ defer_package_init("moto.batch")  # seam 5: before the Step Functions interprete
 import botocore.loaders as botocore_loaders  # noqa: E402
 import moto.core.utils as moto_utils  # noqa: E402 - after the deferral above
 from moto.awslambda import models as lambda_models  # noqa: E402
+from moto.kms import models as kms_models  # noqa: E402
 from moto.s3 import notifications as s3_notifications  # noqa: E402
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl  # noqa: E402
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils  # noqa: E402
@@ -332,11 +336,35 @@ def _parsed_once(load_file):
     return load_file_once
 
 
-# seams 6, 8 and 9 at import: the runner deploys (CreateStateMachine...) before it installs the others
+class _KeyPairOnFirstUse:
+    """Seam 10: stands for the key pair moto's KMS Key holds (``private_key``), made on first use."""
+
+    def __init__(self, generate, key_spec: str):
+        self._generate = generate
+        self._key_spec = key_spec
+        self._key = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        with self._lock:
+            if self._key is None:
+                self._key = self._generate(self._key_spec)
+        return getattr(self._key, name)
+
+
+def _on_first_use(generate):
+    def generate_private_key(key_spec: str) -> _KeyPairOnFirstUse:
+        return _KeyPairOnFirstUse(generate, key_spec)
+
+    return generate_private_key
+
+
+# seams 6, 8, 9 and 10 at import: the runner deploys (CreateStateMachine...) before it installs the others
 StepFunctionsParserBackend._validate_definition = staticmethod(
     _validated_once(StepFunctionsParserBackend._validate_definition))
 moto_utils.create_loader = _shared(moto_utils.create_loader)
 botocore_loaders.JSONFileLoader.load_file = _parsed_once(botocore_loaders.JSONFileLoader.load_file)
+kms_models.generate_private_key = _on_first_use(kms_models.generate_private_key)
 
 
 def s3_endpoint_server(ip_address: str = "127.0.0.1", port: int = 0):

@@ -236,3 +236,24 @@ def test_only_endpoint_data_is_shared_between_botocore_sessions():
     assert one.load_data("partitions") is two.load_data("partitions")
     assert one.load_service_model("sqs", "service-2") is not two.load_service_model("sqs", "service-2")
     assert one.load_service_model("sqs", "service-2") == two.load_service_model("sqs", "service-2")
+
+
+def test_kms_key_pairs_are_made_on_first_use_and_still_sign_and_verify():
+    """Seam 10: CreateKey makes no key pair; Sign/Verify/GetPublicKey use one made then, of the key's spec."""
+    import boto3
+    from moto import mock_aws
+    from moto.kms import models as kms_models
+
+    with mock_aws():
+        kms = boto3.client("kms", region_name="us-east-1")
+        symmetric = kms.create_key()["KeyMetadata"]["KeyId"]
+        signing = kms.create_key(KeyUsage="SIGN_VERIFY", KeySpec="RSA_2048")["KeyMetadata"]["KeyId"]
+        backend = kms_models.kms_backends["123456789012"]["us-east-1"]
+        assert backend.keys[symmetric].private_key._key is None
+        assert backend.keys[signing].private_key._key is None
+        signature = kms.sign(KeyId=signing, Message=b"m", SigningAlgorithm="RSASSA_PKCS1_V1_5_SHA_256")["Signature"]
+        assert kms.verify(KeyId=signing, Message=b"m", Signature=signature,
+                          SigningAlgorithm="RSASSA_PKCS1_V1_5_SHA_256")["SignatureValid"] is True
+        assert backend.keys[signing].private_key._key is not None
+        assert kms.get_public_key(KeyId=signing)["PublicKey"].startswith(b"0\x82")  # DER, an RSA key
+        assert backend.keys[symmetric].private_key._key is None  # never used: never made
