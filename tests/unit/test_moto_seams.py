@@ -257,3 +257,18 @@ def test_kms_key_pairs_are_made_on_first_use_and_still_sign_and_verify():
         assert backend.keys[signing].private_key._key is not None
         assert kms.get_public_key(KeyId=signing)["PublicKey"].startswith(b"0\x82")  # DER, an RSA key
         assert backend.keys[symmetric].private_key._key is None  # never used: never made
+
+
+def test_response_classes_list_their_methods_once_and_still_dispatch():
+    """Seam 11: the method names of a response class are listed once; calls still reach their method."""
+    import boto3
+    from moto import mock_aws
+    from moto.core import responses as moto_responses
+    from moto.sqs.responses import SQSResponse
+
+    assert moto_responses.method_names_from_class(SQSResponse) is moto_responses.method_names_from_class(SQSResponse)
+    assert "create_queue" in moto_responses.method_names_from_class(SQSResponse)
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(QueueName="q")["QueueUrl"]
+        assert sqs.list_queues()["QueueUrls"] == [url]
