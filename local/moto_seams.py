@@ -15,7 +15,8 @@ tests/unit/test_moto_seams.py fails loudly if an upgrade moves them):
    Name, Input, as AWS documents them) to boto3 as they are; boto3 wants stateMachineArn, name,
    input. Step Functions maps them itself; moto's port leaves that step out.
 
-Three more only save time; what moto does is the same (local/README: "Why a run is fast"):
+The others only save time; what moto and botocore do stays the same (README, "Performance",
+"Local runner"; the figures in bench/RESULTS.md, "Issue 20b"):
 
 5. ``moto.batch``'s package ``__init__`` runs on first use: the Step Functions interpreter imports
    ``moto.batch.utils`` for one enum, and the package ``__init__`` imports all of moto's EC2 (about
@@ -67,12 +68,19 @@ def defer_package_init(name: str) -> None:
     spec = importlib.util.find_spec(name)
     module = importlib.util.module_from_spec(spec)
     lock = threading.Lock()
+    running = threading.local()
 
     def __getattr__(attr: str) -> Any:
-        with lock:
+        if getattr(running, "init", False):  # the __init__ itself reads a name it has not set yet
+            raise AttributeError(f"module {name!r} has no attribute {attr!r}")
+        with lock:  # another thread waits for the __init__ to finish
             if module.__dict__.get("__getattr__") is __getattr__:
-                del module.__dict__["__getattr__"]
-                spec.loader.exec_module(module)
+                running.init = True
+                try:
+                    spec.loader.exec_module(module)
+                finally:
+                    running.init = False
+                    module.__dict__.pop("__getattr__", None)
         return getattr(module, attr)
 
     module.__getattr__ = __getattr__
