@@ -40,6 +40,10 @@ The others only save time; what moto and botocore do stays the same (README, "Pe
 11. ``moto.core.responses.method_names_from_class``: moto lists a response class's methods with
    ``inspect.getmembers`` on every API call (~0.5 ms each); here once per class (their methods do
    not change while the process runs).
+12. botocore's ``Loader.list_available_services``: each new Loader (one per botocore Session:
+   the runner's, moto's, X-Ray's, each powertools provider's) lists and stats every service
+   folder again; here once per search path and type (installed packages do not change while
+   the process runs). Each caller gets its own copy of the list.
 """
 
 from __future__ import annotations
@@ -372,13 +376,29 @@ def _on_first_use(generate):
     return generate_private_key
 
 
-# seams 6, 8-11 at import: the runner deploys (CreateStateMachine...) before it installs the others
+def _listed_once(list_available_services):
+    """Seam 12: Loader.list_available_services(self, type_name), once per (search paths, type)."""
+    listed: dict[tuple, list[str]] = {}
+    lock = threading.Lock()
+
+    def list_services(self, type_name):
+        key = (tuple(self.search_paths), type_name)
+        with lock:
+            if key not in listed:
+                listed[key] = list_available_services(self, type_name)
+            return list(listed[key])
+
+    return list_services
+
+
+# seams 6, 8-12 at import: the runner deploys (CreateStateMachine...) before it installs the others
 StepFunctionsParserBackend._validate_definition = staticmethod(
     _validated_once(StepFunctionsParserBackend._validate_definition))
 moto_utils.create_loader = _shared(moto_utils.create_loader)
 botocore_loaders.JSONFileLoader.load_file = _parsed_once(botocore_loaders.JSONFileLoader.load_file)
 kms_models.generate_private_key = _on_first_use(kms_models.generate_private_key)
 moto_responses.method_names_from_class = functools.cache(moto_responses.method_names_from_class)
+botocore_loaders.Loader.list_available_services = _listed_once(botocore_loaders.Loader.list_available_services)
 
 
 def s3_endpoint_server(ip_address: str = "127.0.0.1", port: int = 0):

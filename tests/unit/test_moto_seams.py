@@ -272,3 +272,18 @@ def test_response_classes_list_their_methods_once_and_still_dispatch():
         sqs = boto3.client("sqs", region_name="us-east-1")
         url = sqs.create_queue(QueueName="q")["QueueUrl"]
         assert sqs.list_queues()["QueueUrls"] == [url]
+
+
+def test_service_folders_are_listed_once_per_search_path(monkeypatch):
+    """Seam 12: a new botocore Session's Loader reuses the listing of the service folders (a copy)."""
+    import botocore.session
+
+    first = botocore.session.Session().get_component("data_loader").list_available_services("service-2")
+    assert {"s3", "sqs", "stepfunctions"} <= set(first)
+
+    def no_listing(path):
+        raise AssertionError(f"listed {path} again")
+
+    monkeypatch.setattr(os, "listdir", no_listing)
+    second = botocore.session.Session().get_component("data_loader").list_available_services("service-2")
+    assert second == first and second is not first
