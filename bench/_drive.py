@@ -88,13 +88,15 @@ def run_import(vendor: str, settings_doc: dict[str, Any], path: str, *, lambda_s
 
 def run_import_child(vendor: str, settings_doc: dict[str, Any], path: str, *, layer: Path | None = None,
                      cpu: int = 0, validate: bool = False, fake_post: bool = False, canned_cirrus: bool = False,
-                     checkpoint_seconds: float = 0.0) -> dict[str, Any]:
-    """``run_import`` in a fresh process pinned to ``cpu``, with library ``layer`` (default: this one)."""
+                     checkpoint_seconds: float = 0.0, warm_up: bool = False) -> dict[str, Any]:
+    """``run_import`` in a fresh process pinned to ``cpu``, with library ``layer`` (default: this one);
+    ``warm_up``: a small Cirrus file is imported first, not measured."""
     args = [str(ROOT / "bench" / "_drive.py"), vendor, path, json.dumps(settings_doc), "--cpu", str(cpu),
             "--checkpoint-seconds", str(checkpoint_seconds)]
     args += ["--validate"] if validate else []
     args += ["--fake-post"] if fake_post else []
     args += ["--canned-cirrus"] if canned_cirrus else []
+    args += ["--warm-up"] if warm_up else []
     return run_child(args, timeout=1800, env=child_env(layer=layer))
 
 
@@ -108,12 +110,17 @@ def steady_rate(timeline: list[tuple[float, int]], skip: float = 2.0) -> float |
 
 
 # -- a Cirrus session answering at once --------------------------------------------------------------
-class _Answer:
-    def __init__(self, content: bytes, content_type: str = "application/xml; charset=utf-8"):
-        self.content = content
-        self.status_code = 200
-        self.headers = {"Content-Type": content_type}
-        self.text = content.decode("utf-8")
+def _Answer(content: bytes, content_type: str = "application/xml; charset=utf-8"):
+    """A requests Response already read (what vendor_import.http accepts from a preloading transport)."""
+    from requests.models import Response
+    from requests.structures import CaseInsensitiveDict
+
+    resp = Response()
+    resp.status_code = 200
+    resp.headers = CaseInsensitiveDict({"Content-Type": content_type, "Content-Length": str(len(content))})
+    resp._content = content  # noqa: SLF001 - preloaded
+    resp.encoding = "utf-8"
+    return resp
 
 
 def canned_cirrus_session():
@@ -152,6 +159,9 @@ def main() -> int:
     p.add_argument("--fake-post", action="store_true")
     p.add_argument("--canned-cirrus", action="store_true")
     p.add_argument("--checkpoint-seconds", type=float, default=0.0)
+    p.add_argument("--warm-up", action="store_true",
+                   help="first import a small file of the same vendor (not measured): the figures are then "
+                        "per record, without the first call's one-off lazy imports (bench/cold_start.py has those)")
     args = p.parse_args()
     pin(args.cpu)
     import boto3  # noqa: F401 - what the vendor function has loaded (memory baseline)
@@ -160,6 +170,16 @@ def main() -> int:
 
     vendor_import.connectors.connector_class(args.vendor)  # imported before anything is measured
     rss_imports = _rss_mb()
+    if args.warm_up:
+        import tempfile
+
+        from _files import write_cirrus
+
+        with tempfile.TemporaryDirectory(prefix="bench-warm-") as tmp:
+            small = Path(tmp) / "warm-up.xml"
+            write_cirrus(small, 20_000)  # about 75 records
+            run_import(args.vendor, json.loads(args.settings), str(small), validate=args.validate,
+                       fake_post=args.fake_post, session=canned_cirrus_session() if args.canned_cirrus else None)
     session = canned_cirrus_session() if args.canned_cirrus else None
     r = run_import(args.vendor, json.loads(args.settings), args.path, validate=args.validate,
                    fake_post=args.fake_post, checkpoint_seconds=args.checkpoint_seconds, session=session)

@@ -9,8 +9,10 @@ time; the exactly-once cursor marks every batch in flight); each call's time is 
 latency, the sender's CPU and the rest (the simulator's own work, the transport). Part 2: CPU microseconds per
 record without a network (a session that answers at once with a canned DataAction answer), split
 into validate (the submit step's local checks) and sending (read, parse, serialize, form-encode,
-read the answer), each against iterparse. ``--previous REV`` also measures the library of that
-git revision, in the same run.
+read the answer), each against iterparse; each is the best of ``--cpu-repeat`` fresh processes
+(iterparse too), each process warmed up on a small file first so the figure is per record, not the
+first call's lazy imports (bench/cold_start.py counts those). ``--previous REV`` also measures the
+library of that git revision, in the same run.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint-ms", type=float, default=10,
                    help="emulated DynamoDB checkpoint write of the 'with checkpoint writes' row (ms)")
     p.add_argument("--previous", metavar="REV", help="also measure the library of this git revision")
+    p.add_argument("--cpu-repeat", type=int, default=3, help="runs of each CPU measurement (the best counts)")
     args = p.parse_args(argv)
     report = Report("cirrus_throughput", args)
     pin(0)
@@ -107,8 +110,18 @@ def main(argv: list[str] | None = None) -> int:
         # -- part 2: CPU per record ----------------------------------------------------------------
         big = Path(tmp) / "accounts-cpu.xml"
         m = write_cirrus(big, int(args.cpu_mb * 1e6))
-        floor_cpu, counted = iterparse_cpu(big)
+        floors = [iterparse_cpu(big) for _ in range(args.cpu_repeat)]
+        floor_cpu, counted = min(floors)
         assert counted == m
+
+        def best_run(settings_doc: dict, layer: Path | None, **kw) -> dict:
+            """The run with the least CPU of --cpu-repeat fresh processes (noise only adds CPU), each
+            warmed up on a small file first: per-record CPU, without the first call's lazy imports."""
+            runs_ = [run_import_child("cirrus", settings_doc, str(big), layer=layer, cpu=0, canned_cirrus=True,
+                                      warm_up=True, **kw) for _ in range(args.cpu_repeat)]
+            for r_ in runs_:
+                assert r_["counts"]["accepted"] == m, r_["counts"]
+            return min(runs_, key=lambda r_: r_["cpu"] + r_["validate_cpu"])
         doc = {"vendor": "cirrus", "base_url": "https://cirrus.example.com", "username": "bench",
                "password": "bench-password", **base}
         size_mb = big.stat().st_size / 1e6
@@ -116,12 +129,10 @@ def main(argv: list[str] | None = None) -> int:
         cpu_figs = {"records": m, "mb": size_mb, "floor_us_per_record": floor_cpu / m * 1e6}
         previous = None
         for suffix, layer in layers:
-            r = run_import_child("cirrus", doc, str(big), layer=layer, cpu=0, validate=True, canned_cirrus=True)
-            assert r["counts"]["accepted"] == m, r["counts"]
+            r = best_run(doc, layer, validate=True)
             per = {"validate": r["validate_cpu"] / m * 1e6, "send": r["cpu"] / m * 1e6}
             if layer is None:  # the concurrent configuration (the previous library has no concurrency)
-                r4 = run_import_child("cirrus", {**doc, **CONCURRENT}, str(big), cpu=0, canned_cirrus=True)
-                assert r4["counts"]["accepted"] == m, r4["counts"]
+                r4 = best_run({**doc, **CONCURRENT}, None)
                 per["send_c4"] = r4["cpu"] / m * 1e6
             for key, title in (("validate", "validate (submit step)"),
                                ("send", "send, as shipped: read, serialize, encode, answer"),

@@ -3,9 +3,11 @@ layer unzipped.
 
     .venv/bin/python bench/cold_start.py [--repeat 5] [--no-layer-size]
 
-Each figure is the best (minimum) of ``--repeat`` runs of ``python -X importtime`` in a fresh
-process: noise on a shared machine only ever adds time, so the minimum is the stable estimate (the
-baseline runs interleaved with the handlers, so machine noise hits both alike), with the
+Each target runs ``--repeat`` times, ``python -X importtime`` in a fresh process (the baseline
+interleaved with the handlers, so machine noise hits both alike). The goal's figure sums each
+module's least self time over those runs: noise on a shared machine only ever adds time, and in
+each run it lands on other modules, so this is steadier than the best whole run (printed beside it)
+under load. The processes run with the
 environment of the deployed function (the template's variables, LAMBDA_TASK_ROOT so X-Ray takes
 its Lambda path) so module-level code runs as in AWS. "module" imports ``app`` only; "first
 call" adds what the first invocation imports lazily (the logic, the DAL, the vendor's connector).
@@ -82,12 +84,19 @@ def targets() -> list[tuple[str, str, str, str]]:
     return out
 
 
-def importtime(role: str, vendor: str, code: str) -> tuple[float, dict[str, float], set[str]]:
-    """Total import time (ms), self time by family (ms) and the top-level packages imported."""
+def importtime(role: str, vendor: str, code: str,
+               selves: dict[str, list[float]] | None = None) -> tuple[float, dict[str, float], set[str]]:
+    """Total import time (ms), self time by family (ms) and the top-level packages imported; each
+    module's self time (ms) is appended to ``selves[module]``."""
     proc = subprocess.run([PYTHON, "-X", "importtime", "-c", code], capture_output=True, text=True,
                           env=lambda_env(role, vendor), cwd=tempfile.gettempdir(), timeout=120)
     if proc.returncode != 0:
         raise RuntimeError(f"{code!r} failed in functions/{role}: {proc.stderr[-2000:]}")
+    if selves is not None:
+        for line in proc.stderr.splitlines():
+            if line.startswith("import time:") and "self [us]" not in line:
+                self_us, _cumulative, name = line[12:].split("|")
+                selves.setdefault(name.strip(), []).append(int(self_us) / 1000)
     total = 0.0
     fam = {name: 0.0 for name, _ in FAMILIES}
     fam["app body"] = 0.0
@@ -149,10 +158,16 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     report = Report("cold_start", args)
     runs: dict[str, list[tuple[float, dict[str, float], set[str]]]] = {}
+    selves: dict[str, dict[str, list[float]]] = {}
     measured = targets()
     for _ in range(args.repeat):
         for label, role, vendor, code in measured:
-            runs.setdefault(label, []).append(importtime(role, vendor, code))
+            runs.setdefault(label, []).append(importtime(role, vendor, code, selves.setdefault(label, {})))
+    # the goal's figure: each module's least self time over the runs, summed. Noise (other processes
+    # on the machine) only ever adds time, and it hits a different module in each run, so this is
+    # steadier than the best whole run on a shared machine (both are printed)
+    least = {label: sum(min(times) for times in mods.values()) for label, mods in selves.items()}
+    base_least = least[measured[0][0]]
     base = min(t for t, _, _ in runs[measured[0][0]])
     rows, figures = [], []
     family_names = [name for name, _ in FAMILIES] + ["app body", "stdlib and other"]
@@ -162,11 +177,15 @@ def main(argv: list[str] | None = None) -> int:
         fam = best[1]
         lxml = "yes" if "lxml" in best[2] else "no"
         figures.append({"target": label, "best_ms": total, "median_ms": statistics.median(t for t, _, _ in runs[label]),
-                        "ratio": total / base, "lxml": lxml, "families_ms": fam})
-        rows.append([label, total, f"{total / base:.2f}x", lxml] + [fam[n] for n in family_names])
-    print(table(rows, ["handler", "import ms", "/ boto3", "lxml"] + [f"{n} ms" for n in family_names],
-                title=f"Cold start: best of {args.repeat} fresh processes (python -X importtime); "
-                      "family columns = self time of its modules in that run"))
+                        "best_run_ratio": total / base, "least_ms": least[label],
+                        "ratio": least[label] / base_least, "lxml": lxml, "families_ms": fam})
+        rows.append([label, least[label], f"{least[label] / base_least:.2f}x", total, f"{total / base:.2f}x", lxml]
+                    + [fam[n] for n in family_names])
+    print(table(rows, ["handler", "least ms", "/ boto3", "best run ms", "/ boto3", "lxml"]
+                + [f"{n} ms" for n in family_names],
+                title=f"Cold start over {args.repeat} fresh processes each (python -X importtime): 'least' = each "
+                      "module's least self time, summed (the goal's figure); 'best run' = the fastest whole run; "
+                      "family columns = self time of its modules in the best run"))
     report.figures["imports"] = figures
     worst = max((f for f in figures if f["target"] != measured[0][0]), key=lambda f: f["ratio"])
     module_worst = max((f for f in figures if f["target"].endswith("module")), key=lambda f: f["ratio"])

@@ -25,6 +25,8 @@ every case ended as expected), 1 otherwise, 2 for a usage error.
 from __future__ import annotations
 
 import argparse
+import atexit
+import gc
 import json
 import os
 import sys
@@ -72,6 +74,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 settings[vendor] = targets_document(vendor, {"default": sims[vendor], **targets[vendor]})
         print("deploying template.yaml into embedded moto...", file=sys.stderr)
         with LocalPipeline(settings=settings, out_dir=out, time_scale=args.time_scale) as pipe:
+            _settled()
             for vendor in sims:
                 module = importlib.import_module(SIMULATORS[vendor].split(":")[0])
                 for case in getattr(module, "DEMO_CASES", []):
@@ -138,6 +141,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         with LocalPipeline(settings={vendor: settings}, out_dir=args.out, time_scale=scale,
                            execution_timeout=args.timeout) as pipe:
+            _settled()
             result = pipe.import_file(file, args.key, _parse_metadata(args.metadata))
     finally:
         if sim:
@@ -260,7 +264,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_short_lived = False
+
+
+def _one_command_process() -> None:
+    """This process runs one command, then exits. The cyclic garbage collector need not scan what
+    lives until the end (the modules, moto's deployed state) again and again, nor at exit: that was
+    about a third of the CPU of a small `run` (bench/local_run.py; bench/RESULTS.md). Objects are
+    still freed by reference counting; cycles made later are still collected."""
+    global _short_lived
+    _short_lived = True
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 10)
+    atexit.register(gc.freeze)
+
+
+def _settled() -> None:
+    """The pipeline is up: in a one-command process, its deployment is not scanned again."""
+    if _short_lived:
+        gc.freeze()
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # the console script: a process of its own (tests pass argv and keep the defaults)
+        _one_command_process()
     try:
         return _main(argv)
     except BrokenPipeError:

@@ -1,4 +1,4 @@
-"""The three places where the local runner reaches into moto (pinned in requirements; a test in
+"""The places where the local runner reaches into moto (pinned in requirements; a test in
 tests/unit/test_moto_seams.py fails loudly if an upgrade moves them):
 
 1. ``moto.awslambda.models.LambdaFunction._invoke_lambda``: moto would start a Docker container;
@@ -14,10 +14,43 @@ tests/unit/test_moto_seams.py fails loudly if an upgrade moves them):
    task (a job continuing in a new execution) passes the ASL's parameter names (StateMachineArn,
    Name, Input, as AWS documents them) to boto3 as they are; boto3 wants stateMachineArn, name,
    input. Step Functions maps them itself; moto's port leaves that step out.
+
+The others only save time; what moto and botocore do stays the same (README, "Performance",
+"Local runner"; the figures in bench/RESULTS.md, "Issue 20b"):
+
+5. ``moto.batch``'s package ``__init__`` runs on first use: the Step Functions interpreter imports
+   ``moto.batch.utils`` for one enum, and the package ``__init__`` imports all of moto's EC2 (about
+   1 s: it loads every instance type and zone). Nothing here uses Batch; if anything does, the
+   first attribute read of ``moto.batch`` runs the real ``__init__``.
+6. ``StepFunctionsParserBackend._validate_definition``: each ASL definition moto has already
+   parsed without error, for the same moto version, is not parsed again at CreateStateMachine
+   (marker files under the runner's cache folder, named by the sha256 of both). An invalid one is
+   never marked, so it is refused every time; executions still parse the definition they run.
+7. ``ThreadedMotoServer`` (the S3 endpoint for presigned URLs) serves with a 20 ms poll interval
+   instead of werkzeug's 0.5 s, so stopping it does not wait up to half a second.
+8. ``moto.core.utils.create_loader``: moto reads a service's model (with its moto-extras) through a
+   new botocore Loader each time, and each new Loader lists every service folder again (~400
+   stats); here moto's calls share one Loader (same search path, same extras, botocore's own cache).
+9. botocore's ``endpoints`` and ``partitions`` data are parsed once per process, not once per
+   botocore Session (moto's backends, X-Ray and powertools each make their own). Only these two
+   read-only files: service models are not shared, since each Loader merges its own extras into them.
+10. ``moto.kms.models.generate_private_key``: moto makes an RSA key pair for every KMS key, even a
+   symmetric one (~50 ms of CPU each); here it is made on the first use of the key pair (Sign,
+   Verify, GetPublicKey), with the same key spec.
+11. ``moto.core.responses.method_names_from_class``: moto lists a response class's methods with
+   ``inspect.getmembers`` on every API call (~0.5 ms each); here once per class (their methods do
+   not change while the process runs).
+12. botocore's ``Loader.list_available_services``: each new Loader (one per botocore Session:
+   the runner's, moto's, X-Ray's, each powertools provider's) lists and stats every service
+   folder again; here once per search path and type (installed packages do not change while
+   the process runs). Each caller gets its own copy of the list.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -29,12 +62,50 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from moto.awslambda import models as lambda_models
-from moto.s3 import notifications as s3_notifications
-from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
-from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
-from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_sfn
-from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
+
+def defer_package_init(name: str) -> None:
+    """Put package ``name`` in sys.modules without running its ``__init__``: its submodules import
+    as usual (the package path is set), and the first attribute read that the package lacks runs
+    the real ``__init__`` (PEP 562 module ``__getattr__``). No-op if it is already imported."""
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    module = importlib.util.module_from_spec(spec)
+    lock = threading.Lock()
+    running = threading.local()
+
+    def __getattr__(attr: str) -> Any:
+        if getattr(running, "init", False):  # the __init__ itself reads a name it has not set yet
+            raise AttributeError(f"module {name!r} has no attribute {attr!r}")
+        with lock:  # another thread waits for the __init__ to finish
+            if module.__dict__.get("__getattr__") is __getattr__:
+                running.init = True
+                try:
+                    spec.loader.exec_module(module)
+                finally:
+                    running.init = False
+                    module.__dict__.pop("__getattr__", None)
+        return getattr(module, attr)
+
+    module.__getattr__ = __getattr__
+    sys.modules[name] = module
+
+
+defer_package_init("moto.batch")  # seam 5: before the Step Functions interpreter is imported
+
+import botocore.loaders as botocore_loaders  # noqa: E402
+import moto.core.responses as moto_responses  # noqa: E402 - after the deferral above
+import moto.core.utils as moto_utils  # noqa: E402
+from moto.awslambda import models as lambda_models  # noqa: E402
+from moto.kms import models as kms_models  # noqa: E402
+from moto.s3 import notifications as s3_notifications  # noqa: E402
+from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl  # noqa: E402
+from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils  # noqa: E402
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_sfn  # noqa: E402
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function  # noqa: E402
+from moto.stepfunctions.parser.models import StepFunctionsParserBackend  # noqa: E402
+
+from .template_deploy import cache_dir  # noqa: E402
 
 _invoke_lock = threading.RLock()  # os.environ is process-wide: one invocation at a time
 
@@ -229,3 +300,124 @@ def install(lambdas: InProcessLambdas, time_scale: float) -> None:
     wait_function.WaitFunction._wait_interval = _wait_interval
     retrier_decl.time = _ScaledTime()
     _installed["patched"] = True
+
+
+def _validated_once(validate):
+    """Seam 6: ``validate(definition)`` (moto's ASL parse, raising InvalidDefinition) skipped for a
+    definition this moto version already parsed without error (a marker file per sha256)."""
+    salt = f"moto {importlib.metadata.version('moto')}\n".encode()
+
+    def _validate_definition(definition: str) -> None:
+        marker = cache_dir() / "asl-valid" / hashlib.sha256(salt + definition.encode()).hexdigest()[:40]
+        if marker.is_file():
+            return
+        validate(definition=definition)
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        except OSError:
+            pass  # a read-only checkout validates every time
+
+    return _validate_definition
+
+
+def _shared(create_loader):
+    """Seam 8: one moto Loader for moto's model reads (moto.core.utils.get_service_model...)."""
+    loader = []
+
+    def create_shared_loader():
+        if not loader:
+            loader.append(create_loader())
+        return loader[0]
+
+    return create_shared_loader
+
+
+_READ_ONLY_DATA = ("endpoints", "partitions")
+
+
+def _parsed_once(load_file):
+    """Seam 9: botocore's JSONFileLoader.load_file(self, file_path) (file_path without ".json"),
+    memoised for the read-only endpoint and partition data only."""
+    parsed: dict[str, Any] = {}
+    lock = threading.Lock()
+
+    def load_file_once(self, file_path):
+        if os.path.basename(file_path) not in _READ_ONLY_DATA:
+            return load_file(self, file_path)
+        with lock:
+            if file_path not in parsed:
+                parsed[file_path] = load_file(self, file_path)
+            return parsed[file_path]
+
+    return load_file_once
+
+
+class _KeyPairOnFirstUse:
+    """Seam 10: stands for the key pair moto's KMS Key holds (``private_key``), made on first use."""
+
+    def __init__(self, generate, key_spec: str):
+        self._generate = generate
+        self._key_spec = key_spec
+        self._key = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        with self._lock:
+            if self._key is None:
+                self._key = self._generate(self._key_spec)
+        return getattr(self._key, name)
+
+
+def _on_first_use(generate):
+    def generate_private_key(key_spec: str) -> _KeyPairOnFirstUse:
+        return _KeyPairOnFirstUse(generate, key_spec)
+
+    return generate_private_key
+
+
+def _listed_once(list_available_services):
+    """Seam 12: Loader.list_available_services(self, type_name), once per (search paths, type)."""
+    listed: dict[tuple, list[str]] = {}
+    lock = threading.Lock()
+
+    def list_services(self, type_name):
+        key = (tuple(self.search_paths), type_name)
+        with lock:
+            if key not in listed:
+                listed[key] = list_available_services(self, type_name)
+            return list(listed[key])
+
+    return list_services
+
+
+# seams 6, 8-12 at import: the runner deploys (CreateStateMachine...) before it installs the others
+StepFunctionsParserBackend._validate_definition = staticmethod(
+    _validated_once(StepFunctionsParserBackend._validate_definition))
+moto_utils.create_loader = _shared(moto_utils.create_loader)
+botocore_loaders.JSONFileLoader.load_file = _parsed_once(botocore_loaders.JSONFileLoader.load_file)
+kms_models.generate_private_key = _on_first_use(kms_models.generate_private_key)
+moto_responses.method_names_from_class = functools.cache(moto_responses.method_names_from_class)
+botocore_loaders.Loader.list_available_services = _listed_once(botocore_loaders.Loader.list_available_services)
+
+
+def s3_endpoint_server(ip_address: str = "127.0.0.1", port: int = 0):
+    """Seam 7: moto's ThreadedMotoServer polling for shutdown every 20 ms (werkzeug's default is
+    0.5 s, which every local run would wait at its end). Started by the caller."""
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+    from werkzeug.serving import make_server
+
+    class _QuickStopServer(ThreadedMotoServer):
+        def _server_entry(self) -> None:
+            from moto.moto_server.werkzeug_app import (
+                DomainDispatcherApplication,
+                MotoRequestHandler,
+                create_backend_app,
+            )
+
+            app = DomainDispatcherApplication(create_backend_app)
+            self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
+            self._server_ready_event.set()
+            self._server.serve_forever(poll_interval=0.02)
+
+    return _QuickStopServer(ip_address=ip_address, port=port, verbose=False)

@@ -159,11 +159,9 @@ class LocalPipeline:
         vendor (simplement-e fetches the file itself) resolve on 127.0.0.1."""
         import logging
 
-        from moto.server import ThreadedMotoServer
-
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # it logs presigned URLs at INFO
 
-        self._s3_server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._s3_server = moto_seams.s3_endpoint_server("127.0.0.1", 0)
         self._s3_server.start()
         port = self._s3_server._server.server_port
         os.environ["S3_PRESIGN_ENDPOINT"] = f"http://127.0.0.1:{port}"
@@ -272,6 +270,7 @@ class LocalPipeline:
 
     def wait_execution(self, arn: str) -> dict[str, Any]:
         deadline = time.monotonic() + self.execution_timeout
+        pause = 0.005
         while True:
             desc = self.sfn.describe_execution(executionArn=arn)
             if desc["status"] in _SFN_DONE:
@@ -280,7 +279,10 @@ class LocalPipeline:
                 self.sfn.stop_execution(executionArn=arn, error="LocalRunnerTimeout",
                                         cause=f"still running after {self.execution_timeout} s of wall time")
                 return self.sfn.describe_execution(executionArn=arn)
-            time.sleep(0.01)
+            # each DescribeExecution costs a few ms of the CPU (and GIL) the execution runs on:
+            # poll often at first (short imports), then back off to at most 20 per second
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.05)
 
     def _emit_execution_ended(self, desc: dict[str, Any]) -> None:
         """The EventBridge rule of the template: abnormal ends are finalized by the final function,

@@ -692,9 +692,16 @@ def _json_records(node: Any) -> list[dict]:
     return []
 
 
+# the words as Cirrus Shield and XML-to-JSON converters write them: looked up before normalising
+_TRUTH_WORDS = {"TRUE": True, "FALSE": False, "true": True, "false": False, "True": True, "False": False,
+                "1": True, "0": False}
+
+
 def _truth(value: Any) -> bool:
     if isinstance(value, bool):
         return value
+    if isinstance(value, str) and value in _TRUTH_WORDS:
+        return _TRUTH_WORDS[value]
     word = " ".join(str(value if value is not None else "").split()).lower()
     if word in ("true", "1"):
         return True
