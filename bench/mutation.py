@@ -56,6 +56,8 @@ TESTS = [
     "tests/unit/test_cirrus_xml.py",
     "tests/unit/test_simplemente_raw.py",
     "tests/unit/test_connector_fast_paths.py",
+    "tests/unit/test_continuation.py",
+    "tests/unit/test_record_count.py",
     "tests/contract/test_cursor_labels.py",  # the cursors over HTTP; the other contract suites cost
     # a quarter of the run for the few reader mutants only they reach
 ]
