@@ -54,6 +54,7 @@ TESTS = [
     "tests/unit/test_aep_records.py",
     "tests/unit/test_aep_records_messages.py",
     "tests/unit/test_cirrus_xml.py",
+    "tests/unit/test_cirrus_xml_exact.py",
     "tests/unit/test_simplemente_raw.py",
     "tests/unit/test_raw_csv_exact.py",
     "tests/unit/test_connector_fast_paths.py",

@@ -1,0 +1,133 @@
+"""Cirrus XML helpers (connectors/cirrus_xml.py) to the exact output: the hardened parser, the
+whole-file check, the rejects XML layout and the DataAction answers. Written from the survivors of
+`make mutation` (docs/mutation.md); every expected value is written by hand."""
+
+from __future__ import annotations
+
+import io
+import threading
+
+import pytest
+from lxml import etree
+from vendor_import.connectors import cirrus_xml as cx
+from vendor_import.errors import InputError
+
+
+# -- the parser: never expands an entity, drops comments and processing instructions, 10 MB a text ----
+def test_the_parser_never_expands_an_entity():
+    root = etree.fromstring(b'<!DOCTYPE r [<!ENTITY x "boom">]><r>a&x;b</r>', cx.safe_parser())
+    assert etree.tostring(root) == b"<r>a&x;b</r>"
+
+
+def test_the_parser_drops_comments_and_processing_instructions():
+    root = etree.fromstring(b"<r><!--c--><?pi x?><a/></r>", cx.safe_parser())
+    assert [child.tag for child in root] == ["a"]
+
+
+def test_the_parser_keeps_libxml2s_bound_on_one_text():
+    with pytest.raises(etree.XMLSyntaxError, match="Text node too long"):
+        etree.fromstring(b"<r>" + b"x" * 10_000_001 + b"</r>", cx.safe_parser())
+
+
+def test_one_parser_per_thread():
+    mine = cx.safe_parser()
+    assert cx.safe_parser() is mine
+    theirs = []
+    worker = threading.Thread(target=lambda: theirs.extend([cx.safe_parser(), cx.safe_parser()]))
+    worker.start()
+    worker.join()
+    assert theirs[0] is theirs[1]
+    assert theirs[0] is not mine
+    assert isinstance(theirs[0], etree.XMLParser)
+
+
+# -- check_document ------------------------------------------------------------------------------------
+def summary(xml: bytes, record_tag: str = "Account", matching_field: str | None = "Name") -> tuple:
+    found = cx.check_document(io.BytesIO(xml), record_tag, matching_field)
+    return found.records, found.missing_matching_field, found.missing_total
+
+
+def test_a_matching_field_holding_only_a_comment_a_pi_or_nothing_is_missing():
+    xml = (b"<Data><Account><Name><!--c--></Name></Account><Account><Name><?p x?></Name></Account>"
+           b"<Account><Name/></Account><Account><Name>ok</Name></Account></Data>")
+    assert summary(xml) == (4, [1, 2, 3], 3)
+
+
+def test_a_prefixed_record_tag_is_matched_by_its_local_name():
+    xml = b'<Data xmlns:c="urn:c"><c:Account><c:Name>x</c:Name></c:Account><c:Account/></Data>'
+    assert summary(xml, "c:Account") == (2, [2], 1)
+
+
+def test_without_a_matching_field_no_record_is_missing_one():
+    assert summary(b"<Data><Account><Name>x</Name></Account><Account/></Data>", matching_field=None) == (2, [], 0)
+
+
+def test_a_malformed_file_is_named_with_libxml2s_words_and_no_encoding_hint():
+    with pytest.raises(InputError) as info:
+        summary(b"<Data><Account></Data>")
+    assert str(info.value) == ("the file is not well-formed XML: Opening and ending tag mismatch: Account line 1 "
+                               "and Data, line 1, column 23")
+
+
+def test_a_doctype_is_refused_with_the_fix():
+    with pytest.raises(InputError) as info:
+        cx.RecordReader(io.BytesIO(b"<!DOCTYPE Data><Data><A/></Data>")).read_head()
+    assert str(info.value) == (
+        "the file has a <!DOCTYPE> declaration: DTDs and entity declarations are refused (they are never "
+        "expanded nor fetched); remove the DOCTYPE and upload again")
+
+
+# -- reject_xml: the record as sent, <ErrorMessage> last, indented like its siblings -------------------
+def record(xml: bytes) -> etree._Element:
+    return etree.fromstring(xml, cx.safe_parser())[0]
+
+
+def test_the_error_message_is_indented_like_the_fields_in_the_records_namespace():
+    rec = record(b'<Data xmlns="urn:c">\n  <Account>\n    <Name>A</Name>\n    <Phone>1</Phone>\n  </Account>\n</Data>')
+    assert cx.reject_xml(rec, "bad phone") == (
+        '  <Account xmlns="urn:c">\n    <Name>A</Name>\n    <Phone>1</Phone>\n'
+        "    <ErrorMessage>bad phone</ErrorMessage>\n  </Account>")
+
+
+def test_the_error_message_after_a_single_field():
+    rec = record(b"<Data>\n  <Account>\n    <Name>A</Name>\n  </Account>\n</Data>")
+    assert cx.reject_xml(rec, "bad") == (
+        "  <Account>\n    <Name>A</Name>\n    <ErrorMessage>bad</ErrorMessage>\n  </Account>")
+
+
+def test_the_error_message_of_an_empty_or_flat_record():
+    assert cx.reject_xml(record(b"<Data><Account/></Data>"), "empty") == (
+        "<Account><ErrorMessage>empty</ErrorMessage></Account>")
+    assert cx.reject_xml(record(b"<Data><Account><Name>A</Name><Phone>1</Phone></Account></Data>"), "flat") == (
+        "<Account><Name>A</Name><Phone>1</Phone><ErrorMessage>flat</ErrorMessage></Account>")
+
+
+# -- parse_results: DataAction answers -------------------------------------------------------------------
+R = cx.RecordResult
+
+
+@pytest.mark.parametrize("body, content_type, expected", [
+    # JSON told by its content type, even behind a byte order mark
+    (b'\xef\xbb\xbf{"Success": "true", "GUID": "g1"}', "application/JSON", ([R(True, "g1", "")], "")),
+    # JSON told by its first character: an array, an object, a string (the vendor's message)
+    (b'[{"Success": true, "GUID": "g2", "ErrorMessage": "bad   value\\n here"}]', "",
+     ([R(True, "g2", "bad value here")], "")),
+    (b'"Some message"', "", (None, "Some message")),
+    (b'{"MESSAGE": "m"}', "", (None, "m")),
+    (b'{"Status": "x"}', "", (None, "")),
+    (b"{oops", "", (None, "")),
+    # XML, after white space
+    (b"  \n<Data><Account><Success>true</Success><GUID>g</GUID></Account></Data>", "", ([R(True, "g", "")], "")),
+    (b"<Response><Message/></Response>", "", (None, "")),
+    (b"<Response><Status>x</Status></Response>", "", (None, "")),
+    (b"<Response", "", (None, "")),
+    (b"plain text", "", (None, "")),
+])
+def test_parse_results(body, content_type, expected):
+    assert cx.parse_results(body, content_type) == expected
+
+
+def test_an_entity_in_an_answer_is_not_expanded_into_a_verdict():
+    body = b'<!DOCTYPE Data [<!ENTITY e "false">]><Data><Account><Success>&e;</Success></Account></Data>'
+    with pytest.raises(cx.ResponseFormatError, match="Success is '', expected TRUE or FALSE"):
+        cx.parse_results(body)
