@@ -53,6 +53,7 @@ TESTS = [
     "tests/unit/test_polling.py",
     "tests/unit/test_aep_records.py",
     "tests/unit/test_aep_records_messages.py",
+    "tests/unit/test_aep_records_exact.py",
     "tests/unit/test_cirrus_xml.py",
     "tests/unit/test_cirrus_xml_exact.py",
     "tests/unit/test_simplemente_raw.py",
