@@ -62,6 +62,7 @@ TESTS = [
     "tests/unit/test_continuation.py",
     "tests/unit/test_continuation_exact.py",
     "tests/unit/test_record_count.py",
+    "tests/unit/test_record_count_exact.py",
     "tests/contract/test_cursor_labels.py",  # the cursors over HTTP; the other contract suites cost
     # a quarter of the run for the few reader mutants only they reach
 ]
