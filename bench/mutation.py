@@ -42,6 +42,7 @@ SCOPE = [
 ]
 TESTS = [
     "tests/unit/test_finalize.py",
+    "tests/unit/test_finalize_exact.py",
     "tests/unit/test_vendor_step.py",
     "tests/unit/test_vendor_step_payload.py",
     "tests/unit/test_routing.py",
