@@ -51,6 +51,8 @@ TESTS = [
     "tests/unit/test_pace.py",
     "tests/unit/test_pace_exact.py",
     "tests/unit/test_routing_exact.py",
+    "tests/unit/test_targets.py",  # check_target
+    "tests/unit/test_compressed_source.py",  # the vendor step on a staged (decompressed) source
     "tests/unit/test_polling.py",
     "tests/unit/test_aep_records.py",
     "tests/unit/test_aep_records_messages.py",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from vendor_import.errors import InputError
 from vendor_import.logic.routing import ImportRequest, build_request, execution_name, parse_console_input
 
 
@@ -43,3 +44,18 @@ def test_dry_run_travels_in_the_execution_input():
                          ids=["metadata", "option"])
 def test_any_source_asking_for_a_dry_run_wins_over_an_explicit_false(source):
     assert build_request("b", "inbox/hopex/a.mgl", dry_run=False, **source).dry_run is True
+
+
+# -- an unknown console input field: the field meant, or none --------------------------------------------
+@pytest.mark.parametrize(("field", "hint"), [
+    ("Dry-Run", ': did you mean "dry_run"?'),  # the same name once case and punctuation are dropped
+    ("bucket_name", ': did you mean "bucket"?'),  # close enough (difflib ratio >= 0.6)
+    ("targets", ': did you mean "target"?'),
+    ("zzz", ""),  # nothing close: no guess
+    ("quux", ""),
+])
+def test_an_unknown_console_field_names_the_closest_field_or_none(field, hint):
+    with pytest.raises(InputError) as err:
+        parse_console_input({"bucket": "b", "key": "inbox/hopex/x.mgl", field: True})
+    assert str(err.value) == (f'unknown input field "{field}"{hint} '
+                              "Input fields: bucket, key, version_id, options, dry_run, target")
