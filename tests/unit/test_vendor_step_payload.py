@@ -114,3 +114,39 @@ def test_a_submit_learns_the_pace_from_this_vendors_recent_jobs_of_a_similar_siz
     out = make_step(account, settings, fake).run(event("submit", account))
     assert out["pace"] == {"expected_seconds": 40, "step_seconds": 2, "samples": 3}
     assert out["wait_seconds"] == 40
+
+
+def test_the_first_step_of_a_continued_execution_resumes_the_job_without_a_vendor_call(account):
+    settings = load_settings("hopex", _offline_settings())
+    fake = ScriptedConnector(settings)
+    account.s3.put_object(Bucket=account.bucket, Key=KEY, Body=CLEAN)
+    job = {**CARRIED, "polls": 40, "waited_seconds": 500, "wait_seconds": 30, "connector": {"n": 7},
+           "vendor_ref": "J-1", "counts": {"sent": 3}, "usage": {"lambda_invocations": 41, "lambda_gb_seconds": 2.0},
+           "continue_in_new_execution": True, "next_execution_name": "job-1-c-1",
+           "execution": {"index": 0, "name": "job-1", "polls": 40, "invocations_before": 0, "waited_at_start": 0},
+           "executions": ["job-1"], "executions_count": 1}
+    out = make_step(account, settings, fake).run(event("submit", account, job=job, name="job-1-c-1"))
+    assert fake.calls == []
+    # the job goes on as it was: same id, cursor, counts and pending wait
+    assert {k: out[k] for k in CARRIED} == CARRIED
+    assert (out["polls"], out["waited_seconds"], out["wait_seconds"]) == (40, 500, 30)
+    assert (out["connector"], out["vendor_ref"], out["counts"]) == ({"n": 7}, "J-1", {"sent": 3})
+    # a new execution: index 1, nothing polled in it yet, 500 s waited before it, the attempt before this one
+    assert out["execution"] == {"index": 1, "name": "job-1-c-1", "polls": 0, "invocations_before": 0,
+                                "waited_at_start": 500}
+    assert (out["executions"], out["executions_count"]) == (["job-1", "job-1-c-1"], 2)
+    assert out["continue_in_new_execution"] is False
+    assert "next_execution_name" not in out
+    assert out["usage"]["lambda_invocations"] == 42  # this step counts
+    assert account.jobs.get("job-1")["current_execution"] == "job-1-c-1"
+
+
+def test_a_submit_named_otherwise_than_the_continuation_asked_starts_a_new_job(account):
+    settings = load_settings("hopex", _offline_settings())
+    fake = ScriptedConnector(settings, submit=Progress(job={"n": 1}, message="sent"))
+    account.s3.put_object(Bucket=account.bucket, Key=KEY, Body=CLEAN)
+    job = {"job_id": "job-1", "continue_in_new_execution": True, "next_execution_name": "job-1-c-1"}
+    out = make_step(account, settings, fake).run(event("submit", account, job=job, name="other"))
+    assert fake.calls == ["validate", "submit"]
+    assert out["job_id"] == "other"
+    assert out["execution"]["index"] == 0
