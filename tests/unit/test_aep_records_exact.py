@@ -146,3 +146,41 @@ def test_a_quoted_csv_record_over_lines_is_bounded_by_the_limit_in_all():
     assert refusal(b"id,v\n" + over, "csv", limit=10) == (
         'line 2: a quoted CSV field opened on this line is not closed within 10 bytes (or the record is over that '
         'size): close the quote, and double each quote inside a quoted value ("")')
+
+
+def test_text_after_an_empty_array_is_refused():
+    assert refusal(b"[]x", "json") == "line 1: text after the closing ']' of the JSON array"
+    assert items(b"[] \n", "json") == []
+
+
+def test_a_refused_array_element_holding_an_object_is_compact():
+    (item,) = items(b'[[{"a": 1}, 2]]', "json")
+    assert (item.code, item.text) == ("not_object", '[{"a":1},2]')
+
+
+def test_a_json_file_starting_with_a_non_ascii_character_is_a_json_array_file():
+    from vendor_import.connectors.aep_records import detect_format
+
+    assert detect_format("x.json", BytesSource("é".encode(), "x.json")) == "json"
+
+
+def test_a_csv_line_whose_text_is_exactly_the_limit_is_read_with_its_line_end():
+    row = b"1," + b"x" * 8 + b"\n"  # 10 bytes of text, 11 with the line feed
+    assert [i.record for i in items(b"id,v\n" + row, "csv", limit=10)] == [{"id": "1", "v": "xxxxxxxx"}]
+
+
+def test_a_csv_field_larger_than_the_csv_modules_own_limits_is_read():
+    # over 4 MiB: more than both the csv module's default (128 KiB) and what the RAW checker sets
+    value = b"v" * 5_000_000
+    (item,) = items(b"id,v\n1," + value + b"\n", "csv", limit=8_000_000)
+    assert item.record == {"id": "1", "v": value.decode()}
+
+
+def test_a_refused_csv_record_says_where_the_next_one_starts():
+    data = b'id,v\n1,"a"b\n2,c\n'
+    got = items(data, "csv")
+    assert [(i.number, i.line, i.start, i.end, i.next_line, i.code) for i in got] == [
+        (1, 2, 5, 12, 3, "csv_quote"), (2, 3, 12, 16, 4, "")]
+    big = items(b"id,v\n1," + b"x" * 20 + b"\n2,c\n", "csv", limit=10)
+    assert [(i.line, i.start, i.end, i.next_line, i.code) for i in big] == [
+        (2, 5, 28, 3, "oversize"), (3, 28, 32, 4, "")]
