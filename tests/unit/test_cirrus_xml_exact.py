@@ -131,3 +131,82 @@ def test_an_entity_in_an_answer_is_not_expanded_into_a_verdict():
     body = b'<!DOCTYPE Data [<!ENTITY e "false">]><Data><Account><Success>&e;</Success></Account></Data>'
     with pytest.raises(cx.ResponseFormatError, match="Success is '', expected TRUE or FALSE"):
         cx.parse_results(body)
+
+
+def test_the_error_message_follows_the_last_fields_own_spacing():
+    # the space between the fields, not the record's first indentation, goes before <ErrorMessage>
+    rec = record(b"<Data><Account>\n  <A>1</A> <B>2</B>\n</Account></Data>")
+    assert cx.reject_xml(rec, "m") == "<Account>\n  <A>1</A> <B>2</B> <ErrorMessage>m</ErrorMessage>\n</Account>"
+
+
+def test_the_record_is_indented_by_the_last_line_of_its_closing_white_space_only():
+    assert cx.reject_xml(record(b"<Data><Account><A>1</A>  </Account></Data>"), "m") == (
+        "<Account><A>1</A><ErrorMessage>m</ErrorMessage>  </Account>")
+    assert cx.reject_xml(record(b"<Data><Account>\n  <A>1</A>\n\n  </Account></Data>"), "m") == (
+        "  <Account>\n  <A>1</A>\n  <ErrorMessage>m</ErrorMessage>\n\n  </Account>")
+
+
+# -- records as sent -------------------------------------------------------------------------------------
+def test_record_xml_leaves_out_the_tail_and_payload_xml_joins_the_records():
+    data = etree.fromstring(b"<Data>\n  <A><N>1</N></A>\n  <A><N>2</N></A>\n</Data>", cx.safe_parser())
+    assert cx.record_xml(data[0]) == "<A><N>1</N></A>"
+    assert cx.payload_xml(list(data)) == "<Data><A><N>1</N></A><A><N>2</N></A></Data>"
+
+
+def test_field_value_and_local_name():
+    rec = record(b'<Data xmlns:c="urn:c"><Account><c:Name>  Acme \n Inc </c:Name><Empty/></Account></Data>')
+    assert (cx.field_value(rec, "Name"), cx.field_value(rec, "Empty"), cx.field_value(rec, "Missing")) == (
+        "Acme Inc", "", "")
+    assert cx.local_name(rec[0]) == "Name"
+    assert cx.local_name(etree.Comment("c")) == ""
+
+
+def test_dropping_the_only_result_field_keeps_the_closing_tags_indentation():
+    rec = record(b"<Data><Account>\n  <Success>true</Success>\n</Account></Data>")
+    assert cx.record_xml(cx.drop_result_fields(rec)) == "<Account>\n</Account>"
+
+
+def chunks_of(xml: bytes) -> tuple[cx.Head, list[cx.RecordChunk]]:
+    reader = cx.RecordReader(io.BytesIO(xml))
+    head = reader.read_head()
+    return head, list(reader.records(head))
+
+
+@pytest.mark.parametrize("xml, expected", [
+    (b"<Data><A><N>1</N></A><A><N>success</N></A></Data>", b"<Data><A><N>1</N></A><A><N>success</N></A></Data>"),
+    (b'<Data xmlns:c="urn:c"><A><N>1</N></A></Data>', None),  # a prefix would not resolve alone
+    (b"<Data><A><N>1</N><Success>true</Success></A></Data>", None),  # result fields are dropped first
+    (b"<Data><A><N>1</N><ERRORMESSAGE>x</ERRORMESSAGE></A></Data>", None),
+])
+def test_raw_payload_sends_the_records_bytes_only_when_they_stand_alone(xml, expected):
+    assert cx.raw_payload(*chunks_of(xml)) == expected
+
+
+@pytest.mark.parametrize("data, expected", [
+    (b"a b", b"a+b"),
+    (b"100%", b"100%25"),
+    (b"a+b&c=d", b"a%2Bb%26c%3Dd"),
+    ("é ü".encode(), b"%C3%A9+%C3%BC"),
+    (b"safe-._~AZaz09", b"safe-._~AZaz09"),
+    (b"% %", b"%25+%25"),
+])
+def test_form_quote_bytes_is_quote_plus(data, expected):
+    assert cx.form_quote_bytes(data) == expected
+    assert cx.form_quote(data.decode()) == expected.decode()
+
+
+@pytest.mark.parametrize("body, content_type, expected", [
+    (b'{"Success": "1", "GUID": "g"}', "", ([R(True, "g", "")], "")),
+    (b'{"Success": 0}', "", ([R(False, "", "")], "")),
+    (b"[]", "", (None, "")),
+    (b"null", "application/json", (None, "")),
+])
+def test_parse_results_reads_one_and_zero_and_empty_answers(body, content_type, expected):
+    assert cx.parse_results(body, content_type) == expected
+
+
+def test_results_are_read_past_an_entity_and_the_first_success_wins():
+    # a namespace: each record's children are walked one by one
+    body = (b'<!DOCTYPE Data [<!ENTITY e "x">]><Data xmlns="urn:c"><A>&e;<Success>true</Success></A>'
+            b"<A><Success>false</Success><Success>true</Success></A></Data>")
+    assert cx.parse_results(body) == ([R(True, "", ""), R(False, "", "")], "")
