@@ -14,19 +14,28 @@ from vendor_import.errors import InputError
 
 
 # -- the parser: never expands an entity, drops comments and processing instructions, 10 MB a text ----
+def new_parser() -> etree.XMLParser:
+    """The parser a new thread gets: made there, not the one this thread made earlier and keeps."""
+    made = []
+    worker = threading.Thread(target=lambda: made.append(cx.safe_parser()))
+    worker.start()
+    worker.join()
+    return made[0]
+
+
 def test_the_parser_never_expands_an_entity():
-    root = etree.fromstring(b'<!DOCTYPE r [<!ENTITY x "boom">]><r>a&x;b</r>', cx.safe_parser())
+    root = etree.fromstring(b'<!DOCTYPE r [<!ENTITY x "boom">]><r>a&x;b</r>', new_parser())
     assert etree.tostring(root) == b"<r>a&x;b</r>"
 
 
 def test_the_parser_drops_comments_and_processing_instructions():
-    root = etree.fromstring(b"<r><!--c--><?pi x?><a/></r>", cx.safe_parser())
+    root = etree.fromstring(b"<r><!--c--><?pi x?><a/></r>", new_parser())
     assert [child.tag for child in root] == ["a"]
 
 
 def test_the_parser_keeps_libxml2s_bound_on_one_text():
     with pytest.raises(etree.XMLSyntaxError, match="Text node too long"):
-        etree.fromstring(b"<r>" + b"x" * 10_000_001 + b"</r>", cx.safe_parser())
+        etree.fromstring(b"<r>" + b"x" * 10_000_001 + b"</r>", new_parser())
 
 
 def test_one_parser_per_thread():
@@ -210,3 +219,15 @@ def test_results_are_read_past_an_entity_and_the_first_success_wins():
     body = (b'<!DOCTYPE Data [<!ENTITY e "x">]><Data xmlns="urn:c"><A>&e;<Success>true</Success></A>'
             b"<A><Success>false</Success><Success>true</Success></A></Data>")
     assert cx.parse_results(body) == ([R(True, "", ""), R(False, "", "")], "")
+
+
+def test_check_document_counts_only_the_record_tag_and_never_expands_an_entity():
+    # an empty entity left unexpanded is a child: the field is not missing
+    xml = b'<!DOCTYPE Data [<!ENTITY e "">]><Data><Account><Name>&e;</Name></Account><Contact/></Data>'
+    assert summary(xml) == (1, [], 0)
+
+
+def test_check_document_lists_at_most_1000_missing_records_by_default():
+    found = cx.check_document(io.BytesIO(b"<Data>" + b"<Account/>" * 1001 + b"</Data>"), "Account", "Name")
+    assert (found.records, found.missing_total, len(found.missing_matching_field)) == (1001, 1001, 1000)
+    assert found.missing_matching_field[-1] == 1000
