@@ -12,6 +12,8 @@ out/mutation/ (the tests import ``vendor_import``); mutmut works in out/mutation
 Environment: MUTATION_SCOPE=a.py,b.py (paths under vendor_import/) narrows the scope, e.g.
 ``MUTATION_SCOPE=polling.py make mutation`` for a run of a minute; MUTATION_CHILDREN sets the
 number of workers (default: the number of cores). Survivors are explained in docs/mutation.md.
+``--recheck`` runs only the survivors of the last run again, with the tests as they are now, and
+prints the score with the other verdicts of that run kept (the figures after writing kill tests).
 Exit status: 0 when the score reaches GOAL, else 1.
 """
 
@@ -84,15 +86,19 @@ STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests"
           None: "not checked"}
 
 
-def stage(scope: list[str]) -> None:
-    if STAGE.exists():
-        shutil.rmtree(STAGE)
-    STAGE.mkdir(parents=True)
+def stage(scope: list[str], *, keep_results: bool = False) -> None:
+    """Stage the package, the tests and mutmut's configuration in out/mutation. ``keep_results``:
+    refresh the tests and the configuration only (mutmut's mutants and verdicts stay)."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    shutil.copytree(ROOT / "layers/common/vendor_import", STAGE / "src/vendor_import", ignore=ignore)
+    if not keep_results:
+        if STAGE.exists():
+            shutil.rmtree(STAGE)
+        STAGE.mkdir(parents=True)
+        shutil.copytree(ROOT / "layers/common/vendor_import", STAGE / "src/vendor_import", ignore=ignore)
     for name in COPIED:
         src = ROOT / name
         if src.is_dir():
+            shutil.rmtree(STAGE / name, ignore_errors=True)
             shutil.copytree(src, STAGE / name, ignore=ignore)
         elif src.exists():
             shutil.copy2(src, STAGE / name)
@@ -123,6 +129,15 @@ def results() -> Counter:
         data = json.loads(meta.read_text())
         for name, code in data.get("exit_code_by_key", {}).items():
             out[name] = STATUS.get(code, f"suspicious ({code})")
+    return out
+
+
+def per_file(status: dict[str, str]) -> dict[str, Counter]:
+    """{module path under vendor_import/: Counter of statuses}."""
+    out: dict[str, Counter] = {}
+    for name, state in status.items():
+        module = name.split(".x", 1)[0].removeprefix("vendor_import.").replace(".", "/") + ".py"
+        out.setdefault(module, Counter())[state] += 1
     return out
 
 
@@ -159,19 +174,36 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated files to mutate (default: env MUTATION_SCOPE, else the whole scope)")
     parser.add_argument("--children", default=os.environ.get("MUTATION_CHILDREN") or str(os.cpu_count() or 2),
                         help="mutmut worker processes (default: env MUTATION_CHILDREN, else the CPU count)")
+    parser.add_argument("--recheck", action="store_true",
+                        help="run only the survivors of the last run in out/mutation again, with the tests as they "
+                             "are now (after writing kill tests); the other verdicts of that run stand")
     args = parser.parse_args(argv)
     scope = [s.strip() for s in args.scope.split(",") if s.strip()] or SCOPE
     children = str(args.children)
     mutmut = Path(sys.executable).with_name("mutmut")
-    stage(scope)
-    print(f"mutation scope: {', '.join(scope)}; {len(TESTS)} test files; {children} workers", flush=True)
+    rechecked: list[str] = []
+    previous: dict[str, str] = {}
+    if args.recheck:
+        previous = results()
+        rechecked = sorted(n for n, s in previous.items() if s in ("survived", "no tests"))
+        if not rechecked:
+            print("nothing to recheck: no survivors in out/mutation (run without --recheck first)")
+            return 1
+        stage(scope, keep_results=True)  # a new test selection: mutmut maps tests to functions again
+        print(f"mutation recheck of {len(rechecked)} survivors; {len(TESTS)} test files; {children} workers",
+              flush=True)
+    else:
+        stage(scope)
+        print(f"mutation scope: {', '.join(scope)}; {len(TESTS)} test files; {children} workers", flush=True)
     started = time.monotonic()
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    run = subprocess.run([str(mutmut), "run", "--max-children", children], cwd=STAGE, env=env,
+    run = subprocess.run([str(mutmut), "run", "--max-children", children, *rechecked], cwd=STAGE, env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     (STAGE / "mutmut-run.log").write_text(run.stdout)
     elapsed = time.monotonic() - started
     status = results()
+    if previous:  # mutmut reset every verdict (new configuration) and ran the named ones only
+        status = {**previous, **{n: status[n] for n in rechecked if status.get(n, "not checked") != "not checked"}}
     if not status:
         print(run.stdout[-5000:])
         print("mutmut produced no results (log: out/mutation/mutmut-run.log)")
@@ -187,6 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nsurviving mutants ({len(survivors)}; diffs in out/mutation/survivors.txt):")
     for block in lines:
         print("  " + block.replace("\n", "\n    ").rstrip())
+    print("\nper file: mutants, killed (timeouts included), survived, score")
+    for path, file_counts in sorted(per_file(status).items()):
+        total = sum(file_counts.values())
+        dead = file_counts["killed"] + file_counts["timeout"] + file_counts["type check"]
+        print(f"  {path:<28} {total:>5} {dead:>5} {total - dead:>4} {100.0 * dead / total:5.1f} %")
     print(f"\nmutants: {len(status)}; " + ", ".join(f"{s} {n}" for s, n in sorted(counts.items())))
     print(f"mutation score: {score:.1f} % killed ({killed}/{considered}) in {elapsed / 60:.1f} min; goal {GOAL:.0f} %")
     return 0 if score >= GOAL else 1
