@@ -94,3 +94,7 @@ def test_keep_names_keeps_up_to_100_then_the_first_and_last_50():
     assert continuation.keep_names(hundred) == hundred
     names = [f"n{i}" for i in range(101)]
     assert continuation.keep_names(names) == names[:50] + names[51:]
+
+
+def test_keep_names_keeps_a_short_list_as_it_is():
+    assert continuation.keep_names(["a", "b", "c"]) == ["a", "b", "c"]

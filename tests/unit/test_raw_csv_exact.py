@@ -147,3 +147,10 @@ def test_a_record_one_byte_over_the_record_limit_is_refused_at_its_first_line():
 def test_a_value_over_the_csv_modules_default_field_limit_is_accepted():
     # 128 KiB is the csv module's default limit, not a RAW rule: lines up to 1 MiB are valid
     assert check(raw(HEADER, '"A1";"' + "v" * 300_000 + '"')).records == 1
+
+
+def test_columns_are_counted_outside_quotes():
+    # the ; inside the quoted value is not a separator: the line ends after column 2
+    assert message(raw(HEADER) + b'"a;b";"c"\n') == (
+        "line 2: expected CRLF line end, found LF only (after column 2): save the file with Windows (CRLF) "
+        "line ends (rule crlf)")

@@ -59,3 +59,10 @@ def test_an_unknown_console_field_names_the_closest_field_or_none(field, hint):
         parse_console_input({"bucket": "b", "key": "inbox/hopex/x.mgl", field: True})
     assert str(err.value) == (f'unknown input field "{field}"{hint} '
                               "Input fields: bucket, key, version_id, options, dry_run, target")
+
+
+def test_the_execution_input_names_a_target_other_than_the_default():
+    request = build_request("b", "inbox/hopex/x.mgl", metadata={"target": "eu"}, etag="e1", size=5)
+    assert request.to_input() == {"bucket": "b", "key": "inbox/hopex/x.mgl", "etag": "e1", "size": 5,
+                                  "target": "eu"}
+    assert "target" not in build_request("b", "inbox/hopex/x.mgl").to_input()
