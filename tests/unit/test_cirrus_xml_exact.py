@@ -231,3 +231,38 @@ def test_check_document_lists_at_most_1000_missing_records_by_default():
     found = cx.check_document(io.BytesIO(b"<Data>" + b"<Account/>" * 1001 + b"</Data>"), "Account", "Name")
     assert (found.records, found.missing_total, len(found.missing_matching_field)) == (1001, 1001, 1000)
     assert found.missing_matching_field[-1] == 1000
+
+
+# -- the record reader -----------------------------------------------------------------------------------
+def read(xml: bytes, max_record_bytes: int = 1_000_000) -> list[cx.RecordChunk]:
+    reader = cx.RecordReader(io.BytesIO(xml), max_record_bytes=max_record_bytes)
+    return list(reader.records(reader.read_head()))
+
+
+def test_a_prefixed_data_root_is_a_data_root():
+    (chunk,) = read(b'<c:Data xmlns:c="urn:c"><c:A><c:N>1</c:N></c:A></c:Data>')
+    assert (chunk.number, chunk.data) == (1, b"<c:A><c:N>1</c:N></c:A>")
+
+
+def test_a_root_named_otherwise_is_refused_naming_it():
+    with pytest.raises(InputError) as info:
+        read(b"<Rows><A/></Rows>")
+    assert str(info.value) == ("the root element is <Rows>, not <Data>: Cirrus Shield imports "
+                               "<Data><Object>...</Object>...</Data> files")
+
+
+@pytest.mark.parametrize("xml", [
+    b"<Data><A><N>1</N></A><A><N>" + b"x" * 30 + b"</N></A></Data>",  # a flat record (the fast path)
+    b"<Data><A><N>1</N></A><A><N><![CDATA[" + b"x" * 30 + b"]]></N></A></Data>",  # read token by token
+])
+def test_a_record_over_the_limit_is_named_with_its_number_offset_and_size(xml):
+    size = len(xml) - len(b"<Data><A><N>1</N></A></Data>")
+    with pytest.raises(InputError) as info:
+        read(xml, max_record_bytes=40)
+    assert str(info.value) == (f"record 2 (from byte 21) is {size} bytes, over the 40 byte limit of one record "
+                               "(setting max_record_bytes): split it or raise the setting")
+
+
+def test_a_doctype_after_the_root_is_refused():
+    with pytest.raises(InputError, match=r"^the file has a <!DOCTYPE> declaration"):
+        read(b"<Data><A/><!DOCTYPE x><A/></Data>")
