@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from vendor_import.connectors import load_settings
+from vendor_import.errors import InputError
 from vendor_import.model import FinalState, Progress
 
 from .test_vendor_step import CLEAN, KEY, ScriptedConnector, _offline_settings, event, make_step
@@ -150,3 +152,23 @@ def test_a_submit_named_otherwise_than_the_continuation_asked_starts_a_new_job(a
     assert fake.calls == ["validate", "submit"]
     assert out["job_id"] == "other"
     assert out["execution"]["index"] == 0
+
+
+def test_a_missing_upload_is_an_input_error_naming_it(account):
+    settings = load_settings("hopex", _offline_settings())
+    step = make_step(account, settings, ScriptedConnector(settings))
+    with pytest.raises(InputError) as caught:
+        step.run(event("submit", account))
+    assert str(caught.value) == ("cannot read s3://unit-import-bucket/inbox/hopex/clean.mgl: it does not exist or is "
+                                 "not readable (404)")
+
+
+def test_the_upload_is_read_at_its_version(account):
+    # the object exists, not at this version: the step must not read another version
+    settings = load_settings("hopex", _offline_settings())
+    account.s3.put_object(Bucket=account.bucket, Key=KEY, Body=CLEAN)
+    step = make_step(account, settings, ScriptedConnector(settings))
+    with pytest.raises(InputError) as caught:
+        step.run(event("submit", account, version_id="3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"))
+    assert str(caught.value) == ("cannot read s3://unit-import-bucket/inbox/hopex/clean.mgl version "
+                                 "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY: it does not exist or is not readable (404)")
