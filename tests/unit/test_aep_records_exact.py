@@ -184,3 +184,51 @@ def test_a_refused_csv_record_says_where_the_next_one_starts():
     big = items(b"id,v\n1," + b"x" * 20 + b"\n2,c\n", "csv", limit=10)
     assert [(i.line, i.start, i.end, i.next_line, i.code) for i in big] == [
         (2, 5, 28, 3, "oversize"), (3, 28, 32, 4, "")]
+
+
+# -- NDJSON ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("bom, name, marks", [
+    (b"\xff\xfe\x00\x00", "UTF-32 LE", "FF FE 00 00"),
+    (b"\x00\x00\xfe\xff", "UTF-32 BE", "00 00 FE FF"),
+    (b"\xff\xfe", "UTF-16 LE", "FF FE"),
+    (b"\xfe\xff", "UTF-16 BE", "FE FF"),
+])
+def test_a_utf16_or_utf32_file_is_named_by_its_byte_order_mark(bom, name, marks):
+    assert refusal(bom + b"{}\n", "ndjson") == (
+        f"the file is {name} text (it starts with the byte order mark {marks}): save it as UTF-8 and upload it again")
+
+
+def test_an_ndjson_line_that_is_not_utf8_is_refused_where_the_byte_is():
+    (item,) = items(b'{"a": "caf\xe9"}\n', "ndjson")
+    assert (item.code, item.record, item.text) == ("encoding", None, None)
+    assert item.error == ("line 1: byte 0xE9 is not UTF-8 (invalid continuation byte) at byte 11 of the line; save "
+                          "the file as UTF-8 (the record was not sent rather than sent altered)")
+
+
+def test_refused_ndjson_records_keep_their_text_without_the_line_end():
+    got = items(b'{"a": \r\n  [1, 2]  \r\n{"n": NaN}\r\n', "ndjson")
+    assert [(i.code, i.text) for i in got] == [("invalid_json", '{"a": '), ("not_object", "[1, 2]"),
+                                               ("", '{"n": NaN}')]
+    assert got[2].raw is None and got[2].record["n"] != got[2].record["n"]  # NaN, kept as written
+
+
+@pytest.mark.parametrize("data, codes", [
+    (b'{"a": 12345}\n', [""]),  # 12 bytes of text + LF: at the limit, read
+    (b'{"a": 12345}', [""]),  # 12 bytes, no line end: read
+    (b'{"a": 123456}\n{"b": 1}\n', ["oversize", ""]),  # 13 bytes of text: refused, the next line read
+])
+def test_an_ndjson_line_is_read_up_to_the_limit_without_its_line_end(data, codes):
+    assert [i.code for i in items(data, "ndjson", limit=12)] == codes
+
+
+def test_an_ndjson_line_over_the_limit_by_more_than_a_chunk_is_skipped_to_its_end():
+    data = b'{"a": "' + b"x" * 600_000 + b'"}\n{"b": 1}\n'
+    got = items(data, "ndjson", limit=1000)
+    assert [(i.line, i.start, i.code, i.record) for i in got] == [(1, 0, "oversize", None),
+                                                                  (2, 600_010, "", {"b": 1})]
+
+
+def test_the_format_is_the_last_extension():
+    from vendor_import.connectors.aep_records import detect_format
+
+    assert detect_format("archive.v2.ndjson", BytesSource(b"", "archive.v2.ndjson")) == "ndjson"
