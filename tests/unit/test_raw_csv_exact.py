@@ -154,3 +154,18 @@ def test_columns_are_counted_outside_quotes():
     assert message(raw(HEADER) + b'"a;b";"c"\n') == (
         "line 2: expected CRLF line end, found LF only (after column 2): save the file with Windows (CRLF) "
         "line ends (rule crlf)")
+
+
+def test_header_names_are_read_as_written_inside_their_quotes():
+    assert check(raw('"Co""de";"2024"', '"A1";1')).header == ['Co"de', "2024"]  # quoted: not data
+    assert check(raw(HEADER, '"A1";"x"'), ["quoting"]).header == ["Code", "Libelle"]
+
+
+def test_a_fault_on_the_second_line_of_a_record_names_that_line():
+    assert message(raw('"Code";"Libelle";"Prix"', '"A1";"a\r\nb";x')) == (
+        "line 3: column 3: text value 'x' is not in double quotes: put strings in double quotes (rule quoting)")
+
+
+def test_a_fault_in_a_last_line_without_a_line_end_is_found():
+    assert message(raw(HEADER) + b'"A1";x') == (
+        "line 2: column 2: text value 'x' is not in double quotes: put strings in double quotes (rule quoting)")
