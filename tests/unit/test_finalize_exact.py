@@ -9,6 +9,7 @@ import json
 
 import pytest
 from vendor_import.logic.finalize import error_from_catch, iso, vendor_from_key
+from vendor_import.model import RejectRow
 
 from tests.unit.test_finalize import ARN, JOB, clock, done_job, execution_event, state_event
 
@@ -222,3 +223,20 @@ def test_an_ended_continued_execution_is_recorded_under_the_first_executions_job
     assert record["job_id"] == JOB
     assert record["executions_count"] == 2
     assert [arn.rsplit(":", 1)[1] for arn in record["executions"]] == [JOB, "next-execution"]
+
+
+@pytest.mark.parametrize("state, default", [
+    ("FAILED", "the import failed"),
+    ("TIMED_OUT", "the vendor job did not finish before the deadline"),
+    ("VALIDATED", "dry run: the file passed the local checks; nothing was sent"),
+])
+def test_the_default_message_of_each_end(account, state, default):
+    record = account.finalizer(clock).from_state(state_event(done_job(state=state, message="")))
+    assert record["message"] == default
+
+
+def test_the_default_message_of_a_success_with_rejects(account):
+    account.store.stage_rejects(JOB, "step-000001", [RejectRow("1", "bad", "E1")], None)
+    record = account.finalizer(clock).from_state(state_event(done_job(message="")))
+    assert (record["state"], record["message"]) == (
+        "SUCCEEDED_WITH_REJECTS", "the vendor imported the file and rejected some records")

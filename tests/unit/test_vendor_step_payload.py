@@ -172,3 +172,50 @@ def test_the_upload_is_read_at_its_version(account):
         step.run(event("submit", account, version_id="3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"))
     assert str(caught.value) == ("cannot read s3://unit-import-bucket/inbox/hopex/clean.mgl version "
                                  "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY: it does not exist or is not readable (404)")
+
+
+def test_a_vendor_error_too_long_for_the_state_travels_cut_and_whole_in_s3(account):
+    from vendor_import.errors import VendorRejectedError
+
+    settings = load_settings("hopex", _offline_settings())
+    text = "refused: " + "x" * 20_000  # 20,009 characters, over the 16,000 a state text may hold
+
+    def refuse(ctx):
+        raise VendorRejectedError(text)
+
+    fake = ScriptedConnector(settings)
+    fake.submit = refuse
+    account.s3.put_object(Bucket=account.bucket, Key=KEY, Body=CLEAN)
+    with pytest.raises(VendorRejectedError) as caught:
+        make_step(account, settings, fake).run(event("submit", account))
+    assert len(caught.value.message) <= 16_000
+    assert caught.value.message.endswith("characters cut: the whole text is in the status JSON in S3]")
+    assert caught.value.args == (caught.value.message,)
+    assert account.read("work/job-1/error.txt").decode() == text
+
+
+def test_a_vendor_error_of_exactly_the_state_limit_is_left_whole(account):
+    from vendor_import.errors import VendorRejectedError
+
+    settings = load_settings("hopex", _offline_settings())
+    text = "y" * 16_000
+
+    def refuse(ctx):
+        raise VendorRejectedError(text)
+
+    fake = ScriptedConnector(settings)
+    fake.submit = refuse
+    account.s3.put_object(Bucket=account.bucket, Key=KEY, Body=CLEAN)
+    with pytest.raises(VendorRejectedError) as caught:
+        make_step(account, settings, fake).run(event("submit", account))
+    assert caught.value.message == text
+    assert account.keys("work/job-1/") == []
+
+
+def test_a_clean_dry_run_says_so(account):
+    settings = load_settings("hopex", _offline_settings())
+    fake = ScriptedConnector(settings)
+    account.s3.put_object(Bucket=account.bucket, Key=KEY, Body=CLEAN)
+    out = make_step(account, settings, fake).run(event("submit", account, dry_run=True))
+    assert (out["state"], out["message"], out["counts"]) == (
+        "VALIDATED", "dry run: the file passed every local check; nothing was sent to the vendor", {"would_reject": 0})
