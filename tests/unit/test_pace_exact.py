@@ -78,6 +78,7 @@ POLL_10_MIN = {"first_wait_seconds": 5, "max_wait_seconds": 600, "factor": 2.0}
 def test_without_an_expected_end_the_wait_is_five_percent_of_the_time_waited():
     # expected 0: 1,000 s waited is past it by more than a step: 5 % of 1,000 s
     assert wait_for(3, 1_000, POLL_10_MIN, {"step_seconds": 5}) == 50
+    assert wait_for(0, 0, POLL_10_MIN, {"step_seconds": 5}) == 5  # at the (zero) expected end: one step
 
 
 def test_a_missing_step_is_one_second_and_a_zero_step_too():
