@@ -49,6 +49,7 @@ TESTS = [
     "tests/unit/test_vendor_step_payload.py",
     "tests/unit/test_routing.py",
     "tests/unit/test_submit_upload.py",
+    "tests/unit/test_submit_upload_exact.py",
     "tests/unit/test_generic_scrub.py",
     "tests/unit/test_pace.py",
     "tests/unit/test_pace_exact.py",
