@@ -60,3 +60,27 @@ def test_a_folder_placeholder_says_so(router):
     (outcome,) = router.handle_message_body(body(s3_record(router, "inbox/hopex/folder/")))
     assert (outcome.key, outcome.action, outcome.detail, outcome.job_id) == (
         "inbox/hopex/folder/", "ignored", "folder placeholder", None)
+
+
+def test_a_content_encoded_upload_is_not_judged_by_its_stored_size(router):
+    key = "inbox/hopex/big.mgl"  # no .gz: the object's Content-Encoding says it is compressed
+    put = router.account.s3.put_object(Bucket=router.account.bucket, Key=key, Body=b"x", ContentEncoding="gzip")
+    (outcome,) = router.handle_message_body(body(s3_record(router, key, put, size=31 * 1024 * 1024)))
+    assert outcome.action == "started"
+
+
+def test_an_s3_test_event_and_a_message_without_records(router):
+    (outcome,) = router.handle_message_body('{"Event": "s3:TestEvent", "Service": "Amazon S3"}')
+    assert (outcome.key, outcome.action, outcome.detail, outcome.job_id) == ("", "ignored", "s3:TestEvent", None)
+    assert router.handle_message_body("{}") == []
+
+
+def test_a_started_and_a_duplicate_outcome_name_the_key_and_the_target(router):
+    key = "inbox/hopex/a.mgl"
+    message = body(s3_record(router, key, upload(router, key, metadata={"target": "eu"})))
+    first, = router.handle_message_body(message)
+    router.sfn.stop_execution(executionArn=executions(router)[0]["executionArn"])  # ended: a restart is refused
+    second, = router.handle_message_body(message)
+    assert (first.key, first.action, first.target) == (key, "started", "eu")
+    assert (second.key, second.action, second.job_id, second.detail) == (
+        key, "duplicate", first.job_id, "an execution for this object version already exists")
