@@ -240,3 +240,47 @@ def test_the_default_message_of_a_success_with_rejects(account):
     record = account.finalizer(clock).from_state(state_event(done_job(message="")))
     assert (record["state"], record["message"]) == (
         "SUCCEEDED_WITH_REJECTS", "the vendor imported the file and rejected some records")
+
+
+def test_an_execution_event_after_a_failed_publish_sends_the_written_record(account):
+    finalizer = account.finalizer(clock)
+    publish = finalizer.notifier.publish
+    finalizer.notifier.publish = lambda record: (_ for _ in ()).throw(RuntimeError("SNS throttled"))
+    with pytest.raises(RuntimeError):
+        finalizer.from_state(state_event(done_job(state="FAILED", message="HOPEX failed")))
+    finalizer.notifier.publish = publish
+    record = finalizer.from_execution_event(execution_event("FAILED", error="States.TaskFailed"))
+    assert (record["job_id"], record["state"], record["message"]) == (JOB, "FAILED", "HOPEX failed")
+    (message,) = account.messages()
+    assert (message["body"]["job_id"], message["body"]["message"]) == (JOB, "HOPEX failed")
+
+
+def test_an_execution_event_without_a_status_is_a_failure(account):
+    event = execution_event("FAILED")
+    del event["detail"]["status"]
+    record = account.finalizer(clock).from_execution_event(event)
+    assert (record["state"], record["message"]) == ("FAILED", "the execution ended FAILED before finalizing")
+
+
+def test_an_execution_input_that_is_not_json_is_no_input(account):
+    event = execution_event("FAILED")
+    event["detail"]["input"] = "{not json"
+    record = account.finalizer(clock).from_execution_event(event)
+    # not an InputError: nothing says the user typed it; the key is unknown, the vendor is the machine's
+    assert record["error"] == {"type": "InternalError",
+                               "message": "ExecutionFailed: the execution ended FAILED before finalizing"}
+    assert (record["vendor"], record["source"]["key"]) == ("hopex", None)
+
+
+def test_a_carried_job_that_is_not_an_object_is_ignored(account):
+    event = execution_event("TIMED_OUT")
+    event["detail"]["input"] = json.dumps({"bucket": "unit-import-bucket", "key": "inbox/hopex/clean.mgl",
+                                           "job": "not an object"})
+    record = account.finalizer(clock).from_execution_event(event)
+    assert (record["job_id"], record["state"]) == (JOB, "TIMED_OUT")
+
+
+def test_an_execution_event_without_a_name_is_recorded_as_unknown(account):
+    event = execution_event("TIMED_OUT")
+    del event["detail"]["name"]
+    assert account.finalizer(clock).from_execution_event(event)["job_id"] == "unknown"
