@@ -219,3 +219,12 @@ def test_a_clean_dry_run_says_so(account):
     out = make_step(account, settings, fake).run(event("submit", account, dry_run=True))
     assert (out["state"], out["message"], out["counts"]) == (
         "VALIDATED", "dry run: the file passed every local check; nothing was sent to the vendor", {"would_reject": 0})
+
+
+def test_the_timed_out_answer_quotes_the_last_vendor_status(account):
+    settings = load_settings("hopex", {**_offline_settings(), "deadline_seconds": 100})
+    account.s3.put_object(Bucket=account.bucket, Key=KEY, Body=CLEAN)
+    job = {**CARRIED, "polls": 4, "waited_seconds": 95, "wait_seconds": 10, "message": "job J-9 is RUNNING"}
+    out = make_step(account, settings, ScriptedConnector(settings)).run(event("poll", account, job=job))
+    assert out["message"] == ("the vendor job was still running after 105 s of polling (deadline_seconds = 100); "
+                              "last vendor status: job J-9 is RUNNING")
