@@ -62,6 +62,7 @@ TESTS = [
     "tests/unit/test_aep_records_exact.py",
     "tests/unit/test_cirrus_xml.py",
     "tests/unit/test_cirrus_xml_exact.py",
+    "tests/unit/test_cirrus_fast_send.py",  # form quoting and the raw payload
     "tests/unit/test_simplemente_raw.py",
     "tests/unit/test_raw_csv_exact.py",
     "tests/unit/test_connector_fast_paths.py",

@@ -191,19 +191,6 @@ def test_raw_payload_sends_the_records_bytes_only_when_they_stand_alone(xml, exp
     assert cx.raw_payload(*chunks_of(xml)) == expected
 
 
-@pytest.mark.parametrize("data, expected", [
-    (b"a b", b"a+b"),
-    (b"100%", b"100%25"),
-    (b"a+b&c=d", b"a%2Bb%26c%3Dd"),
-    ("é ü".encode(), b"%C3%A9+%C3%BC"),
-    (b"safe-._~AZaz09", b"safe-._~AZaz09"),
-    (b"% %", b"%25+%25"),
-])
-def test_form_quote_bytes_is_quote_plus(data, expected):
-    assert cx.form_quote_bytes(data) == expected
-    assert cx.form_quote(data.decode()) == expected.decode()
-
-
 @pytest.mark.parametrize("body, content_type, expected", [
     (b'{"Success": "1", "GUID": "g"}', "", ([R(True, "g", "")], "")),
     (b'{"Success": 0}', "", ([R(False, "", "")], "")),

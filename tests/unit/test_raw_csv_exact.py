@@ -4,27 +4,16 @@ from the rules in the module docstring (seed: altazion-aide, edi/formats-standar
 
 from __future__ import annotations
 
-import io
-
 import pytest
-from vendor_import.connectors.raw_csv import MAX_LINE_BYTES, MAX_RECORD_BYTES, check_raw
-from vendor_import.errors import InputError
+from vendor_import.connectors.raw_csv import MAX_LINE_BYTES, MAX_RECORD_BYTES
+
+from tests.unit.test_simplemente_raw import check, raw, refused
 
 HEADER = '"Code";"Libelle"'
 
 
-def raw(*lines: str, end: str = "\r\n") -> bytes:
-    return "".join(line + end for line in lines).encode("utf-8")
-
-
-def check(data: bytes, rules_off=()):
-    return check_raw(io.BufferedReader(io.BytesIO(data)), rules_off)
-
-
 def message(data: bytes, rules_off=()) -> str:
-    with pytest.raises(InputError) as info:
-        check(data, rules_off)
-    return str(info.value)
+    return str(refused(data, rules_off))
 
 
 # -- an unquoted text value: shown up to 40 characters, the decimal-comma hint only for one ------------
@@ -93,9 +82,7 @@ def test_with_quoting_off_the_header_is_split_leniently_and_unquoted_names_pass(
 
 def test_a_utf16_bom_with_the_utf8_rule_off_is_read_as_replaced_bytes():
     # no utf8 verdict then: the header's stray bytes before a quote break the quoting rule instead
-    with pytest.raises(InputError) as info:
-        check(b"\xff\xfe" + raw(HEADER, '"A1";"x"'), ["utf8"])
-    assert info.value.detail == {"line": 1, "rule": "quoting"}
+    assert refused(b"\xff\xfe" + raw(HEADER, '"A1";"x"'), ["utf8"]).detail == {"line": 1, "rule": "quoting"}
 
 
 # -- line ends and line lengths ------------------------------------------------------------------------

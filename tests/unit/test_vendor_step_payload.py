@@ -174,11 +174,11 @@ def test_the_upload_is_read_at_its_version(account):
                                  "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY: it does not exist or is not readable (404)")
 
 
-def test_a_vendor_error_too_long_for_the_state_travels_cut_and_whole_in_s3(account):
+def refused_submit(account, text: str):
+    """Submit with a connector whose vendor refuses the file with ``text``: the error raised."""
     from vendor_import.errors import VendorRejectedError
 
     settings = load_settings("hopex", _offline_settings())
-    text = "refused: " + "x" * 20_000  # 20,009 characters, over the 16,000 a state text may hold
 
     def refuse(ctx):
         raise VendorRejectedError(text)
@@ -188,27 +188,21 @@ def test_a_vendor_error_too_long_for_the_state_travels_cut_and_whole_in_s3(accou
     account.s3.put_object(Bucket=account.bucket, Key=KEY, Body=CLEAN)
     with pytest.raises(VendorRejectedError) as caught:
         make_step(account, settings, fake).run(event("submit", account))
-    assert len(caught.value.message) <= 16_000
-    assert caught.value.message.endswith("characters cut: the whole text is in the status JSON in S3]")
-    assert caught.value.args == (caught.value.message,)
+    return caught.value
+
+
+def test_a_vendor_error_too_long_for_the_state_travels_cut_and_whole_in_s3(account):
+    text = "refused: " + "x" * 20_000  # 20,009 characters, over the 16,000 a state text may hold
+    error = refused_submit(account, text)
+    assert len(error.message) <= 16_000
+    assert error.message.endswith("characters cut: the whole text is in the status JSON in S3]")
+    assert error.args == (error.message,)
     assert account.read("work/job-1/error.txt").decode() == text
 
 
 def test_a_vendor_error_of_exactly_the_state_limit_is_left_whole(account):
-    from vendor_import.errors import VendorRejectedError
-
-    settings = load_settings("hopex", _offline_settings())
     text = "y" * 16_000
-
-    def refuse(ctx):
-        raise VendorRejectedError(text)
-
-    fake = ScriptedConnector(settings)
-    fake.submit = refuse
-    account.s3.put_object(Bucket=account.bucket, Key=KEY, Body=CLEAN)
-    with pytest.raises(VendorRejectedError) as caught:
-        make_step(account, settings, fake).run(event("submit", account))
-    assert caught.value.message == text
+    assert refused_submit(account, text).message == text
     assert account.keys("work/job-1/") == []
 
 
