@@ -222,3 +222,23 @@ def test_the_timed_out_answer_quotes_the_last_vendor_status(account):
     out = make_step(account, settings, ScriptedConnector(settings)).run(event("poll", account, job=job))
     assert out["message"] == ("the vendor job was still running after 105 s of polling (deadline_seconds = 100); "
                               "last vendor status: job J-9 is RUNNING")
+
+
+def submit_with_limit(account, data: bytes, max_file_bytes):
+    settings = load_settings("hopex", _offline_settings())
+    fake = ScriptedConnector(settings, submit=Progress(job={}, message="sent"))
+    fake.max_file_bytes = max_file_bytes
+    account.s3.put_object(Bucket=account.bucket, Key=KEY, Body=data)
+    return fake, make_step(account, settings, fake).run(event("submit", account))
+
+
+def test_a_file_of_exactly_the_connectors_limit_is_sent(account):
+    fake, _ = submit_with_limit(account, b"12345", 5)
+    assert fake.calls == ["validate", "submit"]
+
+
+def test_a_file_over_the_connectors_limit_or_empty_is_refused_before_any_vendor_call(account):
+    with pytest.raises(InputError, match=r"^clean\.mgl is 6 bytes, over "):
+        submit_with_limit(account, b"123456", 5)
+    with pytest.raises(InputError, match=r"^clean\.mgl is empty \(0 bytes\): nothing to import$"):
+        submit_with_limit(account, b"", None)
