@@ -284,3 +284,27 @@ def test_an_execution_event_without_a_name_is_recorded_as_unknown(account):
     event = execution_event("TIMED_OUT")
     del event["detail"]["name"]
     assert account.finalizer(clock).from_execution_event(event)["job_id"] == "unknown"
+
+
+def caught(job):
+    return state_event(job, error={"Error": "VendorUnavailableError", "Cause": "down"})
+
+
+def test_a_caught_error_reports_the_counts_the_failed_step_checkpointed(account):
+    account.jobs.save_checkpoint(JOB, "hopex", 4, {"cursor": 120, "counts": {"sent": 50, "accepted": 48}},
+                                 "2024-05-01T10:00:30.000Z")
+    job = done_job(done=False, state=None, counts={"sent": 40, "polls": 3})
+    record = account.finalizer(clock).from_state(caught(job))
+    assert record["counts"] == {"sent": 50, "accepted": 48, "polls": 3, "rejected": 0}
+
+
+def test_a_checkpoint_without_counts_leaves_the_last_steps_counts(account):
+    account.jobs.save_checkpoint(JOB, "hopex", 4, {"cursor": 120}, "2024-05-01T10:00:30.000Z")
+    job = done_job(done=False, state=None, counts={"sent": 40})
+    assert account.finalizer(clock).from_state(caught(job))["counts"] == {"sent": 40, "rejected": 0}
+
+
+def test_checkpointed_counts_apply_to_a_job_that_had_none(account):
+    account.jobs.save_checkpoint(JOB, "hopex", 1, {"counts": {"sent": 7}}, "2024-05-01T10:00:30.000Z")
+    job = done_job(done=False, state=None, counts=None)
+    assert account.finalizer(clock).from_state(caught(job))["counts"] == {"sent": 7, "rejected": 0}
