@@ -221,8 +221,8 @@ def test_check_document_lists_at_most_1000_missing_records_by_default():
 
 
 # -- the record reader -----------------------------------------------------------------------------------
-def read(xml: bytes, max_record_bytes: int = 1_000_000) -> list[cx.RecordChunk]:
-    reader = cx.RecordReader(io.BytesIO(xml), max_record_bytes=max_record_bytes)
+def read(xml: bytes, max_record_bytes: int = 1_000_000, chunk_bytes: int = 65_536) -> list[cx.RecordChunk]:
+    reader = cx.RecordReader(io.BytesIO(xml), max_record_bytes=max_record_bytes, chunk_bytes=chunk_bytes)
     return list(reader.records(reader.read_head()))
 
 
@@ -253,3 +253,16 @@ def test_a_record_over_the_limit_is_named_with_its_number_offset_and_size(xml):
 def test_a_doctype_after_the_root_is_refused():
     with pytest.raises(InputError, match=r"^the file has a <!DOCTYPE> declaration"):
         read(b"<Data><A/><!DOCTYPE x><A/></Data>")
+
+
+def test_text_between_records_is_refused_where_the_next_record_starts():
+    with pytest.raises(InputError) as info:
+        read(b"<Data><A/>stray<A/></Data>")  # 6 + 4 + 5 bytes before the second <A/>
+    assert str(info.value) == ("text outside any record near byte 15: every child of <Data> must be a record "
+                               "element such as <Account>...</Account>")
+
+
+def test_text_that_ends_a_chunk_is_refused_too():
+    # the first 15-byte chunk ends with the text; the next one starts with white space only
+    with pytest.raises(InputError, match=r"^text outside any record near byte 16: "):
+        read(b"<Data><A/>stray <A/></Data>", chunk_bytes=15)
