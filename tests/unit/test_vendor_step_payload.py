@@ -242,3 +242,27 @@ def test_a_file_over_the_connectors_limit_or_empty_is_refused_before_any_vendor_
         submit_with_limit(account, b"123456", 5)
     with pytest.raises(InputError, match=r"^clean\.mgl is empty \(0 bytes\): nothing to import$"):
         submit_with_limit(account, b"", None)
+
+
+def test_a_gzip_upload_reaches_the_connector_decompressed_at_every_step(account):
+    import gzip
+
+    settings = load_settings("hopex", _offline_settings())
+    seen = []
+
+    def look(job, ctx):
+        seen.append(ctx.source)
+        return Progress(job={}, message="running")
+
+    fake = ScriptedConnector(settings, submit=Progress(job={}, message="sent"), polls=[look])
+    fake.validate = lambda ctx: seen.append(ctx.source) or []
+    key = KEY + ".gz"
+    account.s3.put_object(Bucket=account.bucket, Key=key, Body=gzip.compress(CLEAN))
+    step = make_step(account, settings, fake)
+    out = step.run(event("submit", account, key=key))
+    step.run(event("poll", account, key=key, job=out))
+    for source in seen:  # submit, then the poll: the staged copy, named without .gz
+        assert (source.name, source.size) == ("clean.mgl", len(CLEAN))
+        with source.open(0) as stream:
+            assert stream.read() == CLEAN
+    assert len(seen) == 2
