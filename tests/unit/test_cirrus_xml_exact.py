@@ -266,3 +266,8 @@ def test_text_that_ends_a_chunk_is_refused_too():
     # the first 15-byte chunk ends with the text; the next one starts with white space only
     with pytest.raises(InputError, match=r"^text outside any record near byte 16: "):
         read(b"<Data><A/>stray <A/></Data>", chunk_bytes=15)
+
+
+def test_percent_is_escaped_before_the_characters_that_sort_before_it():
+    # '#' (0x23) comes before '%' (0x25): its escape must not be escaped again
+    assert cx.form_quote_bytes(b"%#!") == b"%25%23%21"
