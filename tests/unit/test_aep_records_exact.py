@@ -232,3 +232,8 @@ def test_the_format_is_the_last_extension():
     from vendor_import.connectors.aep_records import detect_format
 
     assert detect_format("archive.v2.ndjson", BytesSource(b"", "archive.v2.ndjson")) == "ndjson"
+
+
+def test_an_invalid_json_line_keeps_its_last_characters():
+    (item,) = items(b'{"a": X\r\n', "ndjson")
+    assert (item.code, item.text) == ("invalid_json", '{"a": X')

@@ -66,3 +66,12 @@ def test_the_execution_input_names_a_target_other_than_the_default():
     assert request.to_input() == {"bucket": "b", "key": "inbox/hopex/x.mgl", "etag": "e1", "size": 5,
                                   "target": "eu"}
     assert "target" not in build_request("b", "inbox/hopex/x.mgl").to_input()
+
+
+def test_a_bad_target_is_named_with_its_first_80_characters():
+    from vendor_import.logic.routing import check_target
+
+    with pytest.raises(InputError) as err:
+        check_target("T" * 79 + "!?", "S3 metadata")
+    assert str(err.value) == ("target '" + "T" * 79 + "!' from the S3 metadata is not a target name: use 1-64 "
+                              "letters, digits, - or _ (no target means default)")
