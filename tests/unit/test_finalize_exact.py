@@ -308,3 +308,32 @@ def test_checkpointed_counts_apply_to_a_job_that_had_none(account):
     account.jobs.save_checkpoint(JOB, "hopex", 1, {"counts": {"sent": 7}}, "2024-05-01T10:00:30.000Z")
     job = done_job(done=False, state=None, counts=None)
     assert account.finalizer(clock).from_state(caught(job))["counts"] == {"sent": 7, "rejected": 0}
+
+
+# -- the rejects files ----------------------------------------------------------------------------------
+def test_raw_rejects_without_a_format_are_bytes_named_after_the_upload_without_its_folder(account):
+    account.store.stage_rejects(JOB, "part-1", [RejectRow("1", "bad", "E1")], b"r1\n")
+    account.store.stage_rejects(JOB, "part-2", [RejectRow("2", "bad", "E2")], b"r2\n")
+    record = account.finalizer(clock).from_state(state_event(done_job(source_name="sub/dir/x.mgl")))
+    assert record["rejects"] == {"csv_uri": f"s3://unit-import-bucket/rejects/hopex/{JOB}/x.mgl.rejects.csv",
+                                 "raw_uri": f"s3://unit-import-bucket/rejects/hopex/{JOB}/x.mgl.rejects", "rows": 2}
+    assert account.read(record["rejects"]["raw_uri"]) == b"r1\nr2\n"
+    head = account.s3.head_object(Bucket=account.bucket, Key=f"rejects/hopex/{JOB}/x.mgl.rejects")
+    assert head["ContentType"] == "application/octet-stream"
+    csv_head = account.s3.head_object(Bucket=account.bucket, Key=f"rejects/hopex/{JOB}/x.mgl.rejects.csv")
+    assert csv_head["ContentType"] == "text/csv"
+
+
+def test_rejects_of_a_job_without_a_source_name_are_named_upload(account):
+    account.store.stage_rejects(JOB, "part-1", [RejectRow("1", "bad", "E1")], None)
+    job = done_job()
+    del job["source_name"]
+    record = account.finalizer(clock).from_state(state_event(job))
+    assert record["rejects"]["csv_uri"] == f"s3://unit-import-bucket/rejects/hopex/{JOB}/upload.rejects.csv"
+
+
+def test_rows_of_a_vendor_whose_rejects_are_messages_are_not_counted_as_records(account):
+    account.store.stage_rejects(JOB, "part-1", [RejectRow("", "a message", "")], None)
+    record = account.finalizer(clock).from_state(state_event(done_job(rejects_are_records=False)))
+    assert record["rejects"]["rows"] == 1
+    assert "rejected" not in record["counts"]
