@@ -266,3 +266,17 @@ def test_a_gzip_upload_reaches_the_connector_decompressed_at_every_step(account)
         with source.open(0) as stream:
             assert stream.read() == CLEAN
     assert len(seen) == 2
+
+
+def test_a_vendor_message_too_long_for_the_state_is_cut_and_kept_whole_in_s3(account):
+    settings = load_settings("hopex", _offline_settings())
+    text = "status: " + "z" * 20_000
+    fake = ScriptedConnector(settings, submit=Progress(job={}, message=text))
+    fake.rejects_are_records = False  # a vendor whose rejects are messages, not records
+    account.s3.put_object(Bucket=account.bucket, Key=KEY, Body=CLEAN)
+    out = make_step(account, settings, fake).run(event("submit", account))
+    assert len(out["message"]) <= 16_000
+    assert out["message"].endswith("characters cut: the whole text is in the status JSON in S3]")
+    assert account.read(out["message_key"]).decode() == text
+    assert out["message_key"] == "work/job-1/message.txt"
+    assert out["rejects_are_records"] is False
