@@ -57,6 +57,7 @@ TESTS = [
     "tests/unit/test_targets.py",  # check_target
     "tests/unit/test_compressed_source.py",  # the vendor step on a staged (decompressed) source
     "tests/unit/test_polling.py",
+    "tests/unit/test_polling_exact.py",
     "tests/unit/test_aep_records.py",
     "tests/unit/test_aep_records_messages.py",
     "tests/unit/test_aep_records_exact.py",

@@ -98,3 +98,15 @@ def test_keep_names_keeps_up_to_100_then_the_first_and_last_50():
 
 def test_keep_names_keeps_a_short_list_as_it_is():
     assert continuation.keep_names(["a", "b", "c"]) == ["a", "b", "c"]
+
+
+def test_unknown_attempts_count_two_per_step_exactly():
+    # 2,040 polls, 2 x 2,041 attempts: 5 + 12,240 + 12,246 + 9 = 24,500: not over
+    assert not continuation.should_continue({"polls": 2_040}, None, waited=0, wait=1, age_seconds=0)
+    # 2,041 polls: 5 + 12,246 + 12,252 + 9 = 24,512: over
+    assert continuation.should_continue({"polls": 2_041}, None, waited=0, wait=1, age_seconds=0)
+
+
+def test_at_least_polls_plus_one_attempts_exactly():
+    # 2,721 polls, 5 attempts reported: 2,722 counted: 5 + 16,326 + 8,166 + 9 = 24,506: over
+    assert continuation.should_continue({"polls": 2_721}, 5, waited=0, wait=1, age_seconds=0)
