@@ -75,3 +75,32 @@ def test_a_bad_target_is_named_with_its_first_80_characters():
         check_target("T" * 79 + "!?", "S3 metadata")
     assert str(err.value) == ("target '" + "T" * 79 + "!' from the S3 metadata is not a target name: use 1-64 "
                               "letters, digits, - or _ (no target means default)")
+
+
+@pytest.mark.parametrize(("metadata", "console", "key", "where"), [
+    ({}, "Bad Name!", "inbox/hopex/x.mgl", "console input"),
+    ({"target": "Bad Name!"}, None, "inbox/hopex/x.mgl", "S3 metadata"),
+    ({}, None, "inbox/hopex/target=Bad Name!/x.mgl", "key folder target="),
+])
+def test_a_bad_target_names_where_it_came_from(metadata, console, key, where):
+    from vendor_import.logic.routing import choose_target
+
+    with pytest.raises(InputError) as err:
+        choose_target(key, metadata, console)
+    assert str(err.value) == (f"target 'Bad Name!' from the {where} is not a target name: use 1-64 letters, digits, "
+                              "- or _ (no target means default)")
+
+
+def test_key_folders_around_the_options_and_the_target_are_skipped():
+    from vendor_import.logic.routing import options_from_key, target_from_key
+
+    key = "inbox/hopex/sub/target=eu/validate=AtEnd/x.mgl"
+    assert options_from_key(key) == ({"validate": "AtEnd"}, False)
+    assert target_from_key(key) == "eu"
+    assert target_from_key("inbox/hopex/target=a=b/x.mgl") == "a=b"
+    assert target_from_key("outbox/hopex/target=eu/x.mgl") is None
+
+
+def test_an_unknown_option_in_the_key_is_refused_by_build_request():
+    with pytest.raises(InputError, match="valdate=AtEnd"):
+        build_request("b", "inbox/hopex/valdate=AtEnd/x.mgl")
