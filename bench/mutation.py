@@ -187,7 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     rechecked: list[str] = []
     previous: dict[str, str] = {}
     if args.recheck:
-        previous = results()
+        # the verdicts of the last run, rechecks included (mutmut itself keeps only those it ran last)
+        saved = STAGE / "verdicts.json"
+        previous = json.loads(saved.read_text()) if saved.exists() else results()
         rechecked = sorted(n for n, s in previous.items() if s in ("survived", "no tests"))
         if not rechecked:
             print("nothing to recheck: no survivors in out/mutation (run without --recheck first)")
@@ -211,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         print(run.stdout[-5000:])
         print("mutmut produced no results (log: out/mutation/mutmut-run.log)")
         return 1
+    (STAGE / "verdicts.json").write_text(json.dumps(status))
     counts = Counter(status.values())
     considered = sum(n for s, n in counts.items() if s not in ("skipped", "not checked"))
     killed = counts["killed"] + counts["timeout"] + counts["type check"]
