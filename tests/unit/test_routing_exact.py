@@ -104,3 +104,9 @@ def test_key_folders_around_the_options_and_the_target_are_skipped():
 def test_an_unknown_option_in_the_key_is_refused_by_build_request():
     with pytest.raises(InputError, match="valdate=AtEnd"):
         build_request("b", "inbox/hopex/valdate=AtEnd/x.mgl")
+
+
+def test_options_after_a_dry_run_folder_are_read_too():
+    from vendor_import.logic.routing import options_from_key
+
+    assert options_from_key("inbox/hopex/dry-run/validate=AtEnd/x.mgl") == ({"validate": "AtEnd"}, True)
