@@ -12,6 +12,8 @@ out/mutation/ (the tests import ``vendor_import``); mutmut works in out/mutation
 Environment: MUTATION_SCOPE=a.py,b.py (paths under vendor_import/) narrows the scope, e.g.
 ``MUTATION_SCOPE=polling.py make mutation`` for a run of a minute; MUTATION_CHILDREN sets the
 number of workers (default: the number of cores). Survivors are explained in docs/mutation.md.
+``--recheck`` runs only the survivors of the last run again, with the tests as they are now, and
+prints the score with the other verdicts of that run kept (the figures after writing kill tests).
 Exit status: 0 when the score reaches GOAL, else 1.
 """
 
@@ -42,22 +44,42 @@ SCOPE = [
 ]
 TESTS = [
     "tests/unit/test_finalize.py",
+    "tests/unit/test_finalize_exact.py",
     "tests/unit/test_vendor_step.py",
     "tests/unit/test_vendor_step_payload.py",
     "tests/unit/test_routing.py",
     "tests/unit/test_submit_upload.py",
+    "tests/unit/test_submit_upload_exact.py",
     "tests/unit/test_generic_scrub.py",
     "tests/unit/test_pace.py",
     "tests/unit/test_pace_exact.py",
     "tests/unit/test_routing_exact.py",
+    "tests/unit/test_targets.py",  # check_target
+    "tests/unit/test_compressed_source.py",  # the vendor step on a staged (decompressed) source
     "tests/unit/test_polling.py",
+    "tests/unit/test_polling_exact.py",
     "tests/unit/test_aep_records.py",
     "tests/unit/test_aep_records_messages.py",
+    "tests/unit/test_aep_records_exact.py",
     "tests/unit/test_cirrus_xml.py",
+    "tests/unit/test_cirrus_xml_exact.py",
+    "tests/unit/test_cirrus_fast_send.py",  # form quoting and the raw payload
     "tests/unit/test_simplemente_raw.py",
+    "tests/unit/test_raw_csv_exact.py",
     "tests/unit/test_connector_fast_paths.py",
+    "tests/unit/test_continuation.py",
+    "tests/unit/test_continuation_exact.py",
+    "tests/unit/test_record_count.py",
+    "tests/unit/test_record_count_exact.py",
     "tests/contract/test_cursor_labels.py",  # the cursors over HTTP; the other contract suites cost
     # a quarter of the run for the few reader mutants only they reach
+]
+# Tests left out of the mutation run, with why: each reaches functions whose mutants other,
+# exact tests kill, and a surviving mutant would pay its whole duration.
+DESELECT = [
+    # a sweep of 2 x 259,200 one-second polls (11 s under mutmut's trampolines) for an upper bound
+    # only; test_continuation's exact figures and tests/unit/test_continuation_exact.py pin it
+    "tests/unit/test_continuation.py::test_every_valid_poll_setting_keeps_each_execution_under_both_limits",
 ]
 DO_NOT_MUTATE = [r"^\s*raise \w+\(", r"^\s*(?:log|logger)\.(?:debug|info|warning|error|exception)\("]
 COPIED = ["tests", "local", "events", "statemachines", "functions", "template.yaml"]
@@ -67,25 +89,32 @@ STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests"
           None: "not checked"}
 
 
-def stage(scope: list[str]) -> None:
-    if STAGE.exists():
-        shutil.rmtree(STAGE)
-    STAGE.mkdir(parents=True)
+def stage(scope: list[str], *, keep_results: bool = False) -> None:
+    """Stage the package, the tests and mutmut's configuration in out/mutation. ``keep_results``:
+    refresh the tests and the configuration only (mutmut's mutants and verdicts stay)."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    shutil.copytree(ROOT / "layers/common/vendor_import", STAGE / "src/vendor_import", ignore=ignore)
+    if not keep_results:
+        if STAGE.exists():
+            shutil.rmtree(STAGE)
+        STAGE.mkdir(parents=True)
+        shutil.copytree(ROOT / "layers/common/vendor_import", STAGE / "src/vendor_import", ignore=ignore)
     for name in COPIED:
         src = ROOT / name
         if src.is_dir():
+            shutil.rmtree(STAGE / name, ignore_errors=True)
             shutil.copytree(src, STAGE / name, ignore=ignore)
         elif src.exists():
             shutil.copy2(src, STAGE / name)
     toml = (ROOT / "pyproject.toml").read_text()
     toml = toml.replace('pythonpath = ["layers/common", "."]', 'pythonpath = ["."]')
+    deselect = [arg for test in DESELECT for arg in ("--deselect", test)]
+    # --assert=plain: each mutant's pytest session imports the test modules again, and rewriting
+    # their asserts cost 0.25 s of the 0.4 s a session takes; a failing assert fails all the same
     toml += "\n[tool.mutmut]\n" + "\n".join([
         'source_paths = ["src/vendor_import"]',
         f"only_mutate = {json.dumps(['src/vendor_import/' + s for s in scope])}",
         f"pytest_add_cli_args_test_selection = {json.dumps(TESTS)}",
-        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]',
+        f"pytest_add_cli_args = {json.dumps(['-p', 'no:cacheprovider', '-q', '--assert=plain'] + deselect)}",
         f"also_copy = {json.dumps(COPIED)}",
         "timeout_multiplier = 5.0",
         # the text of an error is not mutated (each string literal would give three mutants, most of
@@ -103,6 +132,15 @@ def results() -> Counter:
         data = json.loads(meta.read_text())
         for name, code in data.get("exit_code_by_key", {}).items():
             out[name] = STATUS.get(code, f"suspicious ({code})")
+    return out
+
+
+def per_file(status: dict[str, str]) -> dict[str, Counter]:
+    """{module path under vendor_import/: Counter of statuses}."""
+    out: dict[str, Counter] = {}
+    for name, state in status.items():
+        module = name.split(".x", 1)[0].removeprefix("vendor_import.").replace(".", "/") + ".py"
+        out.setdefault(module, Counter())[state] += 1
     return out
 
 
@@ -139,23 +177,43 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated files to mutate (default: env MUTATION_SCOPE, else the whole scope)")
     parser.add_argument("--children", default=os.environ.get("MUTATION_CHILDREN") or str(os.cpu_count() or 2),
                         help="mutmut worker processes (default: env MUTATION_CHILDREN, else the CPU count)")
+    parser.add_argument("--recheck", action="store_true",
+                        help="run only the survivors of the last run in out/mutation again, with the tests as they "
+                             "are now (after writing kill tests); the other verdicts of that run stand")
     args = parser.parse_args(argv)
     scope = [s.strip() for s in args.scope.split(",") if s.strip()] or SCOPE
     children = str(args.children)
     mutmut = Path(sys.executable).with_name("mutmut")
-    stage(scope)
-    print(f"mutation scope: {', '.join(scope)}; {len(TESTS)} test files; {children} workers", flush=True)
+    rechecked: list[str] = []
+    previous: dict[str, str] = {}
+    if args.recheck:
+        # the verdicts of the last run, rechecks included (mutmut itself keeps only those it ran last)
+        saved = STAGE / "verdicts.json"
+        previous = json.loads(saved.read_text()) if saved.exists() else results()
+        rechecked = sorted(n for n, s in previous.items() if s in ("survived", "no tests"))
+        if not rechecked:
+            print("nothing to recheck: no survivors in out/mutation (run without --recheck first)")
+            return 1
+        stage(scope, keep_results=True)  # a new test selection: mutmut maps tests to functions again
+        print(f"mutation recheck of {len(rechecked)} survivors; {len(TESTS)} test files; {children} workers",
+              flush=True)
+    else:
+        stage(scope)
+        print(f"mutation scope: {', '.join(scope)}; {len(TESTS)} test files; {children} workers", flush=True)
     started = time.monotonic()
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    run = subprocess.run([str(mutmut), "run", "--max-children", children], cwd=STAGE, env=env,
+    run = subprocess.run([str(mutmut), "run", "--max-children", children, *rechecked], cwd=STAGE, env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     (STAGE / "mutmut-run.log").write_text(run.stdout)
     elapsed = time.monotonic() - started
     status = results()
+    if previous:  # mutmut reset every verdict (new configuration) and ran the named ones only
+        status = {**previous, **{n: status[n] for n in rechecked if status.get(n, "not checked") != "not checked"}}
     if not status:
         print(run.stdout[-5000:])
         print("mutmut produced no results (log: out/mutation/mutmut-run.log)")
         return 1
+    (STAGE / "verdicts.json").write_text(json.dumps(status))
     counts = Counter(status.values())
     considered = sum(n for s, n in counts.items() if s not in ("skipped", "not checked"))
     killed = counts["killed"] + counts["timeout"] + counts["type check"]
@@ -167,6 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nsurviving mutants ({len(survivors)}; diffs in out/mutation/survivors.txt):")
     for block in lines:
         print("  " + block.replace("\n", "\n    ").rstrip())
+    print("\nper file: mutants, killed (timeouts included), survived, score")
+    for path, file_counts in sorted(per_file(status).items()):
+        total = sum(file_counts.values())
+        dead = file_counts["killed"] + file_counts["timeout"] + file_counts["type check"]
+        print(f"  {path:<28} {total:>5} {dead:>5} {total - dead:>4} {100.0 * dead / total:5.1f} %")
     print(f"\nmutants: {len(status)}; " + ", ".join(f"{s} {n}" for s, n in sorted(counts.items())))
     print(f"mutation score: {score:.1f} % killed ({killed}/{considered}) in {elapsed / 60:.1f} min; goal {GOAL:.0f} %")
     return 0 if score >= GOAL else 1

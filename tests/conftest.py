@@ -3,6 +3,7 @@ completion topic, shaped like template.yaml, for unit tests of the logic that ta
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,22 +23,31 @@ AWS_TEST_ENV = {
 }
 
 
-@pytest.fixture(scope="session")
-def aws_session():
-    """One boto3 session (fake credentials) for every unit test: creating clients is the slow
-    part of a moto test, and clients made after moto is imported are mocked whenever it is on."""
+@functools.cache
+def _clients() -> dict[str, Any]:
+    """One boto3 session (fake credentials) and its clients per process: creating them is the slow
+    part of a moto test (half a second), and clients made after moto is imported are mocked whenever
+    it is on. Cached in the module, not only per pytest session: mutation testing (bench/mutation.py)
+    starts a pytest session for each mutant in a process forked from one that made them already."""
     import boto3
     import moto  # noqa: F401 - registers moto's botocore hook before any client exists
 
-    return boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
-                         aws_session_token="testing", region_name=REGION)
+    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                            aws_session_token="testing", region_name=REGION)
+    clients: dict[str, Any] = {name: session.client(name) for name in ("s3", "sqs", "sns", "stepfunctions")}
+    clients["dynamodb"] = session.resource("dynamodb")
+    clients["session"] = session
+    return clients
 
 
 @pytest.fixture(scope="session")
-def aws_clients(aws_session) -> dict[str, Any]:
-    clients: dict[str, Any] = {name: aws_session.client(name) for name in ("s3", "sqs", "sns", "stepfunctions")}
-    clients["dynamodb"] = aws_session.resource("dynamodb")
-    return clients
+def aws_session():
+    return _clients()["session"]
+
+
+@pytest.fixture(scope="session")
+def aws_clients() -> dict[str, Any]:
+    return {name: client for name, client in _clients().items() if name != "session"}
 
 
 @pytest.fixture

@@ -116,6 +116,7 @@ def test_finalize_masks_an_error_cause_whatever_raised_it(account):
 
 
 def test_finalize_masks_the_cause_of_an_execution_that_ended_without_it(account):
+    settings()  # registers the password, as loading the settings does (the test no longer leans on the tests before it)
     record = account.finalizer().from_execution_event({"detail": {
         "name": "leaky-3", "status": "FAILED", "error": "States.Runtime", "cause": LEAK,
         "input": json.dumps({"bucket": account.bucket, "key": KEY})}})

@@ -69,3 +69,29 @@ def test_past_the_expected_end_one_step_then_five_percent_of_the_wait():
     assert wait_for(3, 101, STATIC, pace) == 10  # within one step of the expected end
     assert wait_for(3, 110, STATIC, pace) == 5  # one step past it: 5 % of 110 s
     assert wait_for(3, 25, STATIC, {"expected_seconds": 10, "step_seconds": 1}) == 1  # 5 % of 25 s, at least 1
+
+
+# -- a pace with missing or odd fields (it comes from the payload and the jobs table) -------------------
+POLL_10_MIN = {"first_wait_seconds": 5, "max_wait_seconds": 600, "factor": 2.0}
+
+
+def test_without_an_expected_end_the_wait_is_five_percent_of_the_time_waited():
+    # expected 0: 1,000 s waited is past it by more than a step: 5 % of 1,000 s
+    assert wait_for(3, 1_000, POLL_10_MIN, {"step_seconds": 5}) == 50
+    assert wait_for(0, 0, POLL_10_MIN, {"step_seconds": 5}) == 5  # at the (zero) expected end: one step
+
+
+def test_a_missing_step_is_one_second_and_a_zero_step_too():
+    assert wait_for(3, 100, POLL_10_MIN, {"expected_seconds": 100}) == 1
+    assert wait_for(3, 100, POLL_10_MIN, {"expected_seconds": 100, "step_seconds": 0}) == 1
+
+
+def test_a_probe_that_is_not_a_number_is_no_probe():
+    # no probe: 10 s waited, the expected end at 100 s is 90 s away
+    assert wait_for(1, 10, POLL_10_MIN, {"expected_seconds": 100, "step_seconds": 5, "probe_seconds": "soon"}) == 90
+
+
+def test_a_probe_later_than_a_day_is_kept():
+    # the probe at 100,000 s (more than one wait's 86,400 s bound) is 10,000 s away
+    assert wait_for(5, 90_000, POLL_10_MIN, {"expected_seconds": 200_000, "step_seconds": 5,
+                                             "probe_seconds": 100_000}) == 10_000

@@ -183,6 +183,10 @@ class _Checker:
         # then checked on each record's text. strict: a quote after a closing quote is an error,
         # not silently glued on (with the quoting rule off, the csv module's lenient reading).
         lines = _Lines(self, stream)
+        # the csv module refuses a field over 128 KiB unless told otherwise (a process-wide
+        # setting); this checker's own bound is MAX_RECORD_BYTES a record
+        if csv.field_size_limit() < MAX_RECORD_BYTES:
+            csv.field_size_limit(MAX_RECORD_BYTES)
         reader = csv.reader(lines, delimiter=";", strict=self.on("quoting"))
         while True:
             lines.begin()
