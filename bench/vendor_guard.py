@@ -1,0 +1,260 @@
+"""Vendor guard: a burst of uploads to one HOPEX target through the local runner (real template in
+embedded moto, real handlers, HOPEX simulator), on a virtual clock.
+
+    .venv/bin/python bench/vendor_guard.py [--uploads 100] [--limit 3] [--job-seconds 600] [--time-scale 0.01]
+
+Every upload is made at once; the target has ``max_concurrent_imports = --limit``. The simulator's
+jobs last ``--job-seconds`` of virtual time. The virtual clock here is the wall clock divided by the
+time scale (the runner scales every Wait state and retry interval by it, and the simulator reads
+the same clock), so concurrent executions share one time line. The handlers' own run time is left out: here
+they take turns in one process, in AWS they run side by side and last a fraction of a job.
+
+Measured: the most jobs the simulator ran at once, the status records and SNS messages per import
+(exactly one each), how far the vendor's start order strays from the upload order, and the total
+time against ``uploads / limit`` job lengths (the best any schedule can do).
+Then the outage run (``outage_run``): the vendor down for --outage-seconds while
+--outage-uploads imports are queued or running.
+Last line: ``vendor guard: max concurrent <N> (limit <L>), <K>/<T> ended once, outage alerts <A>``.
+"""
+
+from __future__ import annotations
+
+import collections
+import sys
+import tempfile
+import time
+
+from _common import Report, parser, table
+
+
+class VirtualClock:
+    """Wall seconds / time scale, less the handlers' run time (``handlers``: the runner's invocation
+    log): here they take turns in one process, in AWS they run side by side in ~0 of a job's time."""
+
+    def __init__(self, time_scale: float):
+        self.time_scale = time_scale
+        self.handlers: list = []
+        self.restart()
+
+    def restart(self) -> None:
+        self.t0 = time.monotonic()
+        self.busy0 = self._busy()
+
+    def _busy(self) -> float:
+        return sum(i["seconds"] for i in list(self.handlers))
+
+    def __call__(self) -> float:
+        return (time.monotonic() - self.t0 - (self._busy() - self.busy0)) / self.time_scale
+
+
+def hopex_simulator(job_seconds: float, clock: VirtualClock):
+    """A HOPEX simulator whose jobs last ``job_seconds`` on ``clock`` (no extra running polls)."""
+    from local.simulators.hopex import HopexSimulator
+
+    sim = HopexSimulator()
+    sim.record_bodies = False
+    sim.start()
+    sim.running_polls = 0
+    sim.job_seconds = job_seconds
+    sim.clock = clock
+    return sim
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser(__doc__.split("\n\n")[0])
+    p.add_argument("--uploads", type=int, default=100)
+    p.add_argument("--limit", type=int, default=3, help="max_concurrent_imports of the target")
+    p.add_argument("--job-seconds", type=float, default=600.0, help="virtual length of each vendor job")
+    p.add_argument("--time-scale", type=float, default=0.02, help="wall seconds per virtual second")
+    p.add_argument("--queue-check-seconds", type=int, default=10, help="queue_check_seconds of the target")
+    p.add_argument("--outage-uploads", type=int, default=50, help="imports queued or running during the outage")
+    p.add_argument("--outage-seconds", type=float, default=600.0, help="virtual seconds the vendor is down")
+    p.add_argument("--outage-job-seconds", type=float, default=60.0, help="job length in the outage run")
+    p.add_argument("--aep-records", type=int, default=20_000, help="1 KB records per AEP import (3 at once)")
+    args = p.parse_args(argv)
+    report = Report("vendor_guard", args)
+    from local.runner import LocalPipeline
+
+    virtual = VirtualClock(args.time_scale)
+    sim = hopex_simulator(args.job_seconds, virtual)
+    # polls every 5-30 virtual s: the end of a 600 s job is seen within 30 s; the next in line checks
+    # for a free slot every 10 s
+    settings = sim.settings(max_concurrent_imports=args.limit, queue_check_seconds=args.queue_check_seconds,
+                            poll={"first_wait_seconds": 5, "max_wait_seconds": 30, "factor": 2.0})
+    try:
+        with tempfile.TemporaryDirectory() as out, \
+                LocalPipeline(settings={"hopex": settings}, time_scale=args.time_scale, out_dir=out,
+                              execution_timeout=args.uploads * args.job_seconds * args.time_scale * 3 + 120) as pipe:
+            virtual.handlers = pipe.lambdas.invocations
+            virtual.busy0 = virtual._busy()  # the clock goes on from where it was
+            uploads = [(f'CREATE Application "Guard {i}"\n'.encode(), f"inbox/hopex/guard-bench/{i:04d}.mgl")
+                       for i in range(args.uploads)]
+            start = virtual()
+            results = pipe.import_many(uploads)
+            total = virtual() - start
+            messages = pipe.drain_messages()
+    finally:
+        sim.stop()
+    per_job = collections.Counter(m["body"].get("job_id") for m in messages if m["body"].get("job_id"))
+    outage = [m for m in messages if (m.get("attributes") or {}).get("state") in ("PAUSED", "RESUMED")]
+    ended_once = sum(1 for r in results if r.record and r.ok and per_job.get(r.job_id) == 1)
+    starts = [int(name.split(".")[0]) for name in sim.job_starts]
+    stray = max((abs(pos - idx) for pos, idx in enumerate(starts)), default=0)
+    ideal = args.uploads / args.limit * args.job_seconds
+    states = collections.Counter(r.state for r in results)
+    rows = [["uploads", args.uploads], ["max_concurrent_imports", args.limit],
+            ["most jobs at once (simulator)", sim.max_concurrent_jobs],
+            ["final states", ", ".join(f"{k} {v}" for k, v in sorted(states.items()))],
+            ["ended once (1 status record, 1 SNS message)", f"{ended_once}/{args.uploads}"],
+            ["jobs the vendor started", len(starts)],
+            ["start order: most places from upload order", stray],
+            ["total virtual s", round(total)], ["uploads / limit x job length", round(ideal)],
+            ["total / ideal", round(total / ideal, 3)]]
+    print(table(rows, ["", ""], title=f"Burst: {args.uploads} uploads at once to one HOPEX target, "
+                                      f"jobs of {args.job_seconds:g} virtual s, time scale {args.time_scale:g}"))
+    report.figures.update({"uploads": args.uploads, "limit": args.limit, "max_concurrent": sim.max_concurrent_jobs,
+                           "ended_once": ended_once, "stray": stray, "total_virtual_s": total,
+                           "ideal_virtual_s": ideal, "states": dict(states), "outage_alerts": len(outage)})
+    report.check("most jobs at once", sim.max_concurrent_jobs, args.limit)
+    report.check("imports ended once", ended_once, args.uploads, higher_is_better=True)
+    report.check("start order: places from upload order", stray, args.limit)
+    report.check("total time / (uploads / limit x job length)", round(total / ideal, 3), 1.15)
+    alerts, failed_outage, ended, probes = outage_run(args, report)
+    aep_run(args, report)
+    report.finish()
+    print(f"vendor guard: max concurrent {sim.max_concurrent_jobs} (limit {args.limit}), "
+          f"{ended_once}/{args.uploads} ended once, outage alerts {len(outage) + len(alerts)}")
+    return 0
+
+
+def outage_run(args, report: Report) -> tuple[list[str], int, int, int]:
+    """The vendor answers 503 to everything from virtual second 30 for --outage-seconds while
+    --outage-uploads imports are queued or running: one PAUSED and one RESUMED message, no import
+    FAILED for the outage, every import ends; failed probes within the cool-down backoff's bound."""
+    import math
+    import threading
+
+    from vendor_import.dal.guard_table import GuardTable
+
+    from local.runner import LocalPipeline
+
+    virtual = VirtualClock(args.time_scale)
+    sim = hopex_simulator(args.outage_job_seconds, virtual)
+    cooldown = 60
+    settings = sim.settings(max_concurrent_imports=args.limit, queue_check_seconds=args.queue_check_seconds,
+                            breaker_failures=5, breaker_cooldown_seconds=cooldown,
+                            poll={"first_wait_seconds": 5, "max_wait_seconds": 30, "factor": 2.0})
+    stop = threading.Event()
+
+    def outage() -> None:
+        while not stop.is_set() and virtual() < 30:
+            stop.wait(0.01)
+        sim.down = True
+        while not stop.is_set() and virtual() < 30 + args.outage_seconds:
+            stop.wait(0.01)
+        sim.down = False
+
+    try:
+        with tempfile.TemporaryDirectory() as out, \
+                LocalPipeline(settings={"hopex": settings}, time_scale=args.time_scale, out_dir=out,
+                              execution_timeout=args.outage_uploads * 600 * args.time_scale + 600) as pipe:
+            virtual.handlers = pipe.lambdas.invocations
+            virtual.restart()
+            watcher = threading.Thread(target=outage, daemon=True)
+            watcher.start()
+            uploads = [(f'CREATE Application "Outage {i}"\n'.encode(), f"inbox/hopex/guard-outage/{i:04d}.mgl")
+                       for i in range(args.outage_uploads)]
+            results = pipe.import_many(uploads)
+            stop.set()
+            watcher.join()
+            messages = pipe.drain_messages()
+            breaker = GuardTable(pipe.table).read("guard#hopex#default")["breaker"]
+    finally:
+        sim.down = False
+        sim.stop()
+    alerts = [m["attributes"]["state"] for m in messages if m["attributes"].get("state") in ("PAUSED", "RESUMED")]
+    failed_outage = sum(1 for r in results if ((r.record or {}).get("error") or {}).get("type") in (
+        "VendorOutage", "VendorUnavailableError"))
+    ended = sum(1 for r in results if r.record and r.state != "MISSING")
+    probes = int(breaker.get("probes") or 0)
+    # failed probes: one per cool-down, the cool-down doubling from 60 s: n with 60 x (2^n - 1) < outage
+    bound = math.ceil(math.log2(args.outage_seconds / cooldown + 1))
+    print()
+    print(table([["imports", args.outage_uploads], ["vendor down (virtual s)", args.outage_seconds],
+                 ["refused while down", sim.refused_while_down], ["messages", ", ".join(alerts) or "-"],
+                 ["FAILED for the outage", failed_outage], ["ended", f"{ended}/{args.outage_uploads}"],
+                 ["failed probes", probes], ["failed probes bound", bound],
+                 ["final states", ", ".join(f"{k} {v}" for k, v in sorted(collections.Counter(
+                     r.state for r in results).items()))]],
+                ["", ""], title="Outage: the vendor down while imports are queued or running"))
+    report.figures.update({"outage_alerts": alerts, "outage_failed": failed_outage, "outage_ended": ended,
+                           "outage_failed_probes": probes})
+    report.check("PAUSED messages", alerts.count("PAUSED"), 1)
+    report.check("PAUSED messages (at least)", alerts.count("PAUSED"), 1, higher_is_better=True)
+    report.check("RESUMED messages", alerts.count("RESUMED"), 1)
+    report.check("RESUMED messages (at least)", alerts.count("RESUMED"), 1, higher_is_better=True)
+    report.check("imports FAILED for the outage", failed_outage, 0)
+    report.check("imports ended", ended, args.outage_uploads, higher_is_better=True)
+    report.check("failed probes", probes, bound)
+    return alerts, failed_outage, ended, probes
+
+
+
+def aep_run(args, report: Report) -> None:
+    """3 AEP imports at once to one inlet (the simulator enforces the documented 1,000 requests/s and
+    10,000 messages/s per inlet, answering 429 over them), each in its own process as in Lambda:
+    each paced at its share of the target's budget (logic/guard.shared_settings), against each
+    paced at the whole inlet's rate (before the guard)."""
+    import threading
+    from pathlib import Path
+
+    from _common import SimulatorProcess
+    from _drive import run_import_child
+    from _files import write_ndjson
+    from vendor_import.logic.guard import shared_settings
+
+    limits = {"max_messages_per_second": 10_000, "max_requests_per_second": 1_000}
+    rows, figures = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "profiles.ndjson"
+        n = write_ndjson(path, args.aep_records * 1024)
+        for label, shared in (("each at the inlet's whole rate (no guard)", False),
+                              ("one budget shared by the 3 slots (guard)", True)):
+            with SimulatorProcess("aep", latency=0.02, cpu=1, **limits) as sim:
+                doc = {**sim.settings, **limits, "time_margin_seconds": 5, "timeout_seconds": 30,
+                       "max_concurrent_imports": 3}
+                if shared:
+                    doc = shared_settings("aep", doc)
+                results: list = [None] * 3
+
+                def one(i: int, doc=doc, results=results) -> None:
+                    try:
+                        results[i] = run_import_child("aep", doc, str(path), cpu=i % 2)
+                    except Exception as exc:  # noqa: BLE001 - an import that gave up (429 after its retries)
+                        results[i] = {"counts": {}, "error": str(exc)[-300:]}
+
+                threads = [threading.Thread(target=one, args=(i,)) for i in range(3)]
+                started = time.perf_counter()
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                wall = time.perf_counter() - started
+                refused = int(sim.stats().get("refused_429") or 0)
+            failed = sum(1 for r in results if r.get("error"))
+            accepted = sum(int(r["counts"].get("accepted") or 0) for r in results)
+            rows.append([label, 3, failed, f"{accepted}/{3 * n}", round(wall, 1), round(accepted / wall), refused])
+            figures["shared" if shared else "unshared"] = {"wall": wall, "accepted": accepted, "responses_429": refused,
+                                                           "imports_failed": failed}
+    print()
+    print(table(rows, ["AEP, one inlet", "imports", "failed", "accepted", "wall s", "rec/s together", "429 answers"],
+                title=f"AEP: 3 imports of {n:,} records at once to one inlet (limits 1,000 requests/s, "
+                      f"10,000 messages/s)"))
+    report.figures["aep"] = figures
+    report.check("AEP 429 answers, 3 imports sharing one inlet", figures["shared"]["responses_429"], 0)
+    report.check("AEP records accepted, 3 imports sharing one inlet", figures["shared"]["accepted"], 3 * n,
+                 higher_is_better=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Imports to one target share its rates (logic/guard.SharedRate, issue 19): two Cirrus imports
+sending at once, each in its own thread as two Lambdas would, against the Cirrus simulator, with
+``max_calls_per_second`` 20 for the target. The local runner runs one Lambda at a time, so this
+concurrency is shown here, on the connectors' own send path, with the budget in a moto table."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import boto3
+import pytest
+from moto import mock_aws
+from vendor_import.logic.guard import share_rates
+from vendor_import.model import FinalState
+
+from local.simulators.cirrus import CirrusSimulator
+
+from .test_cirrus_contract import accounts, make_connector, make_ctx, run_import
+
+RATE = 20  # max_calls_per_second of the target
+
+
+@pytest.fixture
+def sim():
+    simulator = CirrusSimulator().start()
+    yield simulator
+    simulator.stop()
+
+
+@pytest.fixture
+def table():
+    with mock_aws():
+        ddb = boto3.resource("dynamodb", region_name="eu-west-1")
+        yield ddb.create_table(TableName="jobs", KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
+                               AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],
+                               BillingMode="PAY_PER_REQUEST")
+
+
+def two_imports_at_once(sim, table, *, shared: bool) -> Counter:
+    """Two imports of 40 records, one call per record, started together; DataAction calls the
+    simulator received per wall-clock second."""
+    results = {}
+
+    def run(prefix: str) -> None:
+        conn = make_connector(sim, batch_size=1, max_calls_per_second=RATE)
+        if shared:
+            assert share_rates("cirrus", "default", conn, conn.settings, table)
+        results[prefix] = run_import(conn, make_ctx(accounts(40, prefix=prefix)))
+
+    threads = [threading.Thread(target=run, args=(p,)) for p in ("A", "B")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [results[p].state for p in ("A", "B")] == [FinalState.SUCCEEDED, FinalState.SUCCEEDED]
+    names = sim.received_values("Name")
+    assert max(i for i, n in enumerate(names) if n.startswith("A")) > names.index(next(n for n in names
+                                                                                      if n.startswith("B")))
+    return Counter(sim.data_action_seconds)
+
+
+def test_two_imports_of_one_target_stay_under_its_rate_together(sim, table):
+    per_second = two_imports_at_once(sim, table, shared=True)
+    assert sum(per_second.values()) == 80
+    assert max(per_second.values()) <= RATE, per_second
+
+
+def test_without_the_shared_budget_they_would_pass_it(sim, table):
+    """The same run, each import with its own bucket only: the simulator sees more than the rate
+    in some second (what the shared budget prevents)."""
+    per_second = two_imports_at_once(sim, table, shared=False)
+    assert max(per_second.values()) > RATE, per_second

@@ -1,0 +1,75 @@
+"""The vendor guard's pure parts (logic/guard.py): limits, lanes, the shared per-second budget."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+from moto import mock_aws
+from vendor_import.connectors import load_settings
+from vendor_import.logic.guard import SharedRate, lane_of, limit_of
+
+
+def test_no_limit_applies_unless_the_target_sets_one():
+    # no vendor document states a concurrency limit: 0 (none) by default
+    assert limit_of({}) == 0
+    assert limit_of({"max_concurrent_imports": None}) == 0
+    assert limit_of({"max_concurrent_imports": 7}) == 7
+
+
+def test_campaign_serializes_a_mapping_by_default_and_simplemente_a_flux_only_when_asked():
+    # Campaign: seed 001 "Ingestion request already in progress for the Mapping ID"
+    assert lane_of("campaign", {"mapping": "M1"}, {}) == "mapping=M1"
+    assert lane_of("campaign", {"mapping_id": "M2"}, {}) == "mapping=M2"
+    assert lane_of("campaign", {}, {}) == "mapping=?"
+    assert lane_of("campaign", {"mapping": "M1"}, {"one_import_per_lane": False}) is None
+    # simplement-e: seed 000 states no rule per flux: opt-in
+    assert lane_of("simplemente", {"flux": "clients"}, {}) is None
+    assert lane_of("simplemente", {"flux": "clients"}, {"one_import_per_lane": True}) == "flux=clients"
+    assert lane_of("hopex", {"mapping": "M1"}, {"one_import_per_lane": True}) is None
+
+
+@pytest.fixture
+def table():
+    with mock_aws():
+        ddb = boto3.resource("dynamodb", region_name="eu-west-1")
+        yield ddb.create_table(TableName="jobs", KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
+                               AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],
+                               BillingMode="PAY_PER_REQUEST")
+
+
+def test_two_pacers_of_one_target_share_one_budget_per_second(table):
+    """Two imports (two SharedRate objects, as two Lambdas would hold) at 100 tokens/s: together
+    they get 90 per second (90 % of 100), leased 18 at a time (20 %), then wait for the next second."""
+    now = [1000.25]
+    slept = []
+
+    def sleep(s):
+        slept.append(round(s, 3))
+        now[0] += s
+
+    a = SharedRate(table, "rate#cirrus#default#max_calls_per_second", 100, clock=lambda: now[0], sleep=sleep)
+    b = SharedRate(table, "rate#cirrus#default#max_calls_per_second", 100, clock=lambda: now[0], sleep=sleep)
+    for _ in range(54):  # three leases of 18
+        assert a.acquire(1) == 0
+    for _ in range(36):  # two leases of 18: the second's 90 are handed out
+        assert b.acquire(1) == 0
+    assert slept == []
+    b.acquire(1)  # the 91st token of second 1000 waits for second 1001
+    assert slept == [0.751] and int(now[0]) == 1001
+    assert table.get_item(Key={"job_id": "rate#cirrus#default#max_calls_per_second"})["Item"]["window"] == 1001
+
+
+HOPEX = {"base_url": "https://hopex.example.com", "environment_id": "e", "repository_id": "r", "profile_id": "p",
+         "auth": {"type": "basic", "username": "u", "password": "pw"}}
+
+
+def test_the_guard_settings_are_each_targets_own_and_default_to_no_limit():
+    doc = json.dumps({"vendor": "hopex", "targets": {"prod": {**HOPEX, "max_concurrent_imports": 2},
+                                                     "test": HOPEX}})
+    prod, test = load_settings("hopex", doc, "prod"), load_settings("hopex", doc, "test")
+    assert limit_of(prod) == 2 and limit_of(test) == 0
+    assert test["one_import_per_lane"] is None
+    names = ("breaker_failures", "breaker_cooldown_seconds", "pause_deadline_seconds")
+    assert [test[n] for n in names] == [5, 60, 21600]
