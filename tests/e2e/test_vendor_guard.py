@@ -155,6 +155,11 @@ def test_an_outage_pauses_the_target_once_and_resumes_it_without_failing_the_imp
                                               breaker_cooldown_seconds=30))
     pipe.drain_messages()
     before = len(pipe.messages)
+    # an operator's subscription to the outage alerts only (attribute state, like the imports' own)
+    url = pipe.sqs.create_queue(QueueName="guard-outage-alerts")["QueueUrl"]
+    queue_arn = pipe.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    pipe.sns.subscribe(TopicArn=pipe.deployment.refs["CompletionTopic"], Protocol="sqs", Endpoint=queue_arn,
+                       Attributes={"FilterPolicy": json.dumps({"state": ["PAUSED", "RESUMED"]})})
     hopex.down = True
     done = threading.Event()
 
@@ -177,6 +182,10 @@ def test_an_outage_pauses_the_target_once_and_resumes_it_without_failing_the_imp
     alerts = [m["attributes"].get("state") for m in pipe.drain_messages()[before:]
               if m["attributes"].get("state") in ("PAUSED", "RESUMED")]
     assert alerts == ["PAUSED", "RESUMED"]
+    filtered = [json.loads(json.loads(m["Body"])["Message"]) for m in pipe.sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])]
+    assert sorted(d["state"] for d in filtered) == ["PAUSED", "RESUMED"]  # and no import's message
+    assert {(d["vendor"], d["target"]) for d in filtered} == {("hopex", "default")}
     assert guard_item(pipe)["breaker"]["state"] == "CLOSED"
 
 

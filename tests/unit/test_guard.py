@@ -8,7 +8,8 @@ import boto3
 import pytest
 from moto import mock_aws
 from vendor_import.connectors import load_settings
-from vendor_import.logic.guard import SharedRate, lane_of, limit_of
+from vendor_import.logic.continuation import next_name
+from vendor_import.logic.guard import Guard, SharedRate, lane_of, limit_of
 
 
 def test_no_limit_applies_unless_the_target_sets_one():
@@ -73,3 +74,18 @@ def test_the_guard_settings_are_each_targets_own_and_default_to_no_limit():
     assert test["one_import_per_lane"] is None
     names = ("breaker_failures", "breaker_cooldown_seconds", "pause_deadline_seconds")
     assert [test[n] for n in names] == [5, 60, 21600]
+
+
+def test_a_slot_follows_its_job_into_the_executions_it_continued_in():
+    """Reclaim asks Step Functions about the holder's execution; one that SUCCEEDED without
+    releasing went on in a new execution (continuation.next_name): the slot is alive while that one
+    runs, and is freed once the last one has ended."""
+    prefix = "arn:aws:states:eu-west-1:123456789012:execution:stack-hopex-import"
+    statuses = {f"{prefix}:job-1": "SUCCEEDED", f"{prefix}:{next_name('job-1', 1)}": "SUCCEEDED",
+                f"{prefix}:{next_name('job-1', 2)}": "RUNNING"}
+    guard = Guard(table=None, describe=statuses.get)
+    assert guard._current("job-1", {"arn": f"{prefix}:job-1", "index": 0}) == (f"{prefix}:{next_name('job-1', 2)}", 2)
+    statuses[f"{prefix}:{next_name('job-1', 2)}"] = "FAILED"
+    assert guard._current("job-1", {"arn": f"{prefix}:job-1", "index": 0}) is None
+    statuses[f"{prefix}:job-2"] = "SUCCEEDED"  # ended for good (Finalize's release lost): no continuation exists
+    assert guard._current("job-2", {"arn": f"{prefix}:job-2", "index": 0}) is None

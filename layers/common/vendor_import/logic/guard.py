@@ -32,7 +32,7 @@ from ..dal.guard_table import Conflict, GuardTable, guard_key
 # so there is no limit unless ``max_concurrent_imports`` is set (docs/vendors/<vendor>.md suggests
 # values, opt-in). What a document does imply stays on by default: Campaign runs one ingestion per
 # XDM mapping at a time (seed 001: a second trigger is answered "Ingestion request already in
-# progress for the Mapping ID: <value>", status "In Progress"). simplement-e's document (seed 000)
+# progress for the Mapping ID: <value>", status "In Progress", lines 74-80). simplement-e's document (seed 000)
 # states no such rule for a flux: one run per flux is opt-in (``one_import_per_lane``).
 EXCLUSIVE_OPTIONS: dict[str, tuple[str, ...]] = {"campaign": ("mapping", "mapping_id"), "simplemente": ("flux",)}
 EXCLUSIVE_BY_DEFAULT = {"campaign": True, "simplemente": False}
@@ -55,6 +55,7 @@ QUEUE_CHECK_SECONDS = 30  # a waiter next in line checks this often
 QUEUE_CHECK_MAX_SECONDS = 300  # a waiter far back checks at least this often
 ENDED = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 UNLIMITED = 10**9  # max_concurrent_imports 0: no limit
+RECLAIM_AHEAD = 50  # waiters ahead of an import checked per acquire, at most
 CONTINUATION_HOPS = 5  # executions of one job followed per reclaim (continuations are days apart)
 
 
@@ -147,11 +148,13 @@ class Guard:
             changed = True
         ahead = _ahead(waiters, mine, lane)
         free = limit - len(holders)
-        if not blocked and len(ahead) <= limit and (free <= 0 or ahead):
-            # near the head of the queue and held back: are the holders, and the waiters meant to
-            # take the free slots, still alive? (bounded: at most limit + free DescribeExecution)
-            changed |= self._reclaim(holders if free <= 0 else {}, waiters, ahead[:max(0, min(free, limit, 50))],
-                                     job_id)
+        in_my_lane = [j for j, h in holders.items() if lane and h.get("lane") == lane]
+        if not blocked and len(ahead) <= limit and (free <= 0 or ahead or in_my_lane):
+            # near the head of the queue and held back: are the holders (all of them when the target
+            # is full, else my lane's), and the waiters meant to take the free slots, still alive?
+            # (bounded: at most limit + RECLAIM_AHEAD DescribeExecution calls)
+            changed |= self._reclaim(holders, list(holders) if free <= 0 else in_my_lane, waiters,
+                                     ahead[:max(0, min(free, RECLAIM_AHEAD))], job_id)
             ahead = _ahead(waiters, mine, lane)
             free = limit - len(holders)
         lane_busy = bool(lane) and any(h.get("lane") == lane for h in holders.values())
@@ -168,11 +171,11 @@ class Guard:
         self.table.write(key, state)
         return Decision(True, 0, 0, int(holders[job_id]["ticket"]))
 
-    def _reclaim(self, holders, waiters, ahead: list[str], me: str) -> bool:
+    def _reclaim(self, holders, holder_ids: list[str], waiters, ahead: list[str], me: str) -> bool:
         """Drop holders (and waiters ahead of ``me``) whose job has ended: its execution ended or
         never existed, and did not go on in a new execution (``_current``)."""
         changed = False
-        for table, ids in ((holders, list(holders)), (waiters, ahead)):
+        for table, ids in ((holders, holder_ids), (waiters, ahead)):
             ids = [i for i in ids if i in table]
             for jid in ids:
                 if jid == me:

@@ -216,7 +216,7 @@ class VendorStep:
         self.jobs.mark_running(job_id, self.vendor, {"state": "RUNNING", "updated_at": iso(self.clock()),
                                                      "source_key": request.key,
                                                      "current_execution": self._execution[0] or job_id,
-                                                     "target": request.target, "queue_position": None})
+                                                     "target": request.target})
         progress = self._through_breaker(job_id, request, settings, {}, lambda: connector.submit(ctx),
                                          gate=guard_state.get("gate"))
         if isinstance(progress, dict):  # the vendor went down: the import waits (keeping its slot), then submits
@@ -351,7 +351,7 @@ class VendorStep:
                                   f"import(s) of {where} ahead; max_concurrent_imports reached")
         self.jobs.mark_running(job_id, self.vendor, {"state": "QUEUED", "updated_at": iso(self.clock()),
                                                      "source_key": request.key, "target": request.target,
-                                                     "queue_position": position, "message": message,
+                                                     "message": message,
                                                      "current_execution": self._execution[0] or job_id})
         return {"job_id": job_id, "vendor": self.vendor, "target": request.target,
                 "source_name": request.key.rsplit("/", 1)[-1], "polls": 0, "waited_seconds": 0,
