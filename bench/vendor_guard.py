@@ -203,49 +203,60 @@ def outage_run(args, report: Report) -> tuple[list[str], int, int, int]:
 def aep_run(args, report: Report) -> None:
     """3 AEP imports at once to one inlet (the simulator enforces the documented 1,000 requests/s and
     10,000 messages/s per inlet, answering 429 over them), each in its own process as in Lambda:
-    each paced at its share of the target's budget (logic/guard.shared_settings), against each
-    paced at the whole inlet's rate (before the guard)."""
+    each paced at the inlet's whole rate on its own (before the guard), against all three taking
+    from the target's one budget per second (logic/guard.SharedRate, in a DynamoDB table served
+    by moto's server, as the jobs table in AWS)."""
     import threading
     from pathlib import Path
 
+    import boto3
     from _common import SimulatorProcess
     from _drive import run_import_child
     from _files import write_ndjson
-    from vendor_import.logic.guard import shared_settings
+    from moto.server import ThreadedMotoServer
 
     limits = {"max_messages_per_second": 10_000, "max_requests_per_second": 1_000}
     rows, figures = [], {}
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "profiles.ndjson"
-        n = write_ndjson(path, args.aep_records * 1024)
-        for label, shared in (("each at the inlet's whole rate (no guard)", False),
-                              ("one budget shared by the 3 slots (guard)", True)):
-            with SimulatorProcess("aep", latency=0.02, cpu=1, **limits) as sim:
-                doc = {**sim.settings, **limits, "time_margin_seconds": 5, "timeout_seconds": 30,
-                       "max_concurrent_imports": 3}
-                if shared:
-                    doc = shared_settings("aep", doc)
-                results: list = [None] * 3
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    endpoint = f"http://127.0.0.1:{server._server.server_port}"
+    boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="bench",
+                 aws_secret_access_key="bench").create_table(
+        TableName="jobs", KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "profiles.ndjson"
+            n = write_ndjson(path, args.aep_records * 1024)
+            for label, shared in (("each at the inlet's whole rate (no guard)", False),
+                                  ("one budget per second for the target (guard)", True)):
+                with SimulatorProcess("aep", latency=0.02, cpu=1, **limits) as sim:
+                    doc = {**sim.settings, **limits, "time_margin_seconds": 5, "timeout_seconds": 30}
+                    results: list = [None] * 3
 
-                def one(i: int, doc=doc, results=results) -> None:
-                    try:
-                        results[i] = run_import_child("aep", doc, str(path), cpu=i % 2)
-                    except Exception as exc:  # noqa: BLE001 - an import that gave up (429 after its retries)
-                        results[i] = {"counts": {}, "error": str(exc)[-300:]}
+                    def one(i: int, doc=doc, results=results, shared=shared) -> None:
+                        try:
+                            results[i] = run_import_child("aep", doc, str(path), cpu=i % 2,
+                                                          shared_table=f"{endpoint}|jobs" if shared else "")
+                        except Exception as exc:  # noqa: BLE001 - an import that gave up (429 after its retries)
+                            results[i] = {"counts": {}, "error": str(exc)[-300:]}
 
-                threads = [threading.Thread(target=one, args=(i,)) for i in range(3)]
-                started = time.perf_counter()
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    t.join()
-                wall = time.perf_counter() - started
-                refused = int(sim.stats().get("refused_429") or 0)
-            failed = sum(1 for r in results if r.get("error"))
-            accepted = sum(int(r["counts"].get("accepted") or 0) for r in results)
-            rows.append([label, 3, failed, f"{accepted}/{3 * n}", round(wall, 1), round(accepted / wall), refused])
-            figures["shared" if shared else "unshared"] = {"wall": wall, "accepted": accepted, "responses_429": refused,
-                                                           "imports_failed": failed}
+                    threads = [threading.Thread(target=one, args=(i,)) for i in range(3)]
+                    started = time.perf_counter()
+                    for t in threads:
+                        t.start()
+                    for t in threads:
+                        t.join()
+                    wall = time.perf_counter() - started
+                    refused = int(sim.stats().get("refused_429") or 0)
+                failed = sum(1 for r in results if r.get("error"))
+                accepted = sum(int(r["counts"].get("accepted") or 0) for r in results)
+                rows.append([label, 3, failed, f"{accepted}/{3 * n}", round(wall, 1), round(accepted / wall),
+                             refused])
+                figures["shared" if shared else "unshared"] = {"wall": wall, "accepted": accepted,
+                                                               "responses_429": refused, "imports_failed": failed}
+    finally:
+        server.stop()
     print()
     print(table(rows, ["AEP, one inlet", "imports", "failed", "accepted", "wall s", "rec/s together", "429 answers"],
                 title=f"AEP: 3 imports of {n:,} records at once to one inlet (limits 1,000 requests/s, "

@@ -40,26 +40,27 @@ def table():
                                BillingMode="PAY_PER_REQUEST")
 
 
-def test_two_pacers_of_one_target_share_one_budget_per_second(table):
-    """Two imports (two SharedRate objects, as two Lambdas would hold) at 100 tokens/s: together
-    they get 90 per second (90 % of 100), leased 18 at a time (20 %), then wait for the next second."""
-    now = [1000.25]
+def test_two_pacers_of_one_target_share_one_rate(table):
+    """Two imports (two SharedRate objects, as two Lambdas would hold) of a target at 100 tokens/s:
+    paced together at 90/s (90 %), in leases of 9 tokens (a tenth of a second) that never overlap."""
+    now = [1000.0]
     slept = []
 
     def sleep(s):
-        slept.append(round(s, 3))
+        slept.append(round(s, 6))
         now[0] += s
 
-    a = SharedRate(table, "rate#cirrus#default#max_calls_per_second", 100, clock=lambda: now[0], sleep=sleep)
-    b = SharedRate(table, "rate#cirrus#default#max_calls_per_second", 100, clock=lambda: now[0], sleep=sleep)
-    for _ in range(54):  # three leases of 18
+    key = "rate#cirrus#default#max_calls_per_second"
+    a = SharedRate(table, key, 100, clock=lambda: now[0], sleep=sleep)
+    b = SharedRate(table, key, 100, clock=lambda: now[0], sleep=sleep)
+    for _ in range(9):  # a's lease: [1000.0, 1000.1)
         assert a.acquire(1) == 0
-    for _ in range(36):  # two leases of 18: the second's 90 are handed out
+    assert round(b.acquire(1), 6) == 0.1  # b's lease starts where a's ends: [1000.1, 1000.2)
+    for _ in range(8):
         assert b.acquire(1) == 0
-    assert slept == []
-    b.acquire(1)  # the 91st token of second 1000 waits for second 1001
-    assert slept == [0.751] and int(now[0]) == 1001
-    assert table.get_item(Key={"job_id": "rate#cirrus#default#max_calls_per_second"})["Item"]["window"] == 1001
+    assert round(a.acquire(1), 6) == 0.1  # a's 10th token: a new lease, [1000.2, 1000.3)
+    assert slept == [0.1, 0.1] and round(now[0], 6) == 1000.2
+    assert table.get_item(Key={"job_id": key})["Item"]["tat"] == 1_000_300_000  # epoch microseconds
 
 
 HOPEX = {"base_url": "https://hopex.example.com", "environment_id": "e", "repository_id": "r", "profile_id": "p",

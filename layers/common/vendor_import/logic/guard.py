@@ -45,10 +45,10 @@ SHARED_RATES: dict[str, tuple[str, str | None, str]] = {
     "aep": ("_pacer", "max_requests_per_second", "max_messages_per_second"),
     "cirrus": ("pacer", None, "max_calls_per_second"),
 }
-# The vendor counts by its own second, the budget by ours: a token taken just before a second ends
-# may be spent just after it, so the imports together take at most 90 % of the documented rate
+# The vendor counts by its own second: leases of a tenth of a second, spent at once, let up to 11
+# of them into one of its seconds, so the imports together are paced at 90 % of the documented rate
 SHARED_RATE_MARGIN = 0.9
-SHARED_RATE_LEASE = 0.2  # an import takes this share of a second's budget per DynamoDB write
+SHARED_RATE_LEASE_SECONDS = 0.1  # budget an import takes per lease (2 DynamoDB requests)
 MAX_WAITERS = 1000  # keeps the guard item far under DynamoDB's 400 KB (a waiter is ~250 bytes)
 WRITE_ATTEMPTS = 25  # conditional writes lost to other writers before the step gives up (and retries)
 QUEUE_CHECK_SECONDS = 30  # a waiter next in line checks this often
@@ -472,62 +472,59 @@ def sns_announcer(sns_client, topic_arn: str) -> Callable[[str, str, str, dict[s
 
 # -- shared rates: one per-second budget per (vendor, target) -----------------------------------------
 class SharedRate:
-    """``acquire(n)`` takes ``n`` tokens of a per-second budget shared by every import of one
-    target (every Lambda, every thread): item ``rate#<vendor>#<target>#<setting>`` of the jobs
-    table holds the current second (``window``, epoch seconds) and the tokens handed out in it
-    (``used``), changed by conditional writes only, so the imports together never take more than
-    ``int(rate x SHARED_RATE_MARGIN)`` tokens in one second. An import leases
-    ``SHARED_RATE_LEASE`` of that budget per write and spends it within the same second (what is
-    left when the second ends is dropped). Returns the seconds slept."""
+    """``acquire(n)`` takes ``n`` tokens of a rate shared by every import of one target (every
+    Lambda, every thread), whatever second the vendor counts in: a GCRA ("virtual scheduling") whose
+    one state, the theoretical arrival time ``tat`` (epoch microseconds), is item
+    ``rate#<vendor>#<target>#<setting>`` of the jobs table, changed by conditional writes only. An
+    import leases a tenth of a second of the budget at a time: the lease reserves the interval
+    [max(tat, now), + lease / rate), the import sleeps until it starts and spends its tokens in
+    it. The leases never overlap, so any one-second window, however aligned, holds at most 11 of
+    them: with the rate at ``SHARED_RATE_MARGIN`` (90 %) of the documented one, at most 99 % of it.
+    Tokens of a lease not spent before the next one is needed are dropped. Returns seconds slept."""
 
     def __init__(self, table, key: str, rate: float, *, clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep):
         self.table, self.key = table, key
-        self.limit = max(1, int(float(rate) * SHARED_RATE_MARGIN))
-        self.lease = max(1, int(self.limit * SHARED_RATE_LEASE))
+        self.rate = max(1e-6, float(rate) * SHARED_RATE_MARGIN)  # tokens per second, all imports together
+        self.lease = max(1, int(self.rate * SHARED_RATE_LEASE_SECONDS))  # tokens per lease
         self.clock, self.sleep = clock, sleep
         self._lock = threading.Lock()
-        self._window, self._left = -1, 0
+        self._left = 0
+        self._until = 0.0  # end of the current lease's interval
 
     def acquire(self, n: int = 1) -> float:
-        n = min(max(1, int(n)), self.limit)  # one request over a whole second's budget gets the whole second
+        n = max(1, int(n))
         slept = 0.0
         with self._lock:
-            while True:
-                now = self.clock()
-                second = int(now)
-                if second != self._window:
-                    self._window, self._left = second, 0
-                if self._left >= n:
-                    self._left -= n
-                    return slept
-                need = n - self._left
-                for want in (max(need, self.lease), need):
-                    if self._take(second, want):
-                        self._left += want
-                        break
-                else:  # this second's budget is spent: the next one
-                    pause = second + 1 - now + 0.001
-                    self.sleep(pause)
-                    slept += pause
+            if self._left >= n and self.clock() < self._until + SHARED_RATE_LEASE_SECONDS:
+                self._left -= n
+                return 0.0
+            tokens = max(n, self.lease)
+            start = self._reserve(tokens)
+            wait = start - self.clock()
+            if wait > 0:
+                self.sleep(wait)
+                slept = wait
+            self._left, self._until = tokens - n, start + tokens / self.rate
+        return slept
 
-    def _take(self, second: int, want: int) -> bool:
-        names = {"#w": "window", "#u": "used"}
+    def _reserve(self, tokens: int) -> float:
+        """Move ``tat`` past ``tokens``; returns when the reserved interval starts (epoch seconds)."""
         failed = self.table.meta.client.exceptions.ConditionalCheckFailedException
-        try:  # the first lease of a new second
-            self.table.update_item(Key={"job_id": self.key}, UpdateExpression="SET #w = :s, #u = :n",
-                                   ConditionExpression="attribute_not_exists(job_id) OR #w < :s",
-                                   ExpressionAttributeNames=names, ExpressionAttributeValues={":s": second, ":n": want})
-            return True
-        except failed:
-            pass
-        try:  # more of the current second, if it has room
-            self.table.update_item(Key={"job_id": self.key}, UpdateExpression="SET #u = #u + :n",
-                                   ConditionExpression="#w = :s AND #u <= :room", ExpressionAttributeNames=names,
-                                   ExpressionAttributeValues={":s": second, ":n": want, ":room": self.limit - want})
-            return True
-        except failed:
-            return False
+        for _ in range(WRITE_ATTEMPTS):
+            item = self.table.get_item(Key={"job_id": self.key}, ConsistentRead=True).get("Item")
+            old = int(item["tat"]) if item else None
+            start = max(old or 0, int(self.clock() * 1e6))
+            new = start + int(tokens / self.rate * 1e6)
+            try:
+                self.table.update_item(
+                    Key={"job_id": self.key}, UpdateExpression="SET tat = :new",
+                    ConditionExpression="attribute_not_exists(job_id)" if old is None else "tat = :old",
+                    ExpressionAttributeValues={":new": new} if old is None else {":new": new, ":old": old})
+                return start / 1e6
+            except failed:
+                continue  # another import leased meanwhile: read again
+        raise Conflict(f"{self.key} changed {WRITE_ATTEMPTS} times during one lease")
 
 
 class SharedPacer:
