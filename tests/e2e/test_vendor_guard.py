@@ -8,8 +8,10 @@ import threading
 
 import pytest
 from vendor_import.dal.guard_table import GuardTable
+from vendor_import.dal.jobs_table import _from_dynamo
 
 from local.moto_seams import LambdaDied
+from local.operator import list_text, show_text
 
 CLEAN = b"CREATE Application \"Guard %d\"\n"
 
@@ -45,7 +47,7 @@ def test_a_burst_queues_at_the_limit_and_starts_in_upload_order(pipe, hopex):
             for item in pipe.table.scan().get("Items", []):
                 key = str(item.get("source_key", ""))
                 if item.get("state") == "QUEUED" and key.startswith("inbox/hopex/guard-burst"):
-                    seen_queued.append(item["job_id"])
+                    seen_queued.append(_from_dynamo(item))
             stop.wait(0.05)
 
     watcher = threading.Thread(target=watch, daemon=True)
@@ -58,6 +60,11 @@ def test_a_burst_queues_at_the_limit_and_starts_in_upload_order(pipe, hopex):
     assert [r.state for r in results] == ["SUCCEEDED"] * 6, [(r.record or {}).get("error") for r in results]
     assert hopex.max_concurrent_jobs == 2
     assert seen_queued, "no import was ever QUEUED in the jobs table"
+    # what `list` and `show` print of a queued import's row (local/operator.py)
+    queued = seen_queued[0]
+    assert "QUEUED" in list_text([queued]).splitlines()[-1]
+    assert "queued: " in queued["message"] and "max_concurrent_imports reached" in queued["message"]
+    assert [line.split()[-1] for line in show_text(queued).splitlines() if line.startswith("state")] == ["QUEUED"]
     # queued imports are granted in upload order; imports granted together (up to the limit) reach
     # the vendor in any order, and the first arrivals at an idle guard start in the order their
     # executions reached it: each starts within max_concurrent_imports + 1 places of its upload
