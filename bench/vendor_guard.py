@@ -1,14 +1,15 @@
 """Vendor guard: a burst of uploads to one HOPEX target through the local runner (real template in
 embedded moto, real handlers, HOPEX simulator), on a virtual clock.
 
-    .venv/bin/python bench/vendor_guard.py [--uploads 100] [--limit 3] [--job-seconds 600] [--time-scale 0.02] [--phases burst,outage,aep]
+    .venv/bin/python bench/vendor_guard.py [--uploads 100] [--limit 3] [--job-seconds 600] [--phases burst,outage,aep]
 
 Every upload is made at once; the target has ``max_concurrent_imports = --limit`` (an opt-in here:
 no vendor document states a limit, so the default is none). The simulator's jobs last
-``--job-seconds`` of virtual time. The virtual clock (``VirtualClock``) runs only while every
-running execution waits in a Wait state, at wall speed / time scale: the local pipeline's own
-steps (which here take turns in one process, in AWS run side by side in a fraction of a job)
-never count as vendor time.
+``--job-seconds`` of virtual time, on ``VirtualClock``: a discrete-event clock that stands still
+while any execution runs a step (the local pipeline's steps take turns in one process; in AWS
+they run side by side in a fraction of a job) and jumps to the end of the earliest Wait when all
+of them wait. So the run takes as long as its steps, and the pipeline's own overhead never counts
+as vendor time.
 
 Measured: the most jobs the simulator ran at once, the status records and SNS messages per import
 (exactly one each), how far the vendor's start order strays from the upload order, and the total
@@ -29,39 +30,31 @@ from _common import Report, parser, table
 
 
 class VirtualClock:
-    """Vendor time as in AWS, where the steps of concurrent imports run side by side and take a
-    fraction of a job: it runs only while every running execution is inside a Wait state (at
-    wall speed / time scale), and stands still while any of them runs a step (a handler, or the
-    local Step Functions interpreter between states: here they take turns in one process). So the
-    local pipeline's own overhead, however slow the machine, never counts as vendor time, and the
-    guard's cost shows: a slot left idle while its next import waits for its check is time that
-    counts. Installed over moto's execution worker and Wait state (``install``)."""
+    """Vendor time as in AWS, where the steps of concurrent imports run side by side in a fraction
+    of a job: a discrete-event clock over the local runner. It stands still while any running
+    execution runs a step (a handler, or the Step Functions interpreter between states: here they
+    take turns in one process), and when every running execution waits in a Wait state it jumps
+    to the end of the earliest wait. A Wait of W seconds lasts exactly W seconds of this clock. So
+    the local pipeline's own overhead, however slow the machine, never counts as vendor time, and
+    the guard's own cost does (a slot left idle while the next import sleeps until its check).
+    ``time_scale`` is not used: the run takes as long as its steps. Installed over moto's
+    execution worker and Wait state (``install``)."""
 
-    def __init__(self, time_scale: float):
+    def __init__(self, time_scale: float = 0.0):
         import threading
 
-        self.time_scale = time_scale
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
         self.active = 0  # executions running
-        self.waiting = 0  # of those, inside a Wait state
+        self.ends: dict[int, float] = {}  # waits in progress: their end on this clock
         self.virtual = 0.0
-        self._last = time.monotonic()
 
-    def _advance(self) -> None:
-        now = time.monotonic()
-        if self.active and self.waiting >= self.active:
-            self.virtual += (now - self._last) / self.time_scale
-        self._last = now
-
-    def _change(self, active: int = 0, waiting: int = 0) -> None:
-        with self._lock:
-            self._advance()
-            self.active += active
-            self.waiting += waiting
+    def _step(self) -> None:  # under the lock: every running execution waits: time jumps
+        if self.active and len(self.ends) >= self.active:
+            self.virtual = max(self.virtual, min(self.ends.values()))
+            self._cond.notify_all()
 
     def __call__(self) -> float:
-        with self._lock:
-            self._advance()
+        with self._cond:
             return self.virtual
 
     def install(self) -> None:
@@ -71,21 +64,30 @@ class VirtualClock:
         clock = self
         worker = execution_worker.ExecutionWorker
         run, wait = worker._execution_logic, wait_function.WaitFunction._wait_interval
-        worker._execution_logic_unclocked = run
 
         def _execution_logic(self):
-            clock._change(active=1)
+            with clock._cond:
+                clock.active += 1
             try:
                 return run(self)
             finally:
-                clock._change(active=-1)
+                with clock._cond:
+                    clock.active -= 1
+                    clock._step()
 
         def _wait_interval(self, env, wait_seconds):
-            clock._change(waiting=1)
-            try:
-                return wait(self, env, wait_seconds)
-            finally:
-                clock._change(waiting=-1)
+            wait(self, env, 0)  # the runner's own bookkeeping, without its wall-clock sleep
+            key = id(env) ^ id(self) ^ int(time.monotonic_ns())
+            with clock._cond:
+                end = clock.virtual + max(0.0, float(wait_seconds))
+                clock.ends[key] = end
+                try:
+                    while clock.virtual < end:
+                        clock._step()
+                        if clock.virtual < end:
+                            clock._cond.wait(0.05)
+                finally:
+                    del clock.ends[key]
 
         worker._execution_logic = _execution_logic
         wait_function.WaitFunction._wait_interval = _wait_interval
