@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import threading
 
-import boto3
 import pytest
-from moto import mock_aws
 from vendor_import.logic.guard import share_rates
 from vendor_import.model import FinalState
 
 from local.simulators.cirrus import CirrusSimulator
 
+from ..unit.test_guard import table  # noqa: F401 - the jobs table in moto (a fixture, by getfixturevalue)
 from .test_cirrus_contract import accounts, make_connector, make_ctx, run_import
 
 RATE = 20  # max_calls_per_second of the target
@@ -27,22 +26,13 @@ def sim():
     simulator.stop()
 
 
-@pytest.fixture
-def table():
-    with mock_aws():
-        ddb = boto3.resource("dynamodb", region_name="eu-west-1")
-        yield ddb.create_table(TableName="jobs", KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
-                               AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],
-                               BillingMode="PAY_PER_REQUEST")
-
-
 def most_calls_in_one_second(times: list[float]) -> int:
     """The most calls in any window of one second (whatever second the vendor counts in)."""
     times = sorted(times)
     return max(sum(1 for t in times[i:] if t < start + 1.0) for i, start in enumerate(times))
 
 
-def two_imports_at_once(sim, table, *, shared: bool) -> int:
+def two_imports_at_once(sim, jobs_table, *, shared: bool) -> int:
     """Two imports of 40 records, one call per record, started together; the most DataAction calls
     the simulator received in one second."""
     results = {}
@@ -50,7 +40,7 @@ def two_imports_at_once(sim, table, *, shared: bool) -> int:
     def run(prefix: str) -> None:
         conn = make_connector(sim, batch_size=1, max_calls_per_second=RATE)
         if shared:
-            assert share_rates("cirrus", "default", conn, conn.settings, table)
+            assert share_rates("cirrus", "default", conn, conn.settings, jobs_table)
         results[prefix] = run_import(conn, make_ctx(accounts(40, prefix=prefix)))
 
     threads = [threading.Thread(target=run, args=(p,)) for p in ("A", "B")]
@@ -66,11 +56,11 @@ def two_imports_at_once(sim, table, *, shared: bool) -> int:
     return most_calls_in_one_second(sim.data_action_times)
 
 
-def test_two_imports_of_one_target_stay_under_its_rate_together(sim, table):
-    assert two_imports_at_once(sim, table, shared=True) <= RATE
+def test_two_imports_of_one_target_stay_under_its_rate_together(sim, request):
+    assert two_imports_at_once(sim, request.getfixturevalue("table"), shared=True) <= RATE
 
 
-def test_without_the_shared_budget_they_would_pass_it(sim, table):
+def test_without_the_shared_budget_they_would_pass_it(sim, request):
     """The same run, each import with its own bucket only: the simulator sees more than the rate
     in some second (what the shared budget prevents)."""
-    assert two_imports_at_once(sim, table, shared=False) > RATE
+    assert two_imports_at_once(sim, request.getfixturevalue("table"), shared=False) > RATE
