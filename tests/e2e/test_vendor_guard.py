@@ -300,3 +300,19 @@ def test_an_import_that_continues_in_a_new_execution_keeps_its_slot(pipe, hopex,
     assert [name.split(".")[0] for name in hopex.job_starts] == ["first", "second"]
     item = guard_item(pipe)
     assert item["holders"] == {} and item["waiters"] == {}
+
+
+def test_two_triggers_of_one_campaign_mapping_run_one_after_the_other(pipe, sims):
+    """Campaign runs one ingestion per XDM mapping (seed 001: "Ingestion request already in progress
+    for the Mapping ID"): by default the guard queues the second trigger of a mapping until the
+    first ends, so it gets an ingestion of its own instead of adopting the first one's."""
+    campaign = sims["campaign"]
+    campaign.reset()
+    keys = [f"inbox/campaign/mapping=ok-guard-lane/trigger-{i}.json" for i in range(2)]
+    for key in keys:
+        pipe.upload(b"", key)
+    outcomes = {o["key"]: o for o in pipe.pump_queue()}
+    results = [pipe._result_for(key, outcomes.get(key)) for key in keys]
+    assert [r.state for r in results] == ["SUCCEEDED", "SUCCEEDED"], [(r.record or {}).get("error") for r in results]
+    assert campaign.adopted_answers == 0 and campaign.max_concurrent_jobs == 1
+    assert len({r.record["vendor_ref"] for r in results}) == 2  # one ingestion request each
