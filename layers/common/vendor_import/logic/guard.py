@@ -478,9 +478,9 @@ class SharedRate:
     ``rate#<vendor>#<target>#<setting>`` of the jobs table, changed by conditional writes only. An
     import leases a tenth of a second of the budget at a time: the lease reserves the interval
     [max(tat, now), + lease / rate), the import sleeps until it starts and spends its tokens in
-    it. The leases never overlap, so any one-second window, however aligned, holds at most 11 of
-    them: with the rate at ``SHARED_RATE_MARGIN`` (90 %) of the documented one, at most 99 % of it.
-    Tokens of a lease not spent before the next one is needed are dropped. Returns seconds slept."""
+    it, never later. The leases never overlap, so any one-second window, however aligned, holds at
+    most 11 of them: with the rate at ``SHARED_RATE_MARGIN`` (90 %) of the documented one, at most
+    99 % of it. Tokens of a lease not spent within its interval are dropped. Returns seconds slept."""
 
     def __init__(self, table, key: str, rate: float, *, clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep):
@@ -496,7 +496,7 @@ class SharedRate:
         n = max(1, int(n))
         slept = 0.0
         with self._lock:
-            if self._left >= n and self.clock() < self._until + SHARED_RATE_LEASE_SECONDS:
+            if self._left >= n and self.clock() < self._until:  # spent within the lease's own interval
                 self._left -= n
                 return 0.0
             tokens = max(n, self.lease)

@@ -123,7 +123,6 @@ class VendorStep:
                          name: str, invocations: int | None, event: dict[str, Any]) -> None:
         """Which execution this is, and whether the loop must go on in a new one."""
         result["continue_in_new_execution"] = False
-        result.setdefault("queued", False)  # the Choice reads it (absent: an older payload)
         before = (invocations - 1) if invocations is not None else None
         if resuming:
             prior = previous.get("execution") or {}
@@ -240,10 +239,12 @@ class VendorStep:
         paused_seconds = int(job.get("paused_seconds") or 0) + (int(job.get("wait_seconds") or 0) if was_paused else 0)
         base = {**{k: job.get(k) for k in ("job_id", "vendor", "target", "source_name", "size", "dry_run",
                                             "submitted_at", "raw_format", "pace", "staged",
-                                            "rejects_are_records", "guard")},
+                                            "rejects_are_records")},
                 "target": target, "polls": polls, "waited_seconds": waited}
         if was_paused or job.get("paused_seconds"):
             base["paused_seconds"] = paused_seconds
+        if job.get("guard"):  # the queue's counters (Finalize counts the checks' states)
+            base["guard"] = job["guard"]
         if was_paused:
             from .guard import breaker_settings
 
