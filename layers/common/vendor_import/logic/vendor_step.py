@@ -300,7 +300,8 @@ class VendorStep:
                  "queued_seconds": int(prior.get("queued_seconds") or 0) + waited,
                  "paused_seconds": int(prior.get("paused_seconds") or 0) + paused_wait,
                  "pause_epoch": prior.get("pause_epoch"),
-                 "pause_waited": int(prior.get("pause_waited") or 0) + paused_wait}
+                 "pause_waited": int(prior.get("pause_waited") or 0) + paused_wait,
+                 "shown": (prior.get("position"), bool(prior.get("paused"))) if previous else None}
         kept = {k: state[k] for k in ("checks", "queued_seconds", "paused_seconds")} if previous else None
         if request.dry_run or self.guard is None:  # a dry run never talks to the vendor
             return {"guard": kept, "gate": None}
@@ -350,15 +351,20 @@ class VendorStep:
         message = (f"paused: {where} is paused (vendor outage); the import waits and submits when it resumes"
                    if paused else f"queued: {position if position is not None and position >= 0 else 'some'} "
                                   f"import(s) of {where} ahead; max_concurrent_imports reached")
-        self.jobs.mark_running(job_id, self.vendor, {"state": "QUEUED", "updated_at": iso(self.clock()),
-                                                     "source_key": request.key, "target": request.target,
-                                                     "message": message,
-                                                     "current_execution": self._execution[0] or job_id})
+        if state.get("shown") != (position, paused):  # the jobs table already says so otherwise
+            self._mark_queued(job_id, request, message)
         return {"job_id": job_id, "vendor": self.vendor, "target": request.target,
                 "source_name": request.key.rsplit("/", 1)[-1], "polls": 0, "waited_seconds": 0,
                 "dry_run": False, "done": False, "state": None, "queued": True,
                 "wait_seconds": max(1, int(wait)), "guard": guard, "connector": {}, "counts": {},
                 "vendor_ref": None, "message": message}
+
+    def _mark_queued(self, job_id: str, request: ImportRequest, message: str) -> None:
+        """State QUEUED in the jobs table (``list``, ``show``), with the message saying why."""
+        self.jobs.mark_running(job_id, self.vendor, {"state": "QUEUED", "updated_at": iso(self.clock()),
+                                                     "source_key": request.key, "target": request.target,
+                                                     "message": message,
+                                                     "current_execution": self._execution[0] or job_id})
 
     def _through_breaker(self, job_id: str, request: ImportRequest, settings: dict[str, Any],
                          job: dict[str, Any], call: Callable[[], Progress], gate=None) -> Progress | dict[str, Any]:
