@@ -123,6 +123,7 @@ class VendorStep:
                          name: str, invocations: int | None, event: dict[str, Any]) -> None:
         """Which execution this is, and whether the loop must go on in a new one."""
         result["continue_in_new_execution"] = False
+        result.setdefault("queued", False)  # the Choice reads it (the vendor guard's queue)
         before = (invocations - 1) if invocations is not None else None
         if resuming:
             prior = previous.get("execution") or {}
