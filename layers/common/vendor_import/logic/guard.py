@@ -342,6 +342,12 @@ class Breaker:
     def is_open(self, vendor: str, target: str) -> bool:
         return self.guard.table.read(guard_key(vendor, target))["breaker"].get("state") == "OPEN"
 
+    def others_failing(self, vendor: str, target: str, job_id: str) -> bool:
+        """Other imports of the target are failing too (counted, the breaker not open yet): an
+        outage is likely on its way to pausing the target."""
+        failing = self.guard.table.read(guard_key(vendor, target))["breaker"].get("failing") or []
+        return any(j != job_id for j in failing)
+
     def gate(self, vendor: str, target: str, job_id: str, *, seen_epoch: int, waited_in_epoch: int,
              cooldown_default: int) -> Gate:
         """Closed: go. Open: the first import that has waited a whole cool-down in the current

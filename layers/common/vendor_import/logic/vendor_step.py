@@ -217,11 +217,14 @@ class VendorStep:
                                                      "source_key": request.key,
                                                      "current_execution": self._execution[0] or job_id,
                                                      "target": request.target})
-        progress = self._through_breaker(job_id, request, settings, {}, lambda: connector.submit(ctx),
+        progress = self._through_breaker(job_id, request, settings,
+                                         {"suspected": (guard_state.get("guard") or {}).get("suspected")},
+                                         lambda: connector.submit(ctx),
                                          gate=guard_state.get("gate"))
         if isinstance(progress, dict):  # the vendor went down: the import waits (keeping its slot), then submits
             state = {"checks": 0, "queued_seconds": 0, "paused_seconds": 0, "pause_waited": 0,
-                     **(guard_state.get("guard") or {}), "pause_epoch": progress.get("pause_epoch")}
+                     **(guard_state.get("guard") or {}), "pause_epoch": progress.get("pause_epoch"),
+                     "suspected": progress.get("suspected")}
             return self._queued(job_id, request, state, wait=progress["wait_seconds"], paused=True,
                                 epoch=progress.get("pause_epoch"))
         # part ids sort in step order ("submit" would sort after "poll-..."): Finalize
@@ -275,7 +278,7 @@ class VendorStep:
         ctx = self._context(job_id, request, source, head.get("Metadata") or {}, poll=polls, settings=settings)
         # a retried poll resumes from what the failed attempt already checkpointed
         connector_job = self.jobs.load_checkpoint(job_id, polls) or job.get("connector") or {}
-        progress = self._through_breaker(job_id, request, settings, base,
+        progress = self._through_breaker(job_id, request, settings, {**base, "suspected": job.get("suspected")},
                                          lambda: connector.poll(connector_job, ctx))
         if isinstance(progress, dict):  # paused: ask the vendor nothing until the target resumes
             return {**base, **progress, "connector": connector_job, "counts": job.get("counts") or {},
@@ -303,7 +306,8 @@ class VendorStep:
                  "pause_epoch": prior.get("pause_epoch"),
                  "pause_waited": int(prior.get("pause_waited") or 0) + paused_wait,
                  "shown": (prior.get("position"), bool(prior.get("paused"))) if previous else None}
-        kept = {k: state[k] for k in ("checks", "queued_seconds", "paused_seconds")} if previous else None
+        state["suspected"] = prior.get("suspected")
+        kept = {k: state[k] for k in ("checks", "queued_seconds", "paused_seconds", "suspected")} if previous else None
         if request.dry_run or self.guard is None:  # a dry run never talks to the vendor
             return {"guard": kept, "gate": None}
         from .guard import breaker_settings, lane_of, limit_of
@@ -343,6 +347,8 @@ class VendorStep:
         Its waits go to ``guard.queued_seconds`` (and ``paused_seconds`` while the target is paused),
         never to ``waited_seconds``: the vendor's deadline starts at the real submit."""
         guard = {k: state[k] for k in ("checks", "queued_seconds", "paused_seconds")}
+        if state.get("suspected"):  # waited once after an outage failure (logic/guard.Breaker.others_failing)
+            guard["suspected"] = True
         if paused:
             same = epoch is None or state.get("pause_epoch") is None or int(state["pause_epoch"]) == int(epoch)
             guard.update({"paused": True, "pause_epoch": epoch if epoch is not None else state.get("pause_epoch"),
@@ -397,6 +403,11 @@ class VendorStep:
                                    cooldown=cooldown, max_cooldown=max_cooldown, job_id=job_id):
                 return {"paused": True, "done": False, "state": None, "wait_seconds": cooldown,
                         "pause_epoch": None, "pause_waited": 0}
+            if not job.get("suspected") and self.breaker.others_failing(self.vendor, target, job_id):
+                # other imports fail too, the breaker not open yet: wait one cool-down (while their
+                # failures open it) instead of failing; a second failure then fails as before
+                return {"paused": True, "done": False, "state": None, "wait_seconds": cooldown,
+                        "pause_epoch": None, "pause_waited": 0, "suspected": True}
             raise
         if gate.action == "probe" or gate.failures:
             self.breaker.succeeded(self.vendor, target)
