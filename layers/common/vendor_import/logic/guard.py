@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from ..dal.guard_table import Conflict, GuardTable, guard_key
@@ -55,6 +56,11 @@ QUEUE_CHECK_SECONDS = 30  # a waiter next in line checks this often
 QUEUE_CHECK_MAX_SECONDS = 300  # a waiter far back checks at least this often
 ENDED = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 UNLIMITED = 10**9  # max_concurrent_imports 0: no limit
+# With a limit, an import uploaded less than SETTLE_SECONDS ago registers and waits SETTLE_WAIT_SECONDS
+# before it may take a slot: the imports of one burst reach the guard in any order (their executions
+# start side by side), the wait lets the earlier uploads register so the slots go in upload order
+SETTLE_SECONDS = 5
+SETTLE_WAIT_SECONDS = 2
 RECLAIM_AHEAD = 50  # waiters ahead of an import checked per acquire, at most
 CONTINUATION_HOPS = 5  # executions of one job followed per reclaim (continuations are days apart)
 
@@ -141,6 +147,12 @@ class Guard:
                                "since": now,
                                "order": f"{uploaded_at or _iso_ms(now)}|{int(state['next_ticket']):012d}"}
             state["next_ticket"] = int(state["next_ticket"]) + 1
+            if limit < UNLIMITED and _fresh(uploaded_at, now):
+                # a burst: the executions of earlier uploads may not have reached the guard yet; wait
+                # SETTLE_WAIT_SECONDS so they register, then the free slots go in upload order
+                self.table.write(key, state)
+                return Decision(False, SETTLE_WAIT_SECONDS, len(_ahead(waiters, waiters[job_id], lane)),
+                                int(waiters[job_id]["ticket"]))
             changed = True
         mine = waiters[job_id]
         if arn and mine.get("arn") != arn:
@@ -247,6 +259,17 @@ class Guard:
 
     def snapshot(self, vendor: str, target: str) -> dict[str, Any]:
         return self.table.read(guard_key(vendor, target))
+
+
+def _fresh(uploaded_at: str | None, now: float) -> bool:
+    """Uploaded less than SETTLE_SECONDS ago (S3 event time, ISO 8601)."""
+    if not uploaded_at:
+        return False
+    try:
+        at = datetime.fromisoformat(str(uploaded_at).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return False
+    return now - at < SETTLE_SECONDS
 
 
 def _iso_ms(ts: float) -> str:
