@@ -23,7 +23,7 @@ from _common import ROOT, child_env, cpu_seconds, peak_rss_mb, pin, run_child
 
 def run_import(vendor: str, settings_doc: dict[str, Any], path: str, *, lambda_seconds: float = 900.0,
                fake_post: bool = False, validate: bool = False, checkpoint_seconds: float = 0.0,
-               session: Any = None) -> dict[str, Any]:
+               session: Any = None, shared_table: str = "") -> dict[str, Any]:
     """One import of ``path``; returns counts, polls, wall and CPU seconds (``validate_cpu`` apart),
     the checkpoint timeline ``[(seconds since start, records done)]`` and connections opened.
 
@@ -32,6 +32,8 @@ def run_import(vendor: str, settings_doc: dict[str, Any], path: str, *, lambda_s
     handling alone. ``validate`` runs the connector's local checks first, as the submit step does.
     ``checkpoint_seconds`` makes each checkpoint take that long (a DynamoDB write in the Lambda).
     ``session``: a requests session to use (e.g. one answering without a network).
+    ``shared_table``: ``<DynamoDB endpoint URL>|<table>``: the connector takes the target's shared
+    rate budgets there (the vendor guard, logic/guard.share_rates), as every import of a target does.
     """
     from vendor_import.connectors import build_connector, load_settings
     from vendor_import.connectors.base import StepContext
@@ -39,6 +41,14 @@ def run_import(vendor: str, settings_doc: dict[str, Any], path: str, *, lambda_s
 
     settings = load_settings(vendor, settings_doc)
     conn = build_connector(vendor, settings, session=session)
+    if shared_table:
+        import boto3
+        from vendor_import.logic.guard import share_rates
+
+        endpoint, table = shared_table.split("|", 1)
+        share_rates(vendor, "default", conn, settings, boto3.resource(
+            "dynamodb", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="bench",
+            aws_secret_access_key="bench").Table(table))
     if fake_post:
         from vendor_import.connectors import cirrus_xml as cx
 
@@ -88,7 +98,8 @@ def run_import(vendor: str, settings_doc: dict[str, Any], path: str, *, lambda_s
 
 def run_import_child(vendor: str, settings_doc: dict[str, Any], path: str, *, layer: Path | None = None,
                      cpu: int = 0, validate: bool = False, fake_post: bool = False, canned_cirrus: bool = False,
-                     checkpoint_seconds: float = 0.0, warm_up: bool = False) -> dict[str, Any]:
+                     checkpoint_seconds: float = 0.0, warm_up: bool = False,
+                     shared_table: str = "") -> dict[str, Any]:
     """``run_import`` in a fresh process pinned to ``cpu``, with library ``layer`` (default: this one);
     ``warm_up``: a small Cirrus file is imported first, not measured."""
     args = [str(ROOT / "bench" / "_drive.py"), vendor, path, json.dumps(settings_doc), "--cpu", str(cpu),
@@ -97,6 +108,7 @@ def run_import_child(vendor: str, settings_doc: dict[str, Any], path: str, *, la
     args += ["--fake-post"] if fake_post else []
     args += ["--canned-cirrus"] if canned_cirrus else []
     args += ["--warm-up"] if warm_up else []
+    args += ["--shared-table", shared_table] if shared_table else []
     return run_child(args, timeout=1800, env=child_env(layer=layer))
 
 
@@ -162,6 +174,7 @@ def main() -> int:
     p.add_argument("--warm-up", action="store_true",
                    help="first import a small file of the same vendor (not measured): the figures are then "
                         "per record, without the first call's one-off lazy imports (bench/cold_start.py has those)")
+    p.add_argument("--shared-table", default="", help="<DynamoDB endpoint>|<table>: the guard's shared rates")
     args = p.parse_args()
     pin(args.cpu)
     import boto3  # noqa: F401 - what the vendor function has loaded (memory baseline)
@@ -182,7 +195,8 @@ def main() -> int:
                        fake_post=args.fake_post, session=canned_cirrus_session() if args.canned_cirrus else None)
     session = canned_cirrus_session() if args.canned_cirrus else None
     r = run_import(args.vendor, json.loads(args.settings), args.path, validate=args.validate,
-                   fake_post=args.fake_post, checkpoint_seconds=args.checkpoint_seconds, session=session)
+                   fake_post=args.fake_post, checkpoint_seconds=args.checkpoint_seconds, session=session,
+                   shared_table=args.shared_table)
     r.update(peak_rss_mb=peak_rss_mb(), rss_after_imports_mb=rss_imports,
              library=str(Path(vendor_import.connectors.__file__).parents[1]))
     print(json.dumps(r))

@@ -46,7 +46,7 @@ def main() -> int:
             if line.strip() == "stats":
                 stats = {"requests": sim.requests.count, "cpu_seconds": cpu_seconds(), "peak_rss_mb": peak_rss_mb()}
                 for name in ("batch_requests", "messages_accepted", "messages_refused", "data_actions",
-                             "records_received"):
+                             "records_received", "refused_429", "max_concurrent_jobs"):
                     if hasattr(sim, name):
                         stats[name] = getattr(sim, name)
                 print(json.dumps(stats), flush=True)

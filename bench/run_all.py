@@ -30,6 +30,7 @@ BENCHMARKS = [
     ("memory", ["--small-mb", "10", "--large-mb", "1024"], ["--small-mb", "10", "--large-mb", "100"]),
     ("gzip_memory", ["--small-mb", "10", "--large-mb", "400"], ["--small-mb", "10", "--large-mb", "50"]),
     ("local_run", [], ["--imports", "3", "--no-demo", "--cli-runs", "2"]),
+    ("vendor_guard", [], ["--uploads", "12", "--outage-uploads", "9", "--aep-records", "2000"]),
 ]
 
 

@@ -3,6 +3,8 @@
     s3-vendor-import demo                      every vendor's sample files through the whole pipeline
     s3-vendor-import run --file F --key inbox/hopex/F --settings hopex.json [--out DIR]
     s3-vendor-import run --file F --key inbox/hopex/F --simulator
+    s3-vendor-import burst --folder DIR --prefix inbox/hopex/burst/ --simulator --max-concurrent 3
+                                               (many uploads at once: watch the vendor guard queue them)
     s3-vendor-import start --vendor hopex --input '{"bucket": "...", "key": "..."}' --file F
     s3-vendor-import provision-aep --settings aep-provision.json
     s3-vendor-import simulator --vendor hopex --write-settings hopex.json   (a vendor to try run --settings on)
@@ -149,6 +151,54 @@ def cmd_run(args: argparse.Namespace) -> int:
     return report(result, args.json)
 
 
+def _burst_files(args: argparse.Namespace) -> list[Path]:
+    files = [Path(f) for f in args.file or []]
+    if args.folder:
+        folder = Path(args.folder)
+        if not folder.is_dir():
+            raise SystemExit(f"--folder {folder} is not a folder")
+        files += sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise SystemExit(f"--file {missing[0]} does not exist")
+    if not files:
+        raise SystemExit("give the files to upload: --folder DIR or --file F (repeatable)")
+    return files * max(1, args.copies)
+
+
+def cmd_burst(args: argparse.Namespace) -> int:
+    """Upload many files at once under --prefix: the vendor guard lets max_concurrent_imports of
+    them run against the vendor and queues the rest (QUEUED), in upload order."""
+    files = _burst_files(args)
+    prefix = args.prefix if args.prefix.endswith("/") else args.prefix + "/"
+    vendor = _vendor_of_key(prefix + "x")
+    settings, sim = settings_for(args, vendor)
+    if args.max_concurrent:
+        settings = {**settings, "max_concurrent_imports": args.max_concurrent}
+    scale = args.time_scale if args.time_scale is not None else (DEFAULT_TIME_SCALE if sim else 1.0)
+    width = len(str(len(files)))
+    uploads = [(f, f"{prefix}{i:0{width}d}-{f.name}") for i, f in enumerate(files)]
+    try:
+        with LocalPipeline(settings={vendor: settings}, out_dir=args.out, time_scale=scale,
+                           execution_timeout=args.timeout) as pipe:
+            results = pipe.import_many(uploads)
+    finally:
+        if sim:
+            sim.stop()
+    from vendor_import.logic.guard import limit_of
+
+    limit = limit_of(settings)  # 0: no limit
+    seen = sim.max_concurrent_jobs if sim is not None and hasattr(sim, "max_concurrent_jobs") else None
+    if args.json:
+        print(json.dumps({"imports": [result_json(r) for r in results], "max_concurrent_imports": limit,
+                          "max_concurrent_jobs_seen": seen}, indent=2, default=str))
+    else:
+        print(table([result_row(r) for r in results], HEADER))
+        print(f"\n{len(results)} uploads to {vendor}, max_concurrent_imports {limit}"
+              + (f", most jobs the simulator ran at once: {seen}" if seen is not None else ""))
+    return 0 if all(r.ok for r in results) else 1
+
+
 def cmd_start(args: argparse.Namespace) -> int:
     try:
         execution_input = json.loads(args.input)
@@ -242,6 +292,24 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="print the outcome (status record, files) as JSON")
         p.set_defaults(func=func)
 
+    burst = sub.add_parser("burst", help="upload many files at once (a folder or several --file): the vendor "
+                                         "guard queues what is over the limit")
+    burst.add_argument("--folder", help="upload every file of this folder")
+    burst.add_argument("--file", action="append", help="a file to upload (repeatable)")
+    burst.add_argument("--copies", type=int, default=1, help="upload each file this many times (default 1)")
+    burst.add_argument("--prefix", required=True, help="the S3 prefix to upload under: inbox/<vendor>/...")
+    burst.add_argument("--max-concurrent", type=int, help="max_concurrent_imports for this run (default: the "
+                                                          "settings', else the vendor's default)")
+    burst.add_argument("--settings", help="vendor settings JSON file (the same document as the AWS secret)")
+    burst.add_argument("--simulator", action="store_true", help="use the built-in vendor simulator instead")
+    burst.add_argument("--out", default="out/burst", help="where status JSON and rejects are copied")
+    burst.add_argument("--time-scale", type=float, default=None,
+                       help="Wait/Retry time multiplier (default 1.0 with --settings, 0.001 with --simulator)")
+    burst.add_argument("--timeout", type=float, default=3600.0, help="give up on an import after this many wall "
+                                                                     "seconds")
+    burst.add_argument("--json", action="store_true", help="print every outcome and the guard figures as JSON")
+    burst.set_defaults(func=cmd_burst)
+
     simp = sub.add_parser("simulator", help="serve a vendor simulator on 127.0.0.1 and print its settings")
     simp.add_argument("--vendor", required=True, choices=sorted(SIMULATORS))
     simp.add_argument("--port", type=int, default=0, help="0 = any free port")
@@ -261,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .redrive import add_subcommand as add_redrive  # dead letters back to their handlers (a stack)
 
     add_redrive(sub)
+    from .guard_cli import add_subcommand as add_guard  # a target's vendor guard by hand (a stack)
+
+    add_guard(sub)
     return parser
 
 

@@ -44,6 +44,15 @@ class OperatorError(Exception):
 
 # -- backends -----------------------------------------------------------------------------------------------
 
+def stack_outputs(session, stack: str) -> dict[str, str]:
+    """A deployed stack's outputs (OutputKey -> OutputValue); OperatorError when it cannot be read."""
+    try:
+        stacks = session.client("cloudformation").describe_stacks(StackName=stack)["Stacks"]
+    except Exception as exc:  # noqa: BLE001 - no credentials, no region, no such stack: say which
+        raise OperatorError(f"cannot read stack {stack!r}: {exc}") from None
+    return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+
+
 class AwsBackend:
     """The deployed stack: the jobs table (index by-vendor) and the import bucket."""
 
@@ -59,11 +68,7 @@ class AwsBackend:
         import boto3
 
         session = session or boto3.Session(region_name=region)
-        try:
-            stacks = session.client("cloudformation").describe_stacks(StackName=stack)["Stacks"]
-        except Exception as exc:  # noqa: BLE001 - no credentials, no region, no such stack: say which
-            raise OperatorError(f"cannot read stack {stack!r}: {exc}") from None
-        outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+        outputs = stack_outputs(session, stack)
         missing = [k for k in ("ImportBucketName", "JobsTableName") if k not in outputs]
         if missing:
             raise OperatorError(f"stack {stack!r} has no output {', '.join(missing)}: is it an s3-vendor-import stack?")

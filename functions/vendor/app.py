@@ -1,7 +1,7 @@
 """Vendor function (deployed once per vendor): the Submit and Poll steps of the state machine.
 
-Submit is idempotent per execution (powertools idempotency): a retried Submit step returns the
-first answer instead of submitting the file to the vendor twice.
+Submit is idempotent per execution and per vendor-guard check (powertools idempotency): a retried
+Submit step returns the first answer instead of submitting the file to the vendor twice.
 Logs: JSON, correlation id = the job id (the execution name), key ``vendor``.
 """
 
@@ -21,7 +21,11 @@ logger = Logger()
 logger.addFilter(ScrubFilter())
 route_library_logs(logger)
 tracer = Tracer(patch_modules=("botocore", "requests"))  # only what we call: cold start counts
-idempotency_config = IdempotencyConfig(event_key_jmespath="execution_name", expires_after_seconds=7 * 86400)
+# one submit per execution and per check: a Submit again after "Wait in queue" (the vendor guard)
+# or after a continuation is a new step, a retried attempt of the same step is not
+idempotency_config = IdempotencyConfig(
+    event_key_jmespath="[execution_name, input.job.execution.index, input.job.execution.polls]",
+    expires_after_seconds=7 * 86400)
 _submit_once = None
 
 

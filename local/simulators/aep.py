@@ -140,6 +140,7 @@ class AepSimulator(Simulator):
         self.message_mode = message_mode
         self.raw_on_batch = raw_on_batch
         self.max_body_bytes = max_body_bytes
+        self.refused_429 = 0  # requests answered 429 (over the inlet's rates)
         self.max_requests_per_second = max_requests_per_second
         self.max_messages_per_second = max_messages_per_second
         self.run_settle_polls = run_settle_polls
@@ -424,6 +425,7 @@ class AepSimulator(Simulator):
                     or (self.max_messages_per_second is not None
                         and self._window[2] > self.max_messages_per_second))
             if over:  # a refused request does not count
+                self.refused_429 += 1
                 self._window[1] -= 1
                 self._window[2] -= messages
             return over

@@ -83,6 +83,9 @@ class Simulator:
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.reset_concurrency()
+        self.down = False  # an outage: every request answers 503 while True (the vendor guard's breaker)
+        self.refused_while_down = 0
 
     # -- lifecycle -------------------------------------------------------------------------------
     @property
@@ -129,6 +132,22 @@ class Simulator:
 
     def __exit__(self, *exc):
         self.stop()
+
+    # -- concurrent jobs (what the vendor guard limits) ------------------------------------------
+    def reset_concurrency(self) -> None:
+        self.active_jobs: set[str] = set()
+        self.max_concurrent_jobs = 0
+        self.job_starts: list[str] = []  # file names, in the order the vendor started their jobs
+
+    def job_started(self, job_id: str, name: str = "") -> None:
+        with self._lock:
+            self.active_jobs.add(job_id)
+            self.job_starts.append(name or job_id)
+            self.max_concurrent_jobs = max(self.max_concurrent_jobs, len(self.active_jobs))
+
+    def job_ended(self, job_id: str) -> None:
+        with self._lock:
+            self.active_jobs.discard(job_id)
 
     # -- faults ------------------------------------------------------------------------------------
     def inject(self, *faults: Fault) -> None:
@@ -179,6 +198,10 @@ class Simulator:
         if self.latency:
             time.sleep(self.latency)
         fault = self._take_fault(req)
+        if self.down and not fault:
+            with self._lock:
+                self.refused_while_down += 1
+            fault = Fault(status=503)
         if fault and fault.delay:
             time.sleep(fault.delay)
         if fault and fault.drop:

@@ -119,6 +119,7 @@ class CampaignSimulator(Simulator):
         self.tokens: dict[str, str] = {}  # access token -> client id
         self.token_calls = 0
         self.ingestions: dict[int, _Ingestion] = {}
+        self.adopted_answers = 0  # "already in progress" answers: a second trigger adopted a running ingestion
         self._running: dict[str, int] = {}  # mapping id -> running request id
         self._attempts: dict[str, int] = {}
         self._ids = itertools.count(3520)
@@ -127,6 +128,7 @@ class CampaignSimulator(Simulator):
     # -- test helpers ----------------------------------------------------------------------------
     def reset(self, *, polls_before_done: int = 2, require_request_id_in: str | None = None) -> None:
         """Forget every token, ingestion, fault and logged request (one server for many tests)."""
+        self.reset_concurrency()
         with self._lock, self._state_lock:
             self.requests.clear()
             self._faults.clear()
@@ -134,6 +136,7 @@ class CampaignSimulator(Simulator):
             self.token_calls = 0
             self.ingestions.clear()
             self._running.clear()
+            self.adopted_answers = 0
             self._attempts.clear()
             self.reject_all_tokens = False
             self.polls_before_done = polls_before_done
@@ -226,10 +229,12 @@ class CampaignSimulator(Simulator):
             if running is None and kind == "busy" and mapping_id not in self._attempts:
                 running = self._new_ingestion(mapping_id)  # started by someone else
             if running is not None:
+                self.adopted_answers += 1  # a second trigger of a running mapping (what the guard's lane avoids)
                 return Reply(200, {"requestId": running, "status": "In Progress",
                                    "info": f"Ingestion request already in progress for the Mapping ID: "
                                            f"{mapping_id}"})
             request_id = self._new_ingestion(mapping_id)
+        self.job_started(str(request_id), mapping_id)  # concurrent ingestions (base.Simulator)
         return Reply(200, {"requestId": request_id, "status": "Success",
                            "info": f"Ingestion request submitted successfully for the Mapping ID: {mapping_id}"})
 
@@ -261,7 +266,9 @@ class CampaignSimulator(Simulator):
                 return Reply(200, _answer(ingestion, "In Progress", f"Mapping Id: {mapping_id}."))
             ingestion.final = self._final(ingestion)
             self._running.pop(mapping_id, None)
-            return Reply(200, ingestion.final)
+            final = ingestion.final
+        self.job_ended(str(request_id))
+        return Reply(200, final)
 
     def _request_id(self, req: Request) -> tuple[Any, Reply | None]:
         in_query = req.query.get("requestId", [None])[0]

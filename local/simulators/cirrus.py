@@ -57,6 +57,7 @@ from __future__ import annotations
 import itertools
 import json
 import secrets
+import time
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -117,6 +118,7 @@ class CirrusSimulator(Simulator):
         self.received: list[dict[str, Any]] = []  # every decoded record, in arrival order
         self.store: dict[str, dict[str, dict[str, str]]] = {}  # object -> matching value -> fields
         self.data_actions = 0
+        self.data_action_times: list[float] = []  # when each DataAction came (time.monotonic(): shared rates)
         self.records_received = 0  # counted even when the records are not kept (record_bodies)
         self._guids = itertools.count(2458939956261816452)
 
@@ -195,6 +197,7 @@ class CirrusSimulator(Simulator):
             return Reply(400, {"Message": "The XML data must be <Data> with one element per record"})
         with self._lock:
             self.data_actions += 1
+            self.data_action_times.append(time.monotonic())
             outcomes = [self._apply(obj, action, matching, use_external_id, rec) for rec in root
                         if isinstance(rec.tag, str)]
         status = 400 if any(not ok for ok, *_ in outcomes) else 200

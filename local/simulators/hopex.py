@@ -211,6 +211,7 @@ class HopexSimulator(Simulator):
 
     def reset(self) -> None:
         """Back to a fresh simulator (same server): tests share one across a module."""
+        self.reset_concurrency()
         with self._lock:
             self.running_polls: int = self._defaults["running_polls"]
             self.token_lifetime: int = self._defaults["token_lifetime"]
@@ -347,6 +348,9 @@ class HopexSimulator(Simulator):
                      run_seconds=self.job_seconds, clock=self.clock)
         with self._lock:
             self.jobs[job.job_id] = job
+        self.job_started(job.job_id, filename)
+        if sync:
+            self.job_ended(job.job_id)
         location = {"Location": f"/import/job/{quote(job.job_id, safe='')}"}
         if sync:
             return Reply(200, {"job_id": job.job_id, **job.status(self.failure)}, location)
@@ -359,7 +363,10 @@ class HopexSimulator(Simulator):
             if job is None:
                 return Reply(404, {"error": f"unknown job {job_id}"})
             job.status_polls += 1
-            return Reply(self.status_code, job.status(self.failure))
+            status = job.status(self.failure)
+        if job.finished:  # the client learns it ended: the vendor runs one job fewer
+            self.job_ended(job_id)
+        return Reply(self.status_code, status)
 
     def _rejects(self, job_id: str) -> Reply:
         with self._lock:

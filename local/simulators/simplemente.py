@@ -289,6 +289,7 @@ class SimplementeSimulator(Simulator):
         imp = _Import(guid=str(uuid.uuid4()), flux=flux, url=url, started=_now())
         with self._lock:
             self.imports[imp.guid] = imp
+        self.job_started(imp.guid, flux)  # concurrent imports (base.Simulator)
         worker = threading.Thread(target=self._fetch_and_plan, args=(imp,), daemon=True,
                                   name=f"sim-simplemente-fetch-{imp.guid[:8]}")
         self._fetchers.append(worker)
@@ -326,6 +327,8 @@ class SimplementeSimulator(Simulator):
             shown = min(shown, len(imp.groups))
             messages = [m for group in imp.groups[:shown] for m in group]
             ended = imp.fetched and imp.outcome != "Silence" and shown == len(imp.groups)
+        if ended:
+            self.job_ended(imp.guid)
         completed = (ended if self.report_is_completed else None)
         body: dict[str, Any] = {"IsCompleted": completed, "Messages": messages}
         if rich:

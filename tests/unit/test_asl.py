@@ -162,6 +162,8 @@ def test_done_jobs_go_to_finalize_others_continue_or_wait(asl):
         {"Variable": "$.job.done", "BooleanEquals": True, "Next": finalize_name(asl)},
         {"And": [{"Variable": "$.job.continue_in_new_execution", "IsPresent": True},
                  {"Variable": "$.job.continue_in_new_execution", "BooleanEquals": True}], "Next": go_on},
+        {"And": [{"Variable": "$.job.queued", "IsPresent": True},
+                 {"Variable": "$.job.queued", "BooleanEquals": True}], "Next": "Wait in queue"},
     ]
     assert asl["States"][choice["Default"]]["Type"] == "Wait"
 
@@ -184,9 +186,11 @@ def test_vendor_errors_get_one_state_machine_retry_the_http_layer_does_the_rest(
 
 
 def test_wait_uses_the_seconds_the_poll_asked_for(asl):
-    (wait,) = [s for s in asl["States"].values() if s["Type"] == "Wait"]
-    assert wait["SecondsPath"] == "$.job.wait_seconds"
-    assert "Seconds" not in wait and asl["States"][wait["Next"]]["Resource"] == VENDOR_ARN
+    waits = [s for s in asl["States"].values() if s["Type"] == "Wait"]
+    assert len(waits) == 2  # before the next poll, and in the vendor guard's queue
+    for wait in waits:
+        assert wait["SecondsPath"] == "$.job.wait_seconds"
+        assert "Seconds" not in wait and asl["States"][wait["Next"]]["Resource"] == VENDOR_ARN
 
 
 def test_vendor_steps_keep_the_input_and_put_their_result_under_job(asl):
@@ -216,3 +220,12 @@ def test_timeouts_are_set_for_the_execution_and_every_task(asl):
     assert 0 < asl["TimeoutSeconds"] <= 365 * 86400
     for name, task in tasks(asl).items():
         assert 0 < task["TimeoutSeconds"] <= 900, name  # a Lambda cannot run longer
+
+
+def test_a_queued_import_waits_then_submits_again_and_nothing_else_is_added_to_its_path(asl):
+    states = asl["States"]
+    assert asl["StartAt"] == "Submit to vendor"  # no state before Submit: an import that never queues pays nothing
+    wait = states["Wait in queue"]
+    assert wait["Next"] == "Submit to vendor" and states[wait["Next"]]["Parameters"]["action"] == "submit"
+    assert [n for n, s in states.items() if s.get("Next") == "Wait in queue" or s.get("Default") == "Wait in queue"
+            or any(c.get("Next") == "Wait in queue" for c in s.get("Choices", []))] == ["Vendor job finished?"]

@@ -386,3 +386,23 @@ def test_a_retried_step_never_overlaps_the_run_it_replaces(template):
             assert timeout + 60 <= task["TimeoutSeconds"], (name, state, function, timeout)
             checked += 1
     assert checked == 4 * len(VENDORS)  # Submit, Poll, Settle, Finalize in each
+
+
+def test_the_vendor_guard_may_describe_the_executions_of_its_own_state_machine_only(cfn):
+    """DescribeExecution authorizes on resource type ``execution``, whose ARN is
+    ``arn:${Partition}:states:${Region}:${Account}:execution:${StateMachineName}:${ExecutionId}``
+    (Service Authorization Reference, AWS Step Functions:
+    docs.aws.amazon.com/service-authorization/latest/reference/list_awsstepfunctions.html); moto does
+    not evaluate IAM, so the grant's shape is checked here: each vendor function may describe the
+    executions of its own vendor's state machine (the guard's reclaim of ended holders), no other."""
+    resources = cfn["Resources"]
+    for vendor in VENDORS:
+        stem = LOGICAL[vendor]
+        machine_name = resources[f"{stem}ImportStateMachine"]["Properties"]["StateMachineName"]
+        assert machine_name == {"Fn::Sub": f"${{AWS::StackName}}-{vendor}-import"}
+        statements = [st for policy in resources[f"{stem}FunctionRole"]["Properties"]["Policies"]
+                      for st in policy["PolicyDocument"]["Statement"] if st.get("Sid") == "GuardReclaimsEndedHolders"]
+        assert [(st["Action"], st["Resource"]) for st in statements] == [(
+            "states:DescribeExecution",
+            {"Fn::Sub": "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:execution:"
+                        f"${{AWS::StackName}}-{vendor}-import:*"})]

@@ -373,8 +373,8 @@ def test_documented_error_types_are_one_list():
         "InputError", "SettingsError", "VendorAuthError", "VendorRejectedError", "VendorUnavailableError",
         "VendorThrottledError", "VendorOutcomeUnknownError", "VendorProtocolError", "VendorJobFailed",
         "VendorRefusedAll", "VendorSilent",
-        "DeadlineExceeded", "RecordCountMismatch", "RedirectRefused", "ResponseTooLarge", "ExecutionAborted",
-        "InternalError"]
+        "DeadlineExceeded", "RecordCountMismatch", "RedirectRefused", "ResponseTooLarge", "VendorOutage",
+        "ExecutionAborted", "InternalError"]
     assert documented_error("KeyError", "'x'") == ("InternalError", "KeyError: 'x'")
     assert documented_error("States.Timeout", "") == ("DeadlineExceeded",
                                                       "States.Timeout: a step or the execution did not finish in time")

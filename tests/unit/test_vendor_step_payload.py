@@ -64,6 +64,7 @@ def test_the_timed_out_answer_exactly(account):
                    "record_import": None,
                    # the first execution of the job, its first poll (statemachines: continuation)
                    "continue_in_new_execution": False, "executions": ["job-1"], "executions_count": 1,
+                   "queued": False,  # not held back by the vendor guard (statemachines: Wait in queue)
                    "execution": {"index": 0, "name": "job-1", "polls": 1, "invocations_before": 0,
                                  "waited_at_start": 0}}
 

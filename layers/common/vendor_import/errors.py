@@ -96,6 +96,8 @@ ERROR_TYPES: dict[str, str] = {
     "RecordCountMismatch": "records read != accepted + refused + unconfirmed at the end of a record import",
     "RedirectRefused": "a call carrying a secret was redirected; the redirect was not followed",
     "ResponseTooLarge": "a vendor answer was larger than the connector reads",
+    "VendorOutage": "the target stayed paused by its circuit breaker (consecutive unavailable, throttled or "
+                    "authentication failures) longer than pause_deadline_seconds",
     "ExecutionAborted": "the execution was stopped (StopExecution) before it finished",
     "InternalError": "anything else (a Lambda or Step Functions fault, a bug): the message starts with "
                      "the original error name",
@@ -117,3 +119,8 @@ def documented_error(name: str | None, message: str | None) -> tuple[str, str]:
         return "DeadlineExceeded", message or f"{name}: a step or the execution did not finish in time"
     label = name or "Error"
     return "InternalError", f"{label}: {message}" if message and not message.startswith(label) else (message or label)
+
+
+class VendorOutage(VendorImportError):
+    """The target stayed paused by the vendor guard's circuit breaker longer than the pause deadline
+    (logic/guard.py): the import ends FAILED with error.type VendorOutage."""

@@ -140,6 +140,29 @@ COMMON_FIELDS = (
           why_maximum="a year of polling, across continued executions",
           doc="an import still running after this many seconds of waiting ends TIMED_OUT"),
     Field("poll", dict, default=None, fields=POLL_FIELDS, doc="backoff of the poll loop"),
+    # the vendor guard (logic/guard.py); no vendor document states a concurrency limit, so none
+    # applies unless set (docs/vendors/<vendor>.md suggests values, opt-in)
+    Field("max_concurrent_imports", int, default=0, minimum=0, maximum=10_000,
+          why_maximum="the guard item keeps its holders in one DynamoDB item (400 KB)",
+          doc="imports of this target talking to the vendor at once; the others wait QUEUED and start "
+              "in upload order (0: no limit, the default: no vendor document states one)"),
+    Field("one_import_per_lane", bool, default=None,
+          doc="one import at a time per Campaign mapping / simplement-e flux (default: true for Campaign, "
+              "seed 001 'Ingestion request already in progress for the Mapping ID'; false for simplement-e, "
+              "whose document states no such rule)"),
+    Field("queue_check_seconds", int, default=30, minimum=5, maximum=3600,
+          why_maximum="a Wait state per check; continuation keeps the history under its quota",
+          doc="how often the import next in line checks for a free slot (further back: less often)"),
+    Field("breaker_failures", int, default=5, minimum=1,
+          doc="consecutive unavailable / throttled / authentication failures that pause the target"),
+    Field("breaker_cooldown_seconds", int, default=60, minimum=1, maximum=86_400,
+          why_maximum="one Wait state",
+          doc="wait before the first probe of a paused target; doubled after each failed probe"),
+    Field("breaker_max_cooldown_seconds", int, default=900, minimum=1, maximum=86_400,
+          why_maximum="one Wait state", doc="cap of that backoff"),
+    Field("pause_deadline_seconds", int, default=21600, minimum=1, maximum=DEADLINE_MAX_SECONDS,
+          why_maximum="a year of waiting, across continued executions",
+          doc="an import waiting this long on a paused target ends FAILED (error.type VendorOutage)"),
 )
 
 

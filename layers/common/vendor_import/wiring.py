@@ -61,7 +61,9 @@ def finalizer():
     from .dal.notifier import Notifier
     from .logic.finalize import Finalizer
 
-    return Finalizer(store(), jobs(), Notifier(client("sns"), env("COMPLETION_TOPIC_ARN")))
+    finalizer = Finalizer(store(), jobs(), Notifier(client("sns"), env("COMPLETION_TOPIC_ARN")))
+    finalizer.guard = guard()
+    return finalizer
 
 
 def upload_router(logger=None):
@@ -126,6 +128,24 @@ def vendor_step(context=None):
 
     step = VendorStep(vendor=vendor, settings_loader=settings_loader,
                       s3_client=s3, store=store(), jobs=jobs(), time_left=time_left,
-                      connector_cache=_connector_cache)
+                      connector_cache=_connector_cache, guard=guard())
+    step.breaker = breaker(step.guard)
     step.presign_s3 = presign_client()
     return step
+
+
+def guard():
+    """The vendor guard over the jobs table (logic/guard.py); DescribeExecution finds holders whose
+    execution ended without releasing."""
+    from .dal.guard_table import GuardTable
+    from .logic.guard import Guard, describer
+
+    return Guard(GuardTable(dynamodb().Table(env("JOBS_TABLE"))), describer(client("stepfunctions")))
+
+
+def breaker(the_guard):
+    """The per-target circuit breaker; its PAUSED / RESUMED messages go to the completion topic."""
+    from .logic.guard import Breaker, sns_announcer
+
+    topic = os.environ.get("COMPLETION_TOPIC_ARN")
+    return Breaker(the_guard, sns_announcer(client("sns"), topic) if topic else None)

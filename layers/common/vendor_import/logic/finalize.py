@@ -59,11 +59,14 @@ class Finalizer:
         self.jobs = jobs
         self.notifier = notifier
         self.clock = clock
+        self.guard = None  # logic/guard.Guard: whatever ends an import frees its slot
 
     def from_state(self, event: dict[str, Any]) -> dict[str, Any]:
         """Finalize called by the state machine (success, vendor failure or caught error)."""
         inp = event.get("input") or {}
         job = inp.get("job") or {}
+        self._release(job.get("job_id") or event.get("execution_name"),
+                      job.get("vendor") or _vendor_from(inp.get("key"), event.get("state_machine_arn")), inp)
         err_type, err_msg = error_from_catch(inp.get("error"))
         if err_type:
             state = FinalState.TIMED_OUT if err_type in _TIMEOUT_ERRORS else FinalState.FAILED
@@ -94,6 +97,22 @@ class Finalizer:
             error_message=err_msg, execution_arn=event.get("execution_arn"),
             started_at=event.get("started_at"), caught_error=bool(inp.get("error")),
         )
+
+    def _release(self, job_id: str | None, vendor: str, inp: dict[str, Any], arn: str | None = None) -> None:
+        """Free the import's vendor-guard slot or queue place (logic/guard.py), first thing: with
+        ``arn`` only if it is still that execution's. The target is the step's, else the one the
+        jobs table noted when the import queued or started (a Submit that failed after choosing a
+        target from the upload's metadata), else the input's."""
+        if self.guard is None or not job_id or not vendor:
+            return
+        job = inp.get("job") if isinstance(inp.get("job"), dict) else {}
+        target = job.get("target")
+        if not target:
+            try:
+                target = (self.jobs.get(job_id) or {}).get("target")
+            except Exception:  # noqa: BLE001 - the guard's reclaim frees it otherwise
+                target = None
+        self.guard.release(vendor, target or _target_of(job, inp), job_id, arn=arn)
 
     def _with_checkpoint_counts(self, job_id: str | None, job: dict[str, Any]) -> dict[str, Any]:
         """A step that failed after checkpointing progress (a record vendor's cursor): the counts
@@ -147,6 +166,9 @@ class Finalizer:
             message = 'the execution input must be a JSON object like {"bucket": "...", "key": "inbox/<vendor>/..."}'
         started = detail.get("startDate")
         inp = inp if isinstance(inp, dict) else {}
+        # only if the slot is still this execution's (a continued poll loop took it along)
+        self._release(job_id, _vendor_from(inp.get("key"), detail.get("stateMachineArn")), inp,
+                      arn=detail.get("executionArn"))
         return self.record(
             job_id=job_id, vendor=_vendor_from(inp.get("key"), detail.get("stateMachineArn")), inp=inp,
             job={k: carried[k] for k in ("job_id", "executions", "executions_count") if k in carried},
@@ -235,7 +257,10 @@ class Finalizer:
         if "retries" in counts:
             counts["retries"] = max(int(counts.get("retries") or 0), retries)
         continuations = max(0, int(job.get("executions_count") or 1) - 1)
-        record["cost"] = cost.estimate(usage, record["polls"], step_retries, continuations=continuations)
+        # the vendor guard: Wait in queue + Submit + Choice per check of a QUEUED import
+        queue_checks = int((job.get("guard") or {}).get("checks") or 0) if isinstance(job.get("guard"), dict) else 0
+        record["cost"] = cost.estimate(usage, record["polls"], step_retries, continuations=continuations,
+                                       queue_checks=queue_checks)
         # every vendor request and retry of the import (all vendors; counts has them where the
         # connector counts them too)
         record["cost"]["vendor_requests"] = used["requests"] if used["requests"] is not None else None

@@ -226,7 +226,7 @@ def parse_console_input(inp: Any) -> ImportRequest:
 # fields of an execution input: what a console user types, what the submit function adds, and what
 # the state machine adds itself ($.job, $.error)
 INPUT_FIELDS = ("bucket", "key", "version_id", "options", "dry_run", "target")
-_MACHINE_FIELDS = ("etag", "size", "job", "error")
+_MACHINE_FIELDS = ("etag", "size", "job", "error", "uploaded_at")  # uploaded_at: the S3 event time (vendor guard order)
 
 
 def check_input_fields(inp: dict[str, Any]) -> None:

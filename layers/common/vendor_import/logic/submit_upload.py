@@ -78,8 +78,10 @@ class UploadRouter:
             return self._reject(job_id, bucket, key, version, etag, size, exc,
                                 request.target if request else None)
         try:
-            self.sfn.start_execution(stateMachineArn=self.state_machines[vendor], name=job_id,
-                                     input=json.dumps(request.to_input()))
+            inp = request.to_input()
+            if record.get("eventTime"):  # the vendor guard serves its queue in upload order (logic/guard.py)
+                inp["uploaded_at"] = record["eventTime"]
+            self.sfn.start_execution(stateMachineArn=self.state_machines[vendor], name=job_id, input=json.dumps(inp))
         except self.sfn.exceptions.ExecutionAlreadyExists:
             return Outcome(key=key, action="duplicate", job_id=job_id,
                            detail="an execution for this object version already exists")

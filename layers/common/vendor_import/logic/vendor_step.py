@@ -23,7 +23,14 @@ from ..connectors import build_connector, connector_class, validate_options
 from ..connectors.base import Connector, StepContext
 from ..dal.jobs_table import JobsTable
 from ..dal.s3_layout import S3Store, error_key, message_key
-from ..errors import InputError, VendorImportError
+from ..errors import (
+    InputError,
+    VendorAuthError,
+    VendorImportError,
+    VendorOutage,
+    VendorThrottledError,
+    VendorUnavailableError,
+)
 from ..model import FinalState, Progress, RawRejects
 from ..polling import bounded_seconds
 from ..scrub import scrub
@@ -41,8 +48,10 @@ _SETTLE_REASON_CHARS = 400  # the reason repeated on each NOT_SENT row
 class VendorStep:
     def __init__(self, *, vendor: str, settings_loader: Callable[[], dict[str, Any]], s3_client,
                  store: S3Store, jobs: JobsTable, time_left: Callable[[], float] = lambda: 600.0,
-                 clock: Callable[[], float] = time.time, connector_cache: dict | None = None):
+                 clock: Callable[[], float] = time.time, connector_cache: dict | None = None, guard=None):
         self.vendor = vendor
+        self.guard = guard  # logic/guard.Guard (None: no concurrency limit, e.g. unit tests of a step)
+        self.breaker = None  # logic/guard.Breaker (None: no circuit breaker)
         self.settings_loader = settings_loader
         self.s3 = s3_client
         self.store = store
@@ -51,6 +60,8 @@ class VendorStep:
         self.clock = clock
         self._connectors = connector_cache if connector_cache is not None else {}
         self.presign_s3 = s3_client  # the local runner presigns against its emulated S3 endpoint
+        self._execution = ("", "")  # (name, ARN) of the execution running this step
+        self._uploaded_at = None  # the S3 event time of the upload: the guard's queue order
 
     # -- entry -------------------------------------------------------------------------------------
     def run(self, event: dict[str, Any]) -> dict[str, Any]:
@@ -62,8 +73,12 @@ class VendorStep:
         previous = (inp.get("job") if isinstance(inp, dict) else None) or {}
         previous = previous if isinstance(previous, dict) else {}
         resuming = action == "submit" and _is_continuation(previous, name)
+        # a Submit again after a wait in the vendor guard's queue (logic/guard.py)
+        requeued = action == "submit" and not resuming and bool(previous.get("queued")) and bool(previous.get("job_id"))
         # the job id is the first execution's name, kept by every continuation
-        job_id = str(previous.get("job_id") or name) if (resuming or action != "submit") else name
+        job_id = str(previous.get("job_id") or name) if (resuming or requeued or action != "submit") else name
+        self._execution = (name, str(event.get("execution_arn") or ""))
+        self._uploaded_at = inp.get("uploaded_at") if isinstance(inp, dict) else None
         invocations = self._count_invocation(job_id)
         started = time.perf_counter()
         before = self._requests_so_far()
@@ -76,7 +91,7 @@ class VendorStep:
             if resuming:
                 result = self.resume(name, previous, invocations)
             elif action == "submit":
-                result = self.submit(job_id, request)
+                result = self.submit(job_id, request, previous if requeued else None)
             elif action == "settle":
                 result = self.settle(job_id, request, previous, inp.get("error"))
             else:
@@ -90,10 +105,11 @@ class VendorStep:
             seconds = time.perf_counter() - started
             self._record_usage(job_id, seconds, before)
         # what this step cost (the status record adds it up): duration x the function's memory
-        result["usage"] = cost.usage_add(previous.get("usage") if (action != "submit" or resuming) else None,
-                                         seconds, cost.memory_mb())
+        result["usage"] = cost.usage_add(previous.get("usage") if (action != "submit" or resuming or requeued)
+                                         else None, seconds, cost.memory_mb())
         if action != "settle":  # settling ends the loop: the job keeps its executions as they were
-            self._track_execution(result, previous, action, resuming, name, invocations, event)
+            self._track_execution(result, previous, "poll" if requeued else action, resuming, name, invocations,
+                                  event)
         return result
 
     def resume(self, name: str, job: dict[str, Any], invocations: int | None) -> dict[str, Any]:
@@ -101,12 +117,18 @@ class VendorStep:
         previous execution stopped (same job, same pending wait)."""
         self.jobs.mark_running(job["job_id"], self.vendor, {"current_execution": name,
                                                             "updated_at": iso(self.clock())})
+        if self.guard is not None and job.get("target") and not job.get("dry_run"):
+            # the slot (or queue place) follows the job into this execution
+            execution = job.get("execution") or {}
+            self.guard.touch(self.vendor, job["target"], job["job_id"], self._execution[1],
+                             index=int(execution.get("index") or 0) + 1)
         return {k: v for k, v in job.items() if k not in ("continue_in_new_execution", "next_execution_name")}
 
     def _track_execution(self, result: dict[str, Any], previous: dict[str, Any], action: str, resuming: bool,
                          name: str, invocations: int | None, event: dict[str, Any]) -> None:
         """Which execution this is, and whether the loop must go on in a new one."""
         result["continue_in_new_execution"] = False
+        result.setdefault("queued", False)  # the Choice reads it (the vendor guard's queue)
         before = (invocations - 1) if invocations is not None else None
         if resuming:
             prior = previous.get("execution") or {}
@@ -156,11 +178,17 @@ class VendorStep:
         except Exception:  # noqa: BLE001 - bookkeeping must never fail a vendor step
             pass
 
-    def submit(self, job_id: str, request: ImportRequest) -> dict[str, Any]:
+    def submit(self, job_id: str, request: ImportRequest, previous: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Validate and submit, once the vendor guard lets the import in (logic/guard.py): else the
+        QUEUED payload (``queued`` true, ``wait_seconds`` before the next Submit). ``previous``:
+        the QUEUED payload of the last check (a Submit again after ``Wait in queue``)."""
         head = self._head(request)
         if not getattr(self, "_target_given", False):
             request.target = choose_target(request.key, head.get("Metadata") or {})
         settings = self._settings(request.target)  # an unknown target stops here: no vendor call
+        guard_state = self._admit(job_id, request, settings, head, previous or {})
+        if guard_state.get("queued"):
+            return guard_state["payload"]
         connector = self._connector(settings, request.target)
         source = self._source(request, head["ContentLength"])
         staged = self._decompress(job_id, source, head, connector)
@@ -172,6 +200,8 @@ class VendorStep:
         base = {"job_id": job_id, "vendor": self.vendor, "target": request.target, "source_name": source.name,
                 "size": source.size, "polls": 0, "waited_seconds": 0, "dry_run": request.dry_run,
                 "submitted_at": iso(self.clock())}
+        if guard_state.get("guard"):
+            base["guard"] = guard_state["guard"]
         if staged:
             base["staged"] = staged
         if not request.dry_run:
@@ -191,9 +221,19 @@ class VendorStep:
                     "message": _dry_run_message(len(rows)), "vendor_ref": None,
                     "raw_format": _format_dict(fmt) if fmt else None}
         self.jobs.mark_running(job_id, self.vendor, {"state": "RUNNING", "updated_at": iso(self.clock()),
-                                                     "source_key": request.key, "current_execution": job_id,
+                                                     "source_key": request.key,
+                                                     "current_execution": self._execution[0] or job_id,
                                                      "target": request.target})
-        progress = connector.submit(ctx)
+        progress = self._through_breaker(job_id, request, settings,
+                                         {"suspected": (guard_state.get("guard") or {}).get("suspected")},
+                                         lambda: connector.submit(ctx),
+                                         gate=guard_state.get("gate"))
+        if isinstance(progress, dict):  # the vendor went down: the import waits (keeping its slot), then submits
+            state = {"checks": 0, "queued_seconds": 0, "paused_seconds": 0, "pause_waited": 0,
+                     **(guard_state.get("guard") or {}), "pause_epoch": progress.get("pause_epoch"),
+                     "suspected": progress.get("suspected")}
+            return self._queued(job_id, request, state, wait=progress["wait_seconds"], paused=True,
+                                epoch=progress.get("pause_epoch"))
         # part ids sort in step order ("submit" would sort after "poll-..."): Finalize
         # concatenates the staged rejects in part id order
         progress = record_count.enforce(progress, connector.record_tally(progress.job) if progress.done else None)
@@ -204,11 +244,31 @@ class VendorStep:
         request.target = target
         settings = self._settings(target)
         polls = int(job.get("polls") or 0) + 1
-        waited = int(job.get("waited_seconds") or 0) + int(job.get("wait_seconds") or 0)
+        # a wait spent paused (vendor outage) does not count against deadline_seconds
+        was_paused = bool(job.get("paused"))
+        waited = int(job.get("waited_seconds") or 0) + (0 if was_paused else int(job.get("wait_seconds") or 0))
+        paused_seconds = int(job.get("paused_seconds") or 0) + (int(job.get("wait_seconds") or 0) if was_paused else 0)
         base = {**{k: job.get(k) for k in ("job_id", "vendor", "target", "source_name", "size", "dry_run",
                                             "submitted_at", "raw_format", "pace", "staged",
                                             "rejects_are_records", "record_import")},
                 "target": target, "polls": polls, "waited_seconds": waited}
+        if was_paused or job.get("paused_seconds"):
+            base["paused_seconds"] = paused_seconds
+        if job.get("guard"):  # the queue's counters (Finalize counts the checks' states)
+            base["guard"] = job["guard"]
+        if was_paused:
+            from .guard import breaker_settings
+
+            deadline = breaker_settings(settings)[3]
+            if paused_seconds >= deadline:
+                return {**base, "done": True, "state": FinalState.FAILED.value, "wait_seconds": 0,
+                        "connector": job.get("connector") or {}, "counts": job.get("counts") or {},
+                        "vendor_ref": job.get("vendor_ref"), "error_type": "VendorOutage",
+                        "message": f"the vendor stayed unavailable: this import waited {paused_seconds} s "
+                                   f"while {self.vendor}/{target} was "
+                                   f"paused (pause_deadline_seconds = {deadline})"}
+            base["pause_epoch"] = job.get("pause_epoch")
+            base["pause_waited"] = int(job.get("pause_waited") or 0) + int(job.get("wait_seconds") or 0)
         if waited >= settings["deadline_seconds"]:
             return {**base, "done": True, "state": FinalState.TIMED_OUT.value, "wait_seconds": 0,
                     "connector": job.get("connector") or {}, "counts": job.get("counts") or {},
@@ -225,7 +285,11 @@ class VendorStep:
         ctx = self._context(job_id, request, source, head.get("Metadata") or {}, poll=polls, settings=settings)
         # a retried poll resumes from what the failed attempt already checkpointed
         connector_job = self.jobs.load_checkpoint(job_id, polls) or job.get("connector") or {}
-        progress = connector.poll(connector_job, ctx)
+        progress = self._through_breaker(job_id, request, settings, {**base, "suspected": job.get("suspected")},
+                                         lambda: connector.poll(connector_job, ctx))
+        if isinstance(progress, dict):  # paused: ask the vendor nothing until the target resumes
+            return {**base, **progress, "connector": connector_job, "counts": job.get("counts") or {},
+                    "vendor_ref": job.get("vendor_ref"), "message": job.get("message")}
         if progress.vendor_ref is None:
             progress.vendor_ref = job.get("vendor_ref")
         # records read = accepted + refused + unconfirmed, or the import ends FAILED
@@ -269,6 +333,130 @@ class VendorStep:
             result["error_type"], result["settled"] = record_count.ERROR_TYPE, problem
         return result
 
+    def _admit(self, job_id: str, request: ImportRequest, settings: dict[str, Any], head: dict[str, Any],
+               previous: dict[str, Any]) -> dict[str, Any]:
+        """The vendor guard's door (logic/guard.py), before the file is read or the vendor called.
+        Returns ``{"queued": True, "payload": <QUEUED payload>}``, or ``{"guard": <the queue's counters,
+        None if the import never queued>, "gate": <the breaker's Gate, or None>}``. With no limit and
+        no lane (the default for every vendor but Campaign) it writes nothing: one read of the
+        target's breaker. Raises VendorOutage once the import has waited ``pause_deadline_seconds``
+        on a paused target."""
+        prior = previous.get("guard") or {}
+        waited = int(previous.get("wait_seconds") or 0)  # the Wait in queue just done
+        paused_wait = waited if prior.get("paused") else 0
+        state = {"checks": int(prior.get("checks") or 0) + (1 if previous else 0),
+                 "queued_seconds": int(prior.get("queued_seconds") or 0) + waited,
+                 "paused_seconds": int(prior.get("paused_seconds") or 0) + paused_wait,
+                 "pause_epoch": prior.get("pause_epoch"),
+                 "pause_waited": int(prior.get("pause_waited") or 0) + paused_wait,
+                 "shown": (prior.get("position"), bool(prior.get("paused"))) if previous else None}
+        state["suspected"] = prior.get("suspected")
+        kept = {k: state[k] for k in ("checks", "queued_seconds", "paused_seconds", "suspected")} if previous else None
+        if request.dry_run or self.guard is None:  # a dry run never talks to the vendor
+            return {"guard": kept, "gate": None}
+        from .guard import breaker_settings, lane_of, limit_of
+
+        deadline = breaker_settings(settings)[3]
+        if state["paused_seconds"] >= deadline:
+            raise VendorOutage(f"{self.vendor}/{request.target} stayed paused (vendor outage) while this import "
+                               f"waited {state['paused_seconds']} s (pause_deadline_seconds = {deadline})")
+        options = validate_options(self.vendor, build_request(request.bucket, request.key,
+                                                              metadata=head.get("Metadata") or {},
+                                                              console_options=request.options).options)
+        limit, lane = limit_of(settings), lane_of(self.vendor, options, settings)
+        if limit or lane:
+            execution = previous.get("execution") or {}
+            decision = self.guard.acquire(self.vendor, request.target, job_id, self._execution[1], limit=limit,
+                                          lane=lane, uploaded_at=self._uploaded_at,
+                                          check_seconds=int(settings.get("queue_check_seconds") or 30),
+                                          index=int(execution.get("index") or 0))
+            if not decision.acquired:
+                return {"queued": True, "payload": self._queued(job_id, request, state, wait=decision.wait_seconds,
+                                                                position=decision.position, paused=decision.paused)}
+        gate = None
+        if self.breaker is not None:
+            seen = state["pause_epoch"]
+            gate = self.breaker.gate(self.vendor, request.target, job_id,
+                                     seen_epoch=-1 if seen is None else int(seen),
+                                     waited_in_epoch=state["pause_waited"],
+                                     cooldown_default=breaker_settings(settings)[1])
+            if gate.action == "wait":
+                return {"queued": True, "payload": self._queued(job_id, request, state, wait=gate.wait_seconds,
+                                                                paused=True, epoch=gate.epoch)}
+        return {"guard": kept, "gate": gate}
+
+    def _queued(self, job_id: str, request: ImportRequest, state: dict[str, Any], *, wait: int,
+                position: int | None = None, paused: bool = False, epoch: int | None = None) -> dict[str, Any]:
+        """The QUEUED payload ($.job): ``Wait in queue`` for ``wait_seconds``, then Submit again.
+        Its waits go to ``guard.queued_seconds`` (and ``paused_seconds`` while the target is paused),
+        never to ``waited_seconds``: the vendor's deadline starts at the real submit."""
+        guard = {k: state[k] for k in ("checks", "queued_seconds", "paused_seconds")}
+        if state.get("suspected"):  # waited once after an outage failure (logic/guard.Breaker.others_failing)
+            guard["suspected"] = True
+        if paused:
+            same = epoch is None or state.get("pause_epoch") is None or int(state["pause_epoch"]) == int(epoch)
+            guard.update({"paused": True, "pause_epoch": epoch if epoch is not None else state.get("pause_epoch"),
+                          "pause_waited": state["pause_waited"] if same else 0})
+        guard["position"] = position
+        where = f"{self.vendor}/{request.target}"
+        message = (f"paused: {where} is paused (vendor outage); the import waits and submits when it resumes"
+                   if paused else f"queued: {position if position is not None and position >= 0 else 'some'} "
+                                  f"import(s) of {where} ahead; max_concurrent_imports reached")
+        if state.get("shown") != (position, paused):  # the jobs table already says so otherwise
+            self._mark_queued(job_id, request, message)
+        return {"job_id": job_id, "vendor": self.vendor, "target": request.target,
+                "source_name": request.key.rsplit("/", 1)[-1], "polls": 0, "waited_seconds": 0,
+                "dry_run": False, "done": False, "state": None, "queued": True,
+                "wait_seconds": max(1, int(wait)), "guard": guard, "connector": {}, "counts": {},
+                "vendor_ref": None, "message": message}
+
+    def _mark_queued(self, job_id: str, request: ImportRequest, message: str) -> None:
+        """State QUEUED in the jobs table (``list``, ``show``), with the message saying why."""
+        self.jobs.mark_running(job_id, self.vendor, {"state": "QUEUED", "updated_at": iso(self.clock()),
+                                                     "source_key": request.key, "target": request.target,
+                                                     "message": message,
+                                                     "current_execution": self._execution[0] or job_id})
+
+    def _through_breaker(self, job_id: str, request: ImportRequest, settings: dict[str, Any],
+                         job: dict[str, Any], call: Callable[[], Progress], gate=None) -> Progress | dict[str, Any]:
+        """One vendor call through the target's circuit breaker (logic/guard.Breaker). Returns the
+        call's Progress, or the paused part of a payload (paused, wait_seconds, pause_epoch,
+        pause_waited) when the target is paused: the import waits instead of calling the vendor,
+        and an outage failure that pauses the target does not fail the import. ``gate``: the one
+        the submit's admission already asked for."""
+        if self.breaker is None:
+            return call()
+        from .guard import breaker_settings, limit_of
+
+        threshold, cooldown, max_cooldown, _ = breaker_settings(settings)
+        target = request.target
+        seen = job.get("pause_epoch")
+        if gate is None:
+            gate = self.breaker.gate(self.vendor, target, job_id, seen_epoch=-1 if seen is None else int(seen),
+                                     waited_in_epoch=int(job.get("pause_waited") or 0), cooldown_default=cooldown)
+        if gate.action == "wait":
+            waited = int(job.get("pause_waited") or 0) if seen is not None and int(seen) == gate.epoch else 0
+            return {"paused": True, "done": False, "state": None, "wait_seconds": gate.wait_seconds,
+                    "pause_epoch": gate.epoch, "pause_waited": waited}
+        try:
+            progress = call()
+        except (VendorUnavailableError, VendorThrottledError, VendorAuthError):
+            # counted once per import: with a limit, at most that many imports can be failing at once
+            limit = limit_of(settings)
+            if self.breaker.failed(self.vendor, target, threshold=min(threshold, limit) if limit else threshold,
+                                   cooldown=cooldown, max_cooldown=max_cooldown, job_id=job_id):
+                return {"paused": True, "done": False, "state": None, "wait_seconds": cooldown,
+                        "pause_epoch": None, "pause_waited": 0}
+            if not job.get("suspected") and self.breaker.others_failing(self.vendor, target, job_id):
+                # other imports fail too, the breaker not open yet: wait one cool-down (while their
+                # failures open it) instead of failing; a second failure then fails as before
+                return {"paused": True, "done": False, "state": None, "wait_seconds": cooldown,
+                        "pause_epoch": None, "pause_waited": 0, "suspected": True}
+            raise
+        if gate.action == "probe" or gate.failures:
+            self.breaker.succeeded(self.vendor, target)
+        return progress
+
     # -- helpers -------------------------------------------------------------------------------------
     def _learned_pace(self, size: int, job_id: str, target: str = DEFAULT_TARGET) -> dict[str, Any] | None:
         """The first wait and poll step from the recent jobs of this vendor's target (a test system
@@ -301,6 +489,10 @@ class VendorStep:
             for old in [k for k in self._connectors if k[:2] == (self.vendor, target)]:
                 del self._connectors[old]
             conn = self._connectors[key] = build_connector(self.vendor, settings)
+            if self.guard is not None:  # a target's documented rates are one budget for all its imports
+                from .guard import share_rates
+
+                share_rates(self.vendor, target, conn, settings, self.guard.table.table)
         return conn
 
     def _source(self, request: ImportRequest, size: int) -> S3Source:
