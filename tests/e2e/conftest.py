@@ -48,6 +48,25 @@ def started_sims(hopex_sim):
         sim.stop()
 
 
+@pytest.fixture(autouse=True)
+def closed_circuits(request):
+    """Each e2e test starts with every target's vendor guard as new (no slot held, nobody queued,
+    no failure counted by the circuit breaker, no shared-rate lease): one test's failures must not
+    pause the target of the next. Only for tests that use the package's pipeline."""
+    if "pipe" not in request.fixturenames:
+        return
+    table = request.getfixturevalue("pipe").table
+    scan = {"ProjectionExpression": "job_id"}
+    while True:
+        page = table.scan(**scan)
+        for item in page.get("Items", []):
+            if str(item["job_id"]).startswith(("guard#", "rate#")):
+                table.delete_item(Key={"job_id": item["job_id"]})
+        if "LastEvaluatedKey" not in page:
+            return
+        scan["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
 @pytest.fixture
 def sims(pipe, started_sims):
     """The shared simulators, each vendor's settings in the pipeline pointing at its own: a module
