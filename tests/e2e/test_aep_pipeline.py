@@ -350,6 +350,11 @@ def test_an_inlet_down_part_way_leaves_every_unsent_record_in_the_rejects_file_t
     assert record["message"].endswith(
         "; 20 records not sent (NOT_SENT in the rejects file: upload it again once the cause is fixed)")
     assert record["rejects"]["rows"] == 20
+    # Submit + Choice, Wait + Poll + Choice per poll, the failed poll's 2 attempts (Wait, Poll, the Choice of
+    # its Catch, 1 retry), Settle, Finalize; Lambda runs: submit, polls, 2 failed attempts, settle, finalize
+    polls = record["polls"]
+    assert record["cost"]["state_transitions"] == 2 + 3 * polls + (3 + 1) + 1 + 1
+    assert record["cost"]["lambda_invocations"] == 1 + polls + 2 + 1 + 1
     rows, raw = rejects(result)
     # the line each record starts on: NDJSON n, CSV n + 1 (the header), the indented array 4 n - 2
     line = {"ndjson": lambda n: n, "csv": lambda n: n + 1, "json": lambda n: 4 * n - 2}[fmt]

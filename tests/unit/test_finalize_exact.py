@@ -170,7 +170,8 @@ def test_the_attempt_whose_error_was_caught_is_not_a_retry(account):
     job = done_job(usage={"lambda_invocations": 4, "lambda_gb_seconds": 1.5}, counts={"polls": 3})
     record = account.finalizer(clock).from_state(
         state_event(job, error={"Error": "VendorUnavailableError", "Cause": "down"}))
-    assert record["cost"]["state_transitions"] == 13  # 2 + 9 + 1 + 1 retry
+    # 2 + 9 + 1 + 1 retry + the failed poll's Wait, Poll and the Choice its Catch goes to
+    assert record["cost"]["state_transitions"] == 2 + 9 + 1 + 1 + 3
     assert record["cost"]["retries"] == 3
     assert record["counts"] == {"polls": 3, "rejected": 0}  # the connector counted no requests nor retries
 

@@ -29,13 +29,16 @@ def prices() -> dict[str, float]:
     return out
 
 
-def transitions(polls: int, retries: int = 0, continuations: int = 0, queue_checks: int = 0) -> int:
+def transitions(polls: int, retries: int = 0, continuations: int = 0, queue_checks: int = 0,
+                failure_states: int = 0) -> int:
     """States entered by the executions of statemachines/import.asl.json for one import:
     Submit + Choice, then Wait + Poll + Choice per poll, then Finalize; each retry is one more;
     each continuation in a new execution 4 more (Continue task, Succeed, the new execution's
     Submit and Choice); each check of an import QUEUED by the vendor guard 3 more (Wait in queue,
-    Submit, Choice: 0 for an import that never queued)."""
-    return 2 + 3 * polls + 1 + retries + 4 * continuations + 3 * queue_checks
+    Submit, Choice: 0 for an import that never queued); ``failure_states``: those entered on the
+    way to a Catch (the Wait, Poll and Choice of a poll that failed, the Settle step of a record
+    import settled after it)."""
+    return 2 + 3 * polls + 1 + retries + 4 * continuations + 3 * queue_checks + failure_states
 
 
 def memory_mb() -> int:
@@ -55,10 +58,11 @@ def usage_add(usage: dict[str, Any] | None, seconds: float, memory_mb: int) -> d
 
 
 def estimate(usage: dict[str, Any] | None, polls: int, retries: int = 0,
-             price: dict[str, float] | None = None, continuations: int = 0, queue_checks: int = 0) -> dict[str, Any]:
+             price: dict[str, float] | None = None, continuations: int = 0, queue_checks: int = 0,
+             failure_states: int = 0) -> dict[str, Any]:
     p = price or prices()
     u = usage or {}
-    n_transitions = transitions(polls, retries, continuations, queue_checks)
+    n_transitions = transitions(polls, retries, continuations, queue_checks, failure_states)
     gb_s = float(u.get("lambda_gb_seconds", 0.0))
     invocations = int(u.get("lambda_invocations", 0))
     usd = n_transitions * p["state_transition"] + gb_s * p["lambda_gb_second"] + invocations * p["lambda_request"]

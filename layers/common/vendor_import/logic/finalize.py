@@ -259,8 +259,15 @@ class Finalizer:
         continuations = max(0, int(job.get("executions_count") or 1) - 1)
         # the vendor guard: Wait in queue + Submit + Choice per check of a QUEUED import
         queue_checks = int((job.get("guard") or {}).get("checks") or 0) if isinstance(job.get("guard"), dict) else 0
+        failure_states = 0
+        if caught_error and job.get("polls") is not None:
+            # a poll that failed: its Wait, its Poll and the Choice its Catch goes to (a failed submit
+            # has no job yet and goes straight to Finalize)
+            failure_states += 3
+        if "settled" in job or inp.get("settle_error"):
+            failure_states += 1  # the record import's Settle step
         record["cost"] = cost.estimate(usage, record["polls"], step_retries, continuations=continuations,
-                                       queue_checks=queue_checks)
+                                       queue_checks=queue_checks, failure_states=failure_states)
         # every vendor request and retry of the import (all vendors; counts has them where the
         # connector counts them too)
         record["cost"]["vendor_requests"] = used["requests"] if used["requests"] is not None else None

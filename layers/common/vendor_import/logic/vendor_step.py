@@ -311,7 +311,7 @@ class VendorStep:
         failed_poll = int(job.get("polls") or 0) + 1  # its checkpoint is newer than $.job's
         connector_job = self.jobs.load_checkpoint(job_id, failed_poll) or job.get("connector")
         if not connector_job:
-            return dict(job)
+            return {**job, "settled": ""}  # nothing was left to settle
         head = self._head(request)
         if job.get("staged"):
             source = self._staged_source(request, job["staged"])
@@ -323,7 +323,7 @@ class VendorStep:
                             _SETTLE_REASON_CHARS)
         progress = connector.settle(connector_job, ctx, scrub(reason))
         if progress is None:
-            return dict(job)
+            return {**job, "settled": ""}  # nothing was left to settle
         result = {**job, "connector": progress.job, "counts": progress.counts, "settled": scrub(progress.message)}
         if self._emitted_format:
             result["raw_format"] = _format_dict(self._emitted_format)
