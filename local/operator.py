@@ -261,7 +261,7 @@ def list_text(records: Iterable[dict[str, Any]]) -> str:
         counts = r.get("counts") or {}
         rejects = r.get("rejects") or {}
         sent = counts.get("sent", counts.get("records", ""))
-        refused = counts.get("rejected", rejects.get("rows", ""))
+        refused = rejects["rows"] if rejects.get("rows") is not None else counts.get("rejected", "")
         name = ((r.get("source") or {}).get("key") or r.get("source_key") or "").rsplit("/", 1)[-1]
         rows.append([str(r.get("updated_at") or "")[:19].replace("T", " "), str(r.get("state") or ""),
                      record_target(r)[:20], name[:40], str(sent), str(refused), str(r.get("job_id"))])

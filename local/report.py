@@ -32,7 +32,8 @@ def result_row(result, expect: str | None = None) -> list[str]:
     counts = rec.get("counts") or {}
     rejects = rec.get("rejects") or {}
     records = counts.get("records", counts.get("sent", counts.get("accepted", "")))
-    n_rej = counts.get("rejected", rejects.get("rows", ""))
+    # the rows of the rejects file: refused, UNCONFIRMED and NOT_SENT records alike
+    n_rej = rejects["rows"] if rejects.get("rows") is not None else counts.get("rejected", "")
     where = str(result.status_path.parent) if result.status_path else (rec.get("status_uri") or "-")
     row = [result.key.rsplit("/", 1)[-1][:40], result.vendor, result.state, str(records), str(n_rej),
            where, f"{result.seconds:.2f}s"]
