@@ -163,7 +163,28 @@ def _burst_files(args: argparse.Namespace) -> list[Path]:
         raise SystemExit(f"--file {missing[0]} does not exist")
     if not files:
         raise SystemExit("give the files to upload: --folder DIR or --file F (repeatable)")
-    return files * max(1, args.copies)
+    if args.copies < 1:
+        raise SystemExit(f"--copies {args.copies}: give 1 or more")
+    if args.max_concurrent is not None and args.max_concurrent < 0:
+        raise SystemExit(f"--max-concurrent {args.max_concurrent}: give 0 (no limit) or more")
+    return files * args.copies
+
+
+def _with_limit(settings: dict, target: str, limit: int | None) -> tuple[dict, int]:
+    """The settings with ``max_concurrent_imports`` = ``limit`` for the burst's target (inside that
+    target in a multi-target document: nothing but vendor and targets may sit at its top), and the
+    target's limit in effect (0: no limit)."""
+    from vendor_import.logic.guard import limit_of
+    from vendor_import.settings import target_settings
+
+    if limit is not None:
+        if "targets" in settings:
+            targets = dict(settings["targets"])
+            targets[target] = {**(targets.get(target) or {}), "max_concurrent_imports": limit}
+            settings = {**settings, "targets": targets}
+        else:
+            settings = {**settings, "max_concurrent_imports": limit}
+    return settings, limit_of(target_settings(settings, settings.get("vendor") or "", target))
 
 
 def cmd_burst(args: argparse.Namespace) -> int:
@@ -173,8 +194,17 @@ def cmd_burst(args: argparse.Namespace) -> int:
     prefix = args.prefix if args.prefix.endswith("/") else args.prefix + "/"
     vendor = _vendor_of_key(prefix + "x")
     settings, sim = settings_for(args, vendor)
-    if args.max_concurrent:
-        settings = {**settings, "max_concurrent_imports": args.max_concurrent}
+    from vendor_import.errors import VendorImportError
+    from vendor_import.logic.routing import target_from_key
+    from vendor_import.settings import DEFAULT_TARGET
+
+    target = target_from_key(prefix + "x") or DEFAULT_TARGET
+    try:
+        settings, limit = _with_limit(settings, target, args.max_concurrent)
+    except VendorImportError as exc:  # an unknown target: the message names the known ones
+        if sim:
+            sim.stop()
+        raise SystemExit(str(exc)) from None
     scale = args.time_scale if args.time_scale is not None else (DEFAULT_TIME_SCALE if sim else 1.0)
     width = len(str(len(files)))
     uploads = [(f, f"{prefix}{i:0{width}d}-{f.name}") for i, f in enumerate(files)]
@@ -185,16 +215,13 @@ def cmd_burst(args: argparse.Namespace) -> int:
     finally:
         if sim:
             sim.stop()
-    from vendor_import.logic.guard import limit_of
-
-    limit = limit_of(settings)  # 0: no limit
     seen = sim.max_concurrent_jobs if sim is not None and hasattr(sim, "max_concurrent_jobs") else None
     if args.json:
         print(json.dumps({"imports": [result_json(r) for r in results], "max_concurrent_imports": limit,
                           "max_concurrent_jobs_seen": seen}, indent=2, default=str))
     else:
         print(table([result_row(r) for r in results], HEADER))
-        print(f"\n{len(results)} uploads to {vendor}, max_concurrent_imports {limit}"
+        print(f"\n{len(results)} uploads to {vendor} target {target}, max_concurrent_imports {limit}"
               + (f", most jobs the simulator ran at once: {seen}" if seen is not None else ""))
     return 0 if all(r.ok for r in results) else 1
 
@@ -293,13 +320,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
 
     burst = sub.add_parser("burst", help="upload many files at once (a folder or several --file): the vendor "
-                                         "guard queues what is over the limit")
+                                         "guard queues what is over the limit",
+                           description="Upload many files at once under --prefix, as a burst of S3 events: the "
+                                       "vendor guard lets max_concurrent_imports of them talk to the vendor and "
+                                       "keeps the rest QUEUED, in upload order. Example: s3-vendor-import burst "
+                                       "--file events/files/hopex/clean.mgl --copies 6 --prefix "
+                                       "inbox/hopex/burst/ --simulator --max-concurrent 2")
     burst.add_argument("--folder", help="upload every file of this folder")
     burst.add_argument("--file", action="append", help="a file to upload (repeatable)")
     burst.add_argument("--copies", type=int, default=1, help="upload each file this many times (default 1)")
     burst.add_argument("--prefix", required=True, help="the S3 prefix to upload under: inbox/<vendor>/...")
-    burst.add_argument("--max-concurrent", type=int, help="max_concurrent_imports for this run (default: the "
-                                                          "settings', else the vendor's default)")
+    burst.add_argument("--max-concurrent", type=int, help="max_concurrent_imports of the prefix's target for "
+                                                          "this run, 0 for no limit (default: the settings', "
+                                                          "else the vendor's default: no limit)")
     burst.add_argument("--settings", help="vendor settings JSON file (the same document as the AWS secret)")
     burst.add_argument("--simulator", action="store_true", help="use the built-in vendor simulator instead")
     burst.add_argument("--out", default="out/burst", help="where status JSON and rejects are copied")

@@ -151,3 +151,17 @@ def test_operator_does_not_import_the_cli_one_direction_only():
     imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     assert not {"cli", "local.cli"} & imported
     assert "report" in imported
+
+
+def test_burst_sets_the_limit_of_the_prefix_target_inside_a_multi_target_document():
+    from local.cli import _with_limit
+
+    doc = {"vendor": "hopex", "targets": {"prod": {"base_url": "https://p"}, "test": {"base_url": "https://t"}}}
+    settings, limit = _with_limit(doc, "prod", 2)
+    assert settings == {"vendor": "hopex", "targets": {"prod": {"base_url": "https://p", "max_concurrent_imports": 2},
+                                                       "test": {"base_url": "https://t"}}}
+    assert limit == 2
+    assert _with_limit(doc, "test", None) == (doc, 0)  # no limit given: the document's (none)
+    single = {"vendor": "hopex", "base_url": "https://p", "max_concurrent_imports": 3}
+    assert _with_limit(single, "default", None) == (single, 3)
+    assert _with_limit(single, "default", 0) == ({**single, "max_concurrent_imports": 0}, 0)  # 0 lifts it
