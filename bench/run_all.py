@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     names = args.only.split(",") if args.only else [b[0] for b in BENCHMARKS]
     unknown = set(names) - {b[0] for b in BENCHMARKS}
     if unknown:
-        p.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+        p.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}; the names: "
+                f"{', '.join(b[0] for b in BENCHMARKS)}")
     started = time.perf_counter()
     out_dir = Path(args.json_dir) if args.json_dir else Path(tempfile.mkdtemp(prefix="bench-json-"))
     out_dir.mkdir(parents=True, exist_ok=True)

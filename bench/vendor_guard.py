@@ -111,9 +111,12 @@ def hopex_simulator(job_seconds: float, clock: VirtualClock):
     return sim
 
 
+PHASES = {"burst", "outage", "aep"}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__.split("\n\n")[0])
-    p.add_argument("--uploads", type=int, default=100)
+    p.add_argument("--uploads", type=int, default=100, help="uploads at once in the burst phase (default 100)")
     p.add_argument("--limit", type=int, default=3, help="max_concurrent_imports of the target")
     p.add_argument("--job-seconds", type=float, default=600.0, help="virtual length of each vendor job")
     p.add_argument("--time-scale", type=float, default=0.02, help="wall seconds per virtual second")
@@ -122,9 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--outage-seconds", type=float, default=600.0, help="virtual seconds the vendor is down")
     p.add_argument("--outage-job-seconds", type=float, default=60.0, help="job length in the outage run")
     p.add_argument("--aep-records", type=int, default=20_000, help="1 KB records per AEP import (3 at once)")
-    p.add_argument("--phases", default="burst,outage,aep", help="which parts to run (comma-separated)")
+    p.add_argument("--phases", default="burst,outage,aep",
+                   help="which parts to run, comma-separated, of burst (about 16 min at the defaults), outage "
+                        "(about 2 min) and aep (about 2 min)")
     args = p.parse_args(argv)
     phases = set(args.phases.split(","))
+    if phases - PHASES or not phases:
+        p.error(f"unknown phase(s) {', '.join(sorted(phases - PHASES)) or '(none)'}: give some of "
+                f"{', '.join(sorted(PHASES))}")
     report = Report("vendor_guard", args)
     most, ended_once, alerts = burst_run(args, report) if "burst" in phases else (0, 0, [])
     if "outage" in phases:

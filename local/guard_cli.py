@@ -70,8 +70,15 @@ def cmd_guard(args) -> int:
 def add_subcommand(sub) -> None:
     from vendor_import.connectors import VENDORS
 
-    p = sub.add_parser("guard", help="a target's vendor guard: status, or pause / resume it by hand")
-    p.add_argument("action", choices=("status", "pause", "resume"))
+    p = sub.add_parser("guard", help="a target's vendor guard: status, or pause / resume it by hand (a deployed "
+                                     "stack)",
+                       description="The vendor guard of one target of a deployed stack (usual AWS credentials; "
+                                   "locally, `burst` shows the guard at work). status: slots held, imports "
+                                   "QUEUED, the circuit breaker's state; pause: hold the target (running imports "
+                                   "stop calling the vendor, new ones queue) until resume; resume: let it go on "
+                                   "(one RESUMED message on the completion topic).")
+    p.add_argument("action", choices=("status", "pause", "resume"),
+                   help="status (read only), pause or resume the target")
     p.add_argument("--vendor", required=True, choices=VENDORS)
     p.add_argument("--target", default="default", help="the vendor's target (default: default)")
     p.add_argument("--stack", required=True, help="a deployed stack")

@@ -150,8 +150,8 @@ COMMON_FIELDS = (
           doc="one import at a time per Campaign mapping / simplement-e flux (default: true for Campaign, "
               "seed 001 'Ingestion request already in progress for the Mapping ID'; false for simplement-e, "
               "whose document states no such rule)"),
-    Field("queue_check_seconds", int, default=30, minimum=5, maximum=3600,
-          why_maximum="a Wait state per check; continuation keeps the history under its quota",
+    Field("queue_check_seconds", int, default=30, minimum=5, maximum=300,
+          why_maximum="a waiter far back checks at least every 300 s (logic/guard.py QUEUE_CHECK_MAX_SECONDS)",
           doc="how often the import next in line checks for a free slot (further back: less often)"),
     Field("breaker_failures", int, default=5, minimum=1,
           doc="consecutive unavailable / throttled / authentication failures that pause the target"),
