@@ -72,6 +72,7 @@ TESTS = [
     "tests/unit/test_record_count.py",
     "tests/unit/test_record_count_exact.py",
     "tests/unit/test_settle.py",  # the vendor step's settle action's readers (not_sent in the tally)
+    "tests/unit/test_guard.py",  # the vendor guard (logic/guard.py): limits, lanes, shared rates, reclaim
     "tests/contract/test_cursor_labels.py",  # the cursors over HTTP; the other contract suites cost
     # a quarter of the run for the few reader mutants only they reach
 ]
