@@ -9,7 +9,6 @@ import pytest
 from vendor_import.connectors.simplemente import Message, messages_csv
 from vendor_import.dal.notifier import Notifier, email_text, message_for
 from vendor_import.dal.s3_layout import rows_to_csv, status_key
-from vendor_import.errors import InputError
 from vendor_import.logic.routing import parse_console_input
 from vendor_import.model import FinalState, Progress, RejectRow
 
@@ -188,22 +187,6 @@ def test_a_hostile_key_gets_a_failed_status_under_a_safe_key_and_one_message(rou
 
 
 # -- console input fields ----------------------------------------------------------------------------------
-
-@pytest.mark.parametrize(("field", "meant"), [("dryRun", "dry_run"), ("dry-run", "dry_run"),
-                                              ("DRY_RUN", "dry_run"), ("option", "options"),
-                                              ("versionId", "version_id"), ("Key", "key")])
-def test_an_unknown_console_field_is_refused_with_did_you_mean(field, meant):
-    with pytest.raises(InputError) as err:
-        parse_console_input({"bucket": "b", "key": "inbox/hopex/x.mgl", field: True})
-    assert str(err.value) == (f'unknown input field "{field}": did you mean "{meant}"? '
-                              "Input fields: bucket, key, version_id, options, dry_run, target")
-
-
-def test_an_unknown_console_field_without_a_near_name():
-    with pytest.raises(InputError) as err:
-        parse_console_input({"bucket": "b", "key": "inbox/hopex/x.mgl", "zzz": 1})
-    assert str(err.value) == 'unknown input field "zzz" Input fields: bucket, key, version_id, options, dry_run, target'
-
 
 def test_the_fields_the_state_machine_adds_are_known():
     req = parse_console_input({"bucket": "b", "key": "inbox/hopex/x.mgl", "etag": "e", "size": 3,

@@ -49,6 +49,12 @@ def test_any_source_asking_for_a_dry_run_wins_over_an_explicit_false(source):
 # -- an unknown console input field: the field meant, or none --------------------------------------------
 @pytest.mark.parametrize(("field", "hint"), [
     ("Dry-Run", ': did you mean "dry_run"?'),  # the same name once case and punctuation are dropped
+    ("dryRun", ': did you mean "dry_run"?'),
+    ("dry-run", ': did you mean "dry_run"?'),
+    ("DRY_RUN", ': did you mean "dry_run"?'),
+    ("option", ': did you mean "options"?'),
+    ("versionId", ': did you mean "version_id"?'),
+    ("Key", ': did you mean "key"?'),
     ("bucket_name", ': did you mean "bucket"?'),  # close enough (difflib ratio >= 0.6)
     ("targets", ': did you mean "target"?'),
     ("zzz", ""),  # nothing close: no guess
