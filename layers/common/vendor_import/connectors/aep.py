@@ -367,16 +367,13 @@ class AepConnector(Connector):
             return Progress(job=job, counts=_public_counts(job), message="")  # every record was sent
         counts = job["counts"]
         counts.setdefault("not_sent", 0)
-        done = deque(sorted(tuple(d) for d in job["done"]))
         position = Position(job["offset"], job["number"], job["line"])
         part: list[tuple[Item, str, str]] = []
         complete, problem = True, ""
         items = self._items(ctx, job["format"], job["delimiter"], position)
         try:
-            for item in items:
-                while done and item.start >= done[0][1]:
-                    done.popleft()
-                if done and item.start >= done[0][0]:
+            for item, completed in _against_done(items, job["done"]):
+                if completed:
                     job["number"] = max(job["number"], item.number)  # committed by an earlier step
                     continue
                 message, code, local_reason = self._check(item)
@@ -474,18 +471,16 @@ class AepConnector(Connector):
         so they are skipped, not resent."""
         s = self.settings
         per_batch = _SINGLE_BATCH_MESSAGES if self.single else s["max_messages_per_request"]
-        done = deque(sorted(tuple(d) for d in job["done"]))
         position = Position(job["offset"], job["number"], job["line"])
         # batch ranges are contiguous: each starts where the previous one ended
         batch = _Batch(job["offset"], job["offset"], job["number"], job["line"])
-        for item in self._items(ctx, job["format"], job["delimiter"], position):
-            while done and item.start >= done[0][1]:
-                done.popleft()
-            if done and item.start >= done[0][0]:
+        for item, completed in _against_done(self._items(ctx, job["format"], job["delimiter"], position),
+                                             job["done"]):
+            if completed:
                 if batch.items:
-                    batch.end = done[0][0]  # up to the completed range (only blank text between)
+                    batch.end = completed[0]  # up to the completed range (only blank text between)
                     yield batch
-                start, end, number, line = done[0]
+                start, end, number, line = completed
                 batch = _Batch(end, end, number, line)
                 continue  # completed in an earlier step
             message, code, reason = self._check(item)
@@ -976,6 +971,16 @@ def _as_int(value: Any) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+def _against_done(items, done: list):
+    """Each item with the range of ``job["done"]`` (``[start, end, number, line]``: a batch completed
+    ahead of the committed offset) that holds it, else None: such items are never sent or listed again."""
+    ahead = deque(sorted(tuple(d) for d in done))
+    for item in items:
+        while ahead and item.start >= ahead[0][1]:
+            ahead.popleft()
+        yield item, ahead[0] if ahead and item.start >= ahead[0][0] else None
 
 
 def _settled_message(not_sent: int, complete: bool, number: int, problem: str) -> str:

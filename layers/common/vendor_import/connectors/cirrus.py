@@ -299,12 +299,9 @@ class CirrusConnector(Connector):
         ranges completed ahead of it (job["done"]), so those are never sent again."""
         reader = cx.RecordReader(stream, offset=job["offset"], max_record_bytes=self.settings["max_record_bytes"])
         batch_size = int(self.settings["batch_size"])
-        done = deque(sorted(job["done"], key=lambda d: d[2]))
         batch: list[cx.RecordChunk] = []
-        for chunk in reader.records(head, job["next_record"]):
-            while done and chunk.number > done[0][3]:
-                done.popleft()
-            if done and chunk.number >= done[0][2]:  # completed in an earlier step
+        for chunk, completed in _against_done(reader.records(head, job["next_record"]), job["done"]):
+            if completed:  # completed in an earlier step
                 if batch:
                     yield batch
                     batch = []
@@ -411,7 +408,6 @@ class CirrusConnector(Connector):
         self._report_unconfirmed(job, ctx, head)
         counts = job["counts"]
         counts.setdefault("not_sent", 0)
-        done = deque(sorted(job["done"], key=lambda d: d[2]))
         last = int(job["next_record"]) - 1
         rows: list[RejectRow] = []
         raw: list[str] = []
@@ -428,10 +424,8 @@ class CirrusConnector(Connector):
             with ctx.source.open(job["offset"]) as stream:
                 reader = cx.RecordReader(stream, offset=job["offset"],
                                          max_record_bytes=self.settings["max_record_bytes"])
-                for chunk in reader.records(head, job["next_record"]):
-                    while done and chunk.number > done[0][3]:
-                        done.popleft()
-                    if done and chunk.number >= done[0][2]:
+                for chunk, completed in _against_done(reader.records(head, job["next_record"]), job["done"]):
+                    if completed:
                         last = chunk.number
                         continue  # completed by an earlier step
                     element = self._record_element(head, chunk, job)
@@ -764,6 +758,16 @@ def _never_sent(exc: BaseException | None) -> bool:
         reason = getattr(exc.args[0], "reason", None) if exc.args else None
         return isinstance(reason, (NewConnectionError, ConnectTimeoutError, NameResolutionError))
     return False
+
+
+def _against_done(chunks: Iterator[cx.RecordChunk], done: list) -> Iterator[tuple[cx.RecordChunk, bool]]:
+    """Each record with whether a batch answered ahead of the cursor holds it (``job["done"]``:
+    ``[start, end, first, last]`` ranges): such records are never sent or listed again."""
+    ahead = deque(sorted(done, key=lambda d: d[2]))
+    for chunk in chunks:
+        while ahead and chunk.number > ahead[0][3]:
+            ahead.popleft()
+        yield chunk, bool(ahead) and chunk.number >= ahead[0][2]
 
 
 def _part_id(first_record: int) -> str:
