@@ -277,11 +277,7 @@ class VendorStep:
                                f"(deadline_seconds = {settings['deadline_seconds']})"
                                + (f"; last vendor status: {job['message']}" if job.get("message") else "")}
         connector = self._connector(settings, target)
-        head = self._head(request)
-        if job.get("staged"):  # a gzip upload: every step reads the copy submit decompressed
-            source = self._staged_source(request, job["staged"])
-        else:
-            source = self._source(request, job.get("size") or head["ContentLength"])
+        head, source = self._job_source(request, job)
         ctx = self._context(job_id, request, source, head.get("Metadata") or {}, poll=polls, settings=settings)
         # a retried poll resumes from what the failed attempt already checkpointed
         connector_job = self.jobs.load_checkpoint(job_id, polls) or job.get("connector") or {}
@@ -312,11 +308,7 @@ class VendorStep:
         connector_job = self.jobs.load_checkpoint(job_id, failed_poll) or job.get("connector")
         if not connector_job:
             return {**job, "settled": ""}  # nothing was left to settle
-        head = self._head(request)
-        if job.get("staged"):
-            source = self._staged_source(request, job["staged"])
-        else:
-            source = self._source(request, job.get("size") or head["ContentLength"])
+        head, source = self._job_source(request, job)
         ctx = self._context(job_id, request, source, head.get("Metadata") or {}, poll=failed_poll, settings=settings)
         err_type, err_msg = error_from_catch(error)
         reason = limits.cut(f"not sent: the import stopped before this record ({err_type}: {err_msg})",
@@ -515,6 +507,14 @@ class VendorStep:
                                          f"{limit_text(self.vendor, limit or 0)}: split the file and "
                                          f"upload the parts (each gzip-compressed if you like)")
         return {"key": key, "size": size, "name": name}
+
+    def _job_source(self, request: ImportRequest, job: dict[str, Any]) -> tuple[dict[str, Any], S3Source]:
+        """The upload's head (its metadata holds options) and what a step after submit reads: a gzip
+        upload's copy that submit decompressed, else the upload at the size submit saw."""
+        head = self._head(request)
+        if job.get("staged"):
+            return head, self._staged_source(request, job["staged"])
+        return head, self._source(request, job.get("size") or head["ContentLength"])
 
     def _staged_source(self, request: ImportRequest, staged: dict[str, Any]) -> S3Source:
         source = S3Source(self.s3, self.store.bucket, staged["key"], None, size=staged["size"])
