@@ -284,7 +284,10 @@ class VendorStep:
         progress = self._through_breaker(job_id, request, settings, {**base, "suspected": job.get("suspected")},
                                          lambda: connector.poll(connector_job, ctx))
         if isinstance(progress, dict):  # paused: ask the vendor nothing until the target resumes
-            return {**base, **progress, "connector": connector_job, "counts": job.get("counts") or {},
+            # a call that failed into the pause may have checkpointed batches it sent: the next poll
+            # goes on from there (its own checkpoint number differs), never from before them
+            saved = self.jobs.load_checkpoint(job_id, polls) or connector_job
+            return {**base, **progress, "connector": saved, "counts": saved.get("counts") or job.get("counts") or {},
                     "vendor_ref": job.get("vendor_ref"), "message": job.get("message")}
         if progress.vendor_ref is None:
             progress.vendor_ref = job.get("vendor_ref")
