@@ -36,8 +36,9 @@ checkov: $(STAMP) $(CHECKOV_STAMP)
 	$(BIN)/python -m local.language_extensions template.yaml out/template.expanded.json
 	.venv-checkov/bin/checkov -f out/template.expanded.json --framework cloudformation --quiet --compact --skip-download
 
+# -n auto: one pytest worker per core (pytest-xdist); every test is independent of the others' order.
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
