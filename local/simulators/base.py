@@ -155,11 +155,12 @@ class Simulator:
         with self._lock:
             self._faults.extend(faults)
 
-    def fail_from(self, answered: int, fault: Fault) -> None:
+    def fail_from(self, answered: int, fault: Fault, refusals: int | None = None) -> None:
         """An outage that starts mid-import: the next ``answered`` requests matching ``fault.match``
-        are served, every later one gets ``fault`` (until ``end_outage``)."""
+        are served, every later one gets ``fault`` (until ``end_outage``, or until ``refusals``
+        requests got it: the vendor comes back by itself)."""
         with self._lock:
-            self._outage = [answered, fault]
+            self._outage = [answered, fault, refusals]
 
     def end_outage(self) -> None:
         with self._lock:
@@ -169,7 +170,12 @@ class Simulator:
         with self._lock:
             if self._outage and self._outage[1].match in req.path:
                 if self._outage[0] <= 0:
-                    return self._outage[1]
+                    fault = self._outage[1]
+                    if self._outage[2] is not None:
+                        self._outage[2] -= 1
+                        if self._outage[2] <= 0:
+                            self._outage = []
+                    return fault
                 self._outage[0] -= 1
             for i, f in enumerate(self._faults):
                 if f.match in req.path:

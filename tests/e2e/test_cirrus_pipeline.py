@@ -326,6 +326,27 @@ def test_cirrus_down_part_way_leaves_every_unsent_record_in_the_rejects_file_to_
     assert len(cirrus.sim.received) == 30  # each record sent once in all
 
 
+def test_an_outage_that_pauses_cirrus_part_way_resumes_from_the_batches_already_sent(cirrus, no_wait):
+    # 3 batches of 5 land, then Cirrus Shield answers 503 until 8 requests were refused: the poll that
+    # sent those 3 batches fails into the circuit breaker (1 failure opens it), which pauses the target;
+    # the probe after the cool-down finds Cirrus back and the import goes on after record 15: each
+    # record sent once, none resent from the cursor the paused poll had started from
+    cirrus.pipe.set_settings("cirrus", {**cirrus.sim.settings(), "breaker_failures": 1,
+                                        "breaker_cooldown_seconds": 30})
+    before = len(cirrus.pipe.drain_messages())
+    cirrus.sim.fail_from(3, Fault(status=503, match="/RestApi/DataAction/"), refusals=8)
+    try:
+        result = cirrus.pipe.import_file(accounts_xml(30), cirrus.key())
+        states = [m["attributes"].get("state") for m in cirrus.pipe.drain_messages()[before:]]
+    finally:  # the PAUSED / RESUMED messages name no import: later tests read every message as an import's
+        cirrus.pipe.messages[:] = [m for m in cirrus.pipe.drain_messages() if "job_id" in m["body"]]
+    record, _ = cirrus.one_outcome(result, state="SUCCEEDED")
+    assert record["counts"]["accepted"] == 30 and record["counts"]["sent"] == 30
+    assert [s for s in states if s in ("PAUSED", "RESUMED")] == ["PAUSED", "RESUMED"]
+    assert sorted(cirrus.sim.store["Account"]) == [f"Acct {n:05d}" for n in range(1, 31)]
+    assert Counter(cirrus.sim.received_values("Name")) == Counter({f"Acct {n:05d}": 1 for n in range(1, 31)})
+
+
 def test_answers_lost_until_the_retries_run_out_leave_no_record_unreported(cirrus, no_wait):
     # every answer from the 4th batch on is lost: each retry reports the batch in flight UNCONFIRMED and
     # sends the next; after the 5 retries of VendorOutcomeUnknownError (6 runs), the import fails with a
