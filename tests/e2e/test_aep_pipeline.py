@@ -336,6 +336,25 @@ def profile_file(fmt: str, count: int) -> tuple[bytes, str]:
     return "".join(json.dumps(r) + "\n" for r in records).encode(), ".ndjson"
 
 
+def test_an_outage_that_pauses_the_inlet_part_way_resumes_from_the_records_already_sent(aep, no_wait):
+    # 10 records land, then the inlet answers 503 until 12 requests were refused: the poll that sent
+    # them fails into the circuit breaker (1 failure opens it), the target pauses, the probe after the
+    # cool-down finds the inlet back and the import goes on after record 10: each record sent once
+    aep.settings(single_concurrency=1, retry_base_seconds=0.01, retry_max_seconds=0.02, breaker_failures=1,
+                 breaker_cooldown_seconds=30)
+    before = len(aep.pipe.drain_messages())
+    aep.sim.fail_from(10, Fault(status=503, match="/collection/"), refusals=12)
+    try:
+        result = aep.pipe.import_file(profile_file("ndjson", 30)[0], aep.key(".ndjson"))
+        states = [m["attributes"].get("state") for m in aep.pipe.drain_messages()[before:]]
+    finally:  # the PAUSED / RESUMED messages name no import: later tests read every message as an import's
+        aep.pipe.messages[:] = [m for m in aep.pipe.drain_messages() if "job_id" in m["body"]]
+    record = aep.one_outcome(result, state="SUCCEEDED")
+    assert (record["counts"]["records"], record["counts"]["accepted"]) == (30, 30)
+    assert [s for s in states if s in ("PAUSED", "RESUMED")] == ["PAUSED", "RESUMED"]
+    assert aep.sim.accepted_ids() == Counter(f"S{n:05d}" for n in range(1, 31))
+
+
 @pytest.mark.parametrize("fmt", ["ndjson", "csv", "json"])
 def test_an_inlet_down_part_way_leaves_every_unsent_record_in_the_rejects_file_to_upload_again(aep, no_wait, fmt):
     aep.settings(single_concurrency=1, retry_base_seconds=0.01, retry_max_seconds=0.02)
