@@ -73,6 +73,8 @@ TESTS = [
     "tests/unit/test_record_count_exact.py",
     "tests/unit/test_settle.py",  # the vendor step's settle action's readers (not_sent in the tally)
     "tests/unit/test_guard.py",  # the vendor guard (logic/guard.py): limits, lanes, shared rates, reclaim
+    "tests/unit/test_guard_exact.py",  # the guard's slots, queue, breaker and shared rates to exact values
+    "tests/unit/test_vendor_step_exact.py",  # the vendor step's admission, QUEUED payload, pauses, settle
     "tests/contract/test_cursor_labels.py",  # the cursors over HTTP; the other contract suites cost
     # a quarter of the run for the few reader mutants only they reach
 ]

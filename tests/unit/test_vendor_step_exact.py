@@ -1,0 +1,415 @@
+"""The vendor step's guard paths and its settle action, payload by payload, written by hand: the
+admission (logic/guard.py's slots and breaker) at submit, the QUEUED payload and the jobs table row
+that says so, a vendor outage that pauses the import instead of failing it, a poll while the target
+is paused, and the settle step after a record import failed part-way (the cases `make mutation`
+showed untested)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from vendor_import.connectors import load_settings
+from vendor_import.dal.guard_table import GuardTable
+from vendor_import.errors import VendorOutage, VendorUnavailableError
+from vendor_import.logic.guard import Breaker, Guard
+from vendor_import.logic.record_count import RecordTally
+from vendor_import.logic.vendor_step import VendorStep
+from vendor_import.model import FinalState, Progress, RawRejects, RejectRow
+
+from ..conftest import JOBS_TABLE
+from .test_vendor_step import CLEAN, KEY, ScriptedConnector, _offline_settings, event
+
+T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+UNSET = object()
+
+
+class Setup:
+    """A hopex step behind a real guard and breaker (moto DynamoDB), with a scripted connector."""
+
+    def __init__(self, account, connector_cls=ScriptedConnector, **settings):
+        self.account = account
+        self.now = T0
+        self.settings = load_settings("hopex", {**_offline_settings(), **settings})
+        self.fake = connector_cls(self.settings)
+        self.guard = Guard(GuardTable(account.dynamodb.Table(JOBS_TABLE)), describe=lambda arn: "RUNNING",
+                           clock=lambda: self.now)
+        self.step = VendorStep(vendor="hopex", settings_loader=lambda: self.settings, s3_client=account.s3,
+                               store=account.store, jobs=account.jobs, clock=lambda: self.now,
+                               connector_cache={("hopex", "default", id(self.settings)): self.fake},
+                               guard=self.guard)
+        self.step.breaker = Breaker(self.guard)
+        account.s3.put_object(Bucket=account.bucket, Key=KEY, Body=CLEAN)
+
+    def run(self, action, job=None, name="job-1", **inp):
+        out = self.step.run({**event(action, self.account, job=job, name=name, **inp),
+                             "execution_arn": f"arn:sfn:{name}"})
+        out.pop("usage", None)
+        return out
+
+    def item(self):
+        return GuardTable(self.account.dynamodb.Table(JOBS_TABLE)).read("guard#hopex#default")
+
+    def row(self):
+        return self.account.jobs.get("job-1")
+
+
+FIRST_EXECUTION = {"continue_in_new_execution": False, "executions": ["job-1"], "executions_count": 1,
+                   "execution": {"index": 0, "name": "job-1", "polls": 0, "invocations_before": 0,
+                                 "waited_at_start": 0}}
+
+
+def queued(guard, message, wait=30, **extra):
+    return {"job_id": "job-1", "vendor": "hopex", "target": "default", "source_name": "clean.mgl", "polls": 0,
+            "waited_seconds": 0, "dry_run": False, "done": False, "state": None, "queued": True,
+            "wait_seconds": wait, "guard": guard, "connector": {}, "counts": {}, "vendor_ref": None,
+            "message": message, **extra}
+
+
+FULL = "queued: 0 import(s) of hopex/default ahead; max_concurrent_imports reached"
+PAUSED = "paused: hopex/default is paused (vendor outage); the import waits and submits when it resumes"
+
+
+# -- admission -------------------------------------------------------------------------------------------------
+
+def test_a_submit_at_the_limit_queues_then_starts_when_the_slot_frees(account):
+    s = Setup(account, max_concurrent_imports=1, queue_check_seconds=20)
+    s.fake.submit_progress = Progress(job={"n": 1}, message="sent")
+    s.guard.acquire("hopex", "default", "other", "arn:sfn:other", limit=1)
+    out = s.run("submit")
+    assert s.fake.calls == []  # nothing read, nothing validated, no vendor call
+    assert out == {**queued({"checks": 0, "queued_seconds": 0, "paused_seconds": 0, "position": 0}, FULL, 20),
+                   **FIRST_EXECUTION}
+    row = s.row()
+    assert {k: row[k] for k in ("state", "message", "source_key", "target", "current_execution", "updated_at")} == {
+        "state": "QUEUED", "message": FULL, "source_key": KEY, "target": "default", "current_execution": "job-1",
+        "updated_at": "2026-01-01T00:00:00.000000Z"}
+    assert s.item()["waiters"]["job-1"]["arn"] == "arn:sfn:job-1"
+    # Wait in queue (20 s), then Submit again in the same execution: still full, nothing new to tell
+    s.now += 20
+    again = s.run("submit", job=out)
+    assert again == {**queued({"checks": 1, "queued_seconds": 20, "paused_seconds": 0, "position": 0}, FULL, 20),
+                     **FIRST_EXECUTION, "execution": {**FIRST_EXECUTION["execution"], "polls": 1}}
+    assert s.row()["updated_at"] == "2026-01-01T00:00:00.000000Z"  # the row already said so
+    s.guard.release("hopex", "default", "other")
+    s.now += 20
+    started = s.run("submit", job=again)
+    assert s.fake.calls == ["validate", "submit"]
+    assert started["guard"] == {"checks": 2, "queued_seconds": 40, "paused_seconds": 0, "suspected": None}
+    assert (started["job_id"], started["queued"], started["done"], started["connector"]) == ("job-1", False, False,
+                                                                                          {"n": 1})
+    assert started["execution"] == {**FIRST_EXECUTION["execution"], "polls": 2}
+    assert s.row()["state"] == "RUNNING"
+    assert list(s.item()["holders"]) == ["job-1"]
+
+
+def test_a_queued_import_whose_place_changes_tells_the_jobs_table(account):
+    s = Setup(account, max_concurrent_imports=1)
+    s.guard.acquire("hopex", "default", "other", "arn:sfn:other", limit=1)
+    s.guard.acquire("hopex", "default", "ahead", "arn:sfn:ahead", limit=1)
+    out = s.run("submit")
+    ahead = "queued: 1 import(s) of hopex/default ahead; max_concurrent_imports reached"
+    assert (out["message"], out["guard"]["position"], out["wait_seconds"]) == (ahead, 1, 60)  # 30 x (1 + 1 // 1)
+    s.guard.release("hopex", "default", "ahead")
+    s.now += 60
+    again = s.run("submit", job=out)
+    assert (again["message"], again["guard"]["position"], again["wait_seconds"]) == (FULL, 0, 30)
+    assert (s.row()["message"], s.row()["updated_at"]) == (FULL, "2026-01-01T00:01:00.000000Z")
+
+
+def test_a_queue_without_a_known_place_says_some(account):
+    s = Setup(account, max_concurrent_imports=1)
+    payload = s.step._queued("job-1", s.step._request({"bucket": account.bucket, "key": KEY}),
+                             {"checks": 0, "queued_seconds": 0, "paused_seconds": 0, "shown": None},
+                             wait=0, position=-1)
+    assert payload == queued({"checks": 0, "queued_seconds": 0, "paused_seconds": 0, "position": -1},
+                             "queued: some import(s) of hopex/default ahead; max_concurrent_imports reached", 1)
+
+
+def test_a_dry_run_and_an_unlimited_target_write_nothing_to_the_guard(account):
+    s = Setup(account, max_concurrent_imports=1)
+    s.guard.acquire("hopex", "default", "other", "arn:sfn:other", limit=1)
+    dry = s.run("submit", dry_run=True)
+    assert dry["state"] == FinalState.VALIDATED.value and "guard" not in dry
+    assert list(s.item()["holders"]) == ["other"] and s.item()["waiters"] == {}
+    free = Setup(account)  # no max_concurrent_imports: no slot taken
+    free.fake.submit_progress = Progress(job={}, message="sent")
+    out = free.run("submit", name="job-2")
+    assert free.fake.calls == ["validate", "submit"] and "guard" not in out and out["queued"] is False
+    assert list(free.item()["holders"]) == ["other"]
+
+
+def test_a_campaign_like_lane_is_taken_from_the_uploads_options(account):
+    s = Setup(account, one_import_per_lane=None)
+    # hopex has no lane: even with one_import_per_lane unset nothing is written
+    s.fake.submit_progress = Progress(job={}, message="sent")
+    s.run("submit")
+    assert s.item()["version"] == 0
+
+
+def test_a_submit_to_a_paused_target_waits_its_cool_down_then_probes(account):
+    s = Setup(account)
+    s.step.breaker.set_state("hopex", "default", "PAUSED")
+    s.fake.submit_progress = Progress(job={"n": 1}, message="sent")
+    out = s.run("submit")
+    assert out == {**queued({"checks": 0, "queued_seconds": 0, "paused_seconds": 0, "paused": True,
+                             "pause_epoch": 1, "pause_waited": 0, "position": None}, PAUSED, 60), **FIRST_EXECUTION}
+    assert s.row()["message"] == PAUSED and s.fake.calls == []
+    s.now += 30
+    half = s.run("submit", job={**out, "wait_seconds": 30})
+    assert half["guard"] == {"checks": 1, "queued_seconds": 30, "paused_seconds": 30, "paused": True,
+                             "pause_epoch": 1, "pause_waited": 30, "position": None}
+    assert half["wait_seconds"] == 30 and s.fake.calls == []
+    s.now += 30
+    started = s.run("submit", job=half)  # a whole cool-down waited in epoch 1: this import probes
+    assert s.fake.calls == ["validate", "submit"]
+    assert started["guard"] == {"checks": 2, "queued_seconds": 60, "paused_seconds": 60, "suspected": None}
+    assert s.item()["breaker"]["state"] == "CLOSED"  # the probe went through
+
+
+def test_a_submit_paused_past_the_pause_deadline_fails(account):
+    s = Setup(account, pause_deadline_seconds=100)
+    s.step.breaker.set_state("hopex", "default", "PAUSED")
+    job = queued({"checks": 3, "queued_seconds": 50, "paused_seconds": 50, "paused": True, "pause_epoch": 1,
+                  "pause_waited": 50, "position": None}, PAUSED, 50)
+    with pytest.raises(VendorOutage) as exc:
+        s.run("submit", job=job)
+    assert str(exc.value) == ("hopex/default stayed paused (vendor outage) while this import waited 100 s "
+                              "(pause_deadline_seconds = 100)")
+    with pytest.raises(VendorOutage):
+        s.run("submit", job={**job, "wait_seconds": 49, "guard": {**job["guard"], "paused_seconds": 51}})
+    s.fake.submit_progress = Progress(job={}, message="sent")
+    ok = s.run("submit", job={**job, "wait_seconds": 49})  # 99 s: under the deadline, and the probe
+    assert ok["guard"]["paused_seconds"] == 99
+
+
+def test_a_wait_in_queue_while_not_paused_is_not_a_paused_wait(account):
+    s = Setup(account, max_concurrent_imports=1)
+    s.guard.acquire("hopex", "default", "other", "arn:sfn:other", limit=1)
+    job = queued({"checks": 1, "queued_seconds": 30, "paused_seconds": 7, "pause_waited": 5, "position": 0},
+                 FULL, 30)
+    out = s.run("submit", job=job)
+    assert out["guard"] == {"checks": 2, "queued_seconds": 60, "paused_seconds": 7, "position": 0}
+
+
+# -- a vendor outage at submit ----------------------------------------------------------------------------------
+
+class Down(ScriptedConnector):
+    def submit(self, ctx):
+        self.calls.append("submit")
+        raise VendorUnavailableError("503 from the vendor")
+
+
+def test_an_outage_that_pauses_the_target_makes_the_import_wait_instead_of_failing(account):
+    s = Setup(account, Down, breaker_failures=1, breaker_cooldown_seconds=40)
+    out = s.run("submit")
+    assert s.fake.calls == ["validate", "submit"]
+    assert out == {**queued({"checks": 0, "queued_seconds": 0, "paused_seconds": 0, "paused": True,
+                             "pause_epoch": None, "pause_waited": 0, "position": None}, PAUSED, 40),
+                   **FIRST_EXECUTION}
+    b = s.item()["breaker"]
+    assert (b["state"], b["failing"], b["cooldown"]) == ("OPEN", ["job-1"], 40)
+
+
+def test_an_outage_while_other_imports_fail_waits_once_then_fails(account):
+    s = Setup(account, Down, breaker_failures=3, breaker_cooldown_seconds=40)
+    s.step.breaker.failed("hopex", "default", threshold=3, cooldown=40, max_cooldown=900, job_id="other")
+    out = s.run("submit")
+    assert out["guard"] == {"checks": 0, "queued_seconds": 0, "paused_seconds": 0, "suspected": True,
+                            "paused": True, "pause_epoch": None, "pause_waited": 0, "position": None}
+    assert out["wait_seconds"] == 40
+    with pytest.raises(VendorUnavailableError):
+        s.run("submit", job=out)  # suspected once already: the second failure fails as before
+    assert s.item()["breaker"]["failing"] == ["other", "job-1"]
+
+
+def test_a_lone_import_against_a_dead_vendor_fails_as_before(account):
+    s = Setup(account, Down, breaker_failures=2)
+    with pytest.raises(VendorUnavailableError):
+        s.run("submit")
+    assert s.item()["breaker"] == {"failing": ["job-1"], "failures": 1}
+
+
+def test_the_failure_threshold_is_at_most_the_slots(account):
+    s = Setup(account, Down, breaker_failures=5, max_concurrent_imports=2, breaker_cooldown_seconds=40)
+    s.step.breaker.failed("hopex", "default", threshold=2, cooldown=40, max_cooldown=900, job_id="other")
+    out = s.run("submit")  # two failing imports of two slots: the target pauses
+    assert s.item()["breaker"]["state"] == "OPEN"
+    assert out["guard"]["paused"] is True and "suspected" not in out["guard"]
+
+
+def test_a_success_after_failures_resets_the_count(account):
+    s = Setup(account)
+    s.step.breaker.failed("hopex", "default", threshold=5, cooldown=60, max_cooldown=900, job_id="other")
+    s.fake.submit_progress = Progress(job={}, message="sent")
+    s.run("submit")
+    assert s.item()["breaker"] == {"failing": [], "failures": 0, "state": "CLOSED", "probe": None}
+
+
+# -- polls while the target is paused --------------------------------------------------------------------------
+
+POLLED = {"job_id": "job-1", "vendor": "hopex", "target": "default", "source_name": "clean.mgl",
+          "size": len(CLEAN), "dry_run": False, "submitted_at": "2026-01-01T00:00:00.000000Z", "polls": 3,
+          "waited_seconds": 90, "connector": {"n": 3}, "vendor_ref": "J-3", "counts": {"sent": 3},
+          "message": "running"}
+
+
+def test_a_poll_of_a_paused_target_waits_without_asking_the_vendor(account):
+    s = Setup(account, breaker_cooldown_seconds=50)
+    s.step.breaker.set_state("hopex", "default", "PAUSED")
+    out = s.run("poll", job={**POLLED, "wait_seconds": 30})
+    assert s.fake.calls == []
+    assert {k: out[k] for k in ("done", "state", "paused", "wait_seconds", "pause_epoch", "pause_waited",
+                                "polls", "waited_seconds", "connector", "counts", "vendor_ref", "message")} == {
+        "done": False, "state": None, "paused": True, "wait_seconds": 60, "pause_epoch": 1, "pause_waited": 0,
+        "polls": 4, "waited_seconds": 120, "connector": {"n": 3}, "counts": {"sent": 3}, "vendor_ref": "J-3",
+        "message": "running"}
+    assert "paused_seconds" not in out
+    # the next poll: 60 s paused (not counted in waited_seconds), then it probes
+    s.fake.polls = [Progress(job={"n": 4}, message="running")]
+    nxt = s.run("poll", job=out)
+    assert s.fake.calls == ["poll"]
+    assert (nxt["waited_seconds"], nxt["paused_seconds"], nxt["pause_epoch"], nxt["pause_waited"]) == (120, 60, 1, 60)
+    assert nxt["connector"] == {"n": 4} and s.item()["breaker"]["state"] == "CLOSED"
+
+
+def test_a_poll_paused_past_the_pause_deadline_ends_failed(account):
+    s = Setup(account, pause_deadline_seconds=100)
+    job = {**POLLED, "paused": True, "wait_seconds": 40, "paused_seconds": 60, "pause_epoch": 2, "pause_waited": 0,
+           "guard": {"checks": 1}}
+    out = s.run("poll", job=job)
+    assert s.fake.calls == []
+    for key in ("continue_in_new_execution", "executions", "executions_count", "execution", "queued"):
+        out.pop(key)
+    assert out == {"job_id": "job-1", "vendor": "hopex", "target": "default", "source_name": "clean.mgl",
+                   "size": len(CLEAN), "dry_run": False, "submitted_at": "2026-01-01T00:00:00.000000Z",
+                   "raw_format": None, "pace": None, "staged": None, "rejects_are_records": None,
+                   "record_import": None, "polls": 4, "waited_seconds": 90, "paused_seconds": 100,
+                   "guard": {"checks": 1}, "done": True, "state": FinalState.FAILED.value, "wait_seconds": 0,
+                   "connector": {"n": 3}, "counts": {"sent": 3}, "vendor_ref": "J-3", "error_type": "VendorOutage",
+                   "message": "the vendor stayed unavailable: this import waited 100 s while hopex/default was "
+                              "paused (pause_deadline_seconds = 100)"}
+    s.fake.polls = [Progress(job={}, message="running")]
+    below = s.run("poll", job={**job, "wait_seconds": 39})
+    assert below["state"] != FinalState.FAILED.value and below["paused_seconds"] == 99
+
+
+def test_a_poll_after_a_pause_ended_keeps_its_paused_seconds(account):
+    s = Setup(account)
+    s.fake.polls = [Progress(job={"n": 4}, message="running")]
+    out = s.run("poll", job={**POLLED, "wait_seconds": 30, "paused_seconds": 60})
+    assert (out["paused_seconds"], out["waited_seconds"]) == (60, 120)
+    assert "pause_epoch" not in out and "pause_waited" not in out
+
+
+def test_a_poll_that_fails_into_a_pause_goes_on_from_what_it_checkpointed(account):
+    class SendThenDown(ScriptedConnector):
+        def poll(self, job, ctx):
+            self.calls.append("poll")
+            ctx.checkpoint({"n": 4, "counts": {"sent": 4}})
+            raise VendorUnavailableError("reset after the batch")
+
+    s = Setup(account, SendThenDown, breaker_failures=1, breaker_cooldown_seconds=45)
+    out = s.run("poll", job={**POLLED, "wait_seconds": 10})
+    assert {k: out[k] for k in ("paused", "wait_seconds", "pause_epoch", "pause_waited", "connector", "counts",
+                                "vendor_ref", "message", "done", "polls")} == {
+        "paused": True, "wait_seconds": 45, "pause_epoch": None, "pause_waited": 0,
+        "connector": {"n": 4, "counts": {"sent": 4}}, "counts": {"sent": 4}, "vendor_ref": "J-3",
+        "message": "running", "done": False, "polls": 4}
+    # nothing checkpointed: the job's cursor and counts stay
+    s2 = Setup(account, Down, breaker_failures=1)
+    s2.fake.poll = lambda job, ctx: (_ for _ in ()).throw(VendorUnavailableError("down"))
+    out2 = s2.run("poll", job={**POLLED, "job_id": "job-2", "wait_seconds": 10}, name="job-2")
+    assert (out2["connector"], out2["counts"]) == ({"n": 3}, {"sent": 3})
+
+
+# -- a continued execution keeps its slot ----------------------------------------------------------------------
+
+def test_a_continued_execution_moves_the_slot_to_itself(account):
+    s = Setup(account, max_concurrent_imports=1)
+    s.guard.acquire("hopex", "default", "job-1", "arn:sfn:job-1", limit=1)
+    job = {**POLLED, "wait_seconds": 30, "continue_in_new_execution": True, "next_execution_name": "job-1-c-2",
+           "execution": {"index": 1, "name": "job-1-c-1", "polls": 9}}
+    s.run("submit", job=job, name="job-1-c-2")
+    holder = s.item()["holders"]["job-1"]
+    assert (holder["arn"], holder["index"]) == ("arn:sfn:job-1-c-2", 2)
+    dry = Setup(account, max_concurrent_imports=1)  # a dry run holds no slot: nothing to move
+    dry.guard.acquire("hopex", "default", "job-3", "arn:sfn:job-3", limit=2)
+    dry.run("submit", job={**job, "job_id": "job-3", "dry_run": True}, name="job-1-c-2")
+    assert dry.item()["holders"]["job-3"]["arn"] == "arn:sfn:job-3"
+
+
+# -- settle ----------------------------------------------------------------------------------------------------
+
+class Settling(ScriptedConnector):
+    """A record connector: settle stages what no step reported, from the failed attempt's cursor."""
+
+    tally = None
+
+    def settle(self, job, ctx, reason):
+        self.calls.append("settle")
+        self.seen_jobs.append(job)
+        self.reason = reason
+        if job.get("nothing_left"):
+            return None
+        ctx.emit_rejects("settle", [RejectRow("5", reason)], b"raw-5\n", RawRejects("x.rejects.txt", "text/plain"))
+        return Progress(job={**job, "settled": True}, done=True, counts={"sent": 4, "not_sent": 1},
+                        message="1 record not sent")
+
+    def record_tally(self, job):
+        return self.tally
+
+
+ERROR = {"Error": "VendorUnavailableError", "Cause": json.dumps({"errorMessage": "the vendor went away"})}
+
+
+def test_settle_stages_what_no_step_reported_from_the_failed_attempts_checkpoint(account):
+    s = Setup(account, Settling)
+    s.fake.tally = RecordTally(read=5, accepted=4, refused_by_vendor=0, refused_locally=0, not_sent=1)
+    account.jobs.save_checkpoint("job-1", "hopex", 4, {"n": 4}, "2026-01-01T00:00:00.000000Z")
+    job = {**POLLED, "record_import": True}
+    out = s.run("settle", job=job, error=ERROR)
+    assert s.fake.seen_jobs == [{"n": 4}]  # the failed 4th poll's checkpoint, newer than $.job's
+    assert s.fake.reason == "not sent: the import stopped before this record (VendorUnavailableError: " \
+                            "the vendor went away)"
+    assert out == {**job, "connector": {"n": 4, "settled": True}, "counts": {"sent": 4, "not_sent": 1},
+                   "settled": "1 record not sent",
+                   "raw_format": {"name": "x.rejects.txt", "content_type": "text/plain", "header": "", "footer": ""}}
+    assert account.keys("work/job-1/rejects/") == ["work/job-1/rejects/part-settle.csv",
+                                                   "work/job-1/rejects/part-settle.raw"]
+
+
+def test_settle_without_a_newer_checkpoint_uses_the_jobs_cursor(account):
+    s = Setup(account, Settling)
+    account.jobs.save_checkpoint("job-1", "hopex", 3, {"n": "old"}, "2026-01-01T00:00:00.000000Z")
+    out = s.run("settle", job=POLLED, error=None)
+    assert s.fake.seen_jobs == [{"n": 3}]
+    assert s.fake.reason == "not sent: the import stopped before this record (None: None)"
+    assert out["settled"] == "1 record not sent" and "error_type" not in out
+
+
+def test_settle_with_nothing_to_settle_returns_the_job_as_it_was(account):
+    s = Setup(account, Settling)
+    assert s.run("settle", job={**POLLED, "connector": {}}, error=ERROR) == {**POLLED, "connector": {},
+                                                                             "settled": ""}
+    assert s.fake.calls == []
+    assert s.run("settle", job={**POLLED, "connector": {"nothing_left": 1}}, error=ERROR) == {
+        **POLLED, "connector": {"nothing_left": 1}, "settled": ""}
+    assert s.fake.calls == ["settle"]
+
+
+def test_settle_whose_records_do_not_add_up_says_so(account):
+    s = Setup(account, Settling)
+    s.fake.tally = RecordTally(read=6, accepted=4, refused_by_vendor=0, refused_locally=0, not_sent=1)
+    out = s.run("settle", job=POLLED, error=ERROR)
+    assert out["error_type"] == "RecordCountMismatch"
+    assert out["settled"] == s.fake.tally.mismatch()
+    assert out["settled"].startswith("record count mismatch: 6 records read from the file, but 4 accepted")
+
+
+def test_settle_cuts_a_long_reason_and_masks_secrets(account):
+    s = Setup(account, Settling)
+    cause = "password=offline-password " + "x" * 500
+    s.run("settle", job=POLLED, error={"Error": "VendorProtocolError", "Cause": cause})
+    assert len(s.fake.reason) <= 400 and "offline-password" not in s.fake.reason
+    assert s.fake.reason.startswith("not sent: the import stopped before this record (VendorProtocolError: ")
