@@ -34,12 +34,17 @@ class Setup:
         self.fake = connector_cls(self.settings)
         self.guard = Guard(GuardTable(account.dynamodb.Table(JOBS_TABLE)), describe=lambda arn: "RUNNING",
                            clock=lambda: self.now)
-        self.step = VendorStep(vendor="hopex", settings_loader=lambda: self.settings, s3_client=account.s3,
+        self.asked: list[str] = []  # the targets whose settings were loaded
+        cache = {("hopex", target, id(self.settings)): self.fake for target in ("default", "prod")}
+        self.step = VendorStep(vendor="hopex", settings_loader=self.load, s3_client=account.s3,
                                store=account.store, jobs=account.jobs, clock=lambda: self.now,
-                               connector_cache={("hopex", "default", id(self.settings)): self.fake},
-                               guard=self.guard)
+                               connector_cache=cache, guard=self.guard)
         self.step.breaker = Breaker(self.guard)
         account.s3.put_object(Bucket=account.bucket, Key=KEY, Body=CLEAN)
+
+    def load(self, target="default"):
+        self.asked.append(target)
+        return self.settings
 
     def run(self, action, job=None, name="job-1", **inp):
         out = self.step.run({**event(action, self.account, job=job, name=name, **inp),
@@ -273,6 +278,16 @@ def test_a_poll_of_a_paused_target_waits_without_asking_the_vendor(account):
     assert nxt["connector"] == {"n": 4} and s.item()["breaker"]["state"] == "CLOSED"
 
 
+def test_a_poll_goes_to_the_target_its_submit_chose(account):
+    s = Setup(account)
+    s.step.breaker.set_state("hopex", "prod", "PAUSED")
+    out = s.run("poll", job={**POLLED, "target": "prod", "wait_seconds": 30})
+    assert (out["target"], out["paused"], s.asked, s.fake.calls) == ("prod", True, ["prod"], [])
+    s.fake.polls = [Progress(job={"n": 4}, message="running")]
+    out = s.run("poll", job={**POLLED, "wait_seconds": 30})
+    assert (out["target"], out.get("paused"), s.asked[-1], s.fake.calls) == ("default", None, "default", ["poll"])
+
+
 def test_a_poll_paused_past_the_pause_deadline_ends_failed(account):
     s = Setup(account, pause_deadline_seconds=100)
     job = {**POLLED, "paused": True, "wait_seconds": 40, "paused_seconds": 60, "pause_epoch": 2, "pause_waited": 0,
@@ -330,9 +345,12 @@ def test_a_continued_execution_moves_the_slot_to_itself(account):
     s.guard.acquire("hopex", "default", "job-1", "arn:sfn:job-1", limit=1)
     job = {**POLLED, "wait_seconds": 30, "continue_in_new_execution": True, "next_execution_name": "job-1-c-2",
            "execution": {"index": 1, "name": "job-1-c-1", "polls": 9}}
-    s.run("submit", job=job, name="job-1-c-2")
+    s.now += 5
+    out = s.run("submit", job=job, name="job-1-c-2")
     holder = s.item()["holders"]["job-1"]
     assert (holder["arn"], holder["index"]) == ("arn:sfn:job-1-c-2", 2)
+    assert (s.row()["current_execution"], s.row()["updated_at"]) == ("job-1-c-2", "2026-01-01T00:00:05.000000Z")
+    assert s.fake.calls == [] and out["connector"] == {"n": 3}
     dry = Setup(account, max_concurrent_imports=1)  # a dry run holds no slot: nothing to move
     dry.guard.acquire("hopex", "default", "job-3", "arn:sfn:job-3", limit=2)
     dry.run("submit", job={**job, "job_id": "job-3", "dry_run": True}, name="job-1-c-2")
