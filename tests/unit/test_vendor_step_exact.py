@@ -431,3 +431,102 @@ def test_settle_cuts_a_long_reason_and_masks_secrets(account):
     s.run("settle", job=POLLED, error={"Error": "VendorProtocolError", "Cause": cause})
     assert len(s.fake.reason) <= 400 and "offline-password" not in s.fake.reason
     assert s.fake.reason.startswith("not sent: the import stopped before this record (VendorProtocolError: ")
+
+
+# -- submit: the target, the pace, a dry run's rejects ------------------------------------------------------------
+
+def test_a_submit_takes_the_target_from_the_uploads_metadata_unless_the_input_names_one(account):
+    s = Setup(account)
+    account.s3.put_object(Bucket=account.bucket, Key=KEY, Body=CLEAN, Metadata={"target": "prod"})
+    s.fake.submit_progress = Progress(job={}, message="sent")
+    out = s.run("submit")
+    assert (out["target"], s.asked, s.row()["target"]) == ("prod", ["prod"], "prod")
+    s.asked.clear()
+    given = s.run("submit", name="job-2", target="default")
+    assert (given["target"], s.asked) == ("default", ["default"])
+    s.asked.clear()
+    in_options = s.run("submit", name="job-3", options={"target": "default"})
+    assert (in_options["target"], s.asked) == ("default", ["default"])
+
+
+def test_a_submit_learns_the_pace_of_its_own_target_and_size(account):
+    s = Setup(account)
+    for n, (target, seconds) in enumerate((("prod", 40), ("prod", 60), ("prod", 80), ("default", 900))):
+        account.jobs.put_status({"job_id": f"old-{n}", "vendor": "hopex", "state": "SUCCEEDED", "target": target,
+                                 "updated_at": f"2026-01-0{n + 1}T00:00:00.000000Z", "vendor_seconds": seconds,
+                                 "source": {"size": len(CLEAN)}})
+    account.s3.put_object(Bucket=account.bucket, Key=KEY, Body=CLEAN, Metadata={"target": "prod"})
+    s.fake.submit_progress = Progress(job={}, message="sent")
+    out = s.run("submit")
+    assert out["pace"] == {"expected_seconds": 40, "step_seconds": 2, "samples": 3}
+
+
+class ValidatesItself(ScriptedConnector):
+    """A record vendor's dry run: validate stages its would-be rejects (rows and raw records) itself."""
+
+    def validate(self, ctx):
+        self.calls.append("validate")
+        rows = [RejectRow("2", "bad date")]
+        ctx.emit_rejects("v1", rows, b"raw-2\n", RawRejects("x.rejects.txt", "text/plain", header="h\n"))
+        return rows
+
+
+def test_a_dry_run_of_a_vendor_that_stages_its_own_rejects_is_not_staged_twice(account):
+    s = Setup(account, ValidatesItself)
+    out = s.run("submit", dry_run=True)
+    assert account.keys("work/job-1/rejects/") == ["work/job-1/rejects/part-v1.csv", "work/job-1/rejects/part-v1.raw"]
+    assert (out["counts"], out["raw_format"], out["message"]) == (
+        {"would_reject": 1}, {"name": "x.rejects.txt", "content_type": "text/plain", "header": "h\n", "footer": ""},
+        "dry run: 1 record(s) would be rejected; nothing was sent to the vendor")
+    assert s.fake.calls == ["validate"] and "pace" not in out
+
+
+def test_a_dry_run_of_a_file_vendor_stages_the_rows_it_returns(account):
+    s = Setup(account)
+    s.fake.validate_rows = [RejectRow("3", "unknown class")]
+    out = s.run("submit", dry_run=True)
+    assert account.keys("work/job-1/rejects/") == ["work/job-1/rejects/dry-run.csv"]
+    assert (out["raw_format"], out["counts"]) == (None, {"would_reject": 1})
+
+
+# -- the step's payload -------------------------------------------------------------------------------------------
+
+def test_a_vendor_wait_hint_that_is_not_a_number_means_poll_again_now(account):
+    s = Setup(account)
+    s.fake.polls = [Progress(job={}, next_wait_seconds=float("nan"))]
+    assert s.run("poll", job={**POLLED, "wait_seconds": 30})["wait_seconds"] == 0
+
+
+def test_a_step_stages_its_raw_rejects_and_an_unfinished_step_has_no_state(account):
+    s = Setup(account)
+    s.fake.polls = [Progress(job={}, state=FinalState.SUCCEEDED, raw_rejects=b"raw-7\n",
+                             raw_rejects_format=RawRejects("x.rejects.txt", "text/plain"))]
+    out = s.run("poll", job={**POLLED, "wait_seconds": 30})
+    assert (out["done"], out["state"]) == (False, None)
+    assert account.read("work/job-1/rejects/step-000004.raw") == b"raw-7\n"
+    assert out["raw_format"]["name"] == "x.rejects.txt"
+
+
+def test_a_vendor_message_of_exactly_the_state_limit_travels_whole(account):
+    s = Setup(account)
+    text = "m" * 16_000
+    s.fake.polls = [Progress(job={}, message=text)]
+    out = s.run("poll", job={**POLLED, "wait_seconds": 30})
+    assert out["message"] == text and "message_key" not in out
+
+
+def test_a_poll_reads_the_decompressed_copy_at_the_size_submit_staged(account):
+    s = Setup(account)
+    account.s3.put_object(Bucket=account.bucket, Key="work/job-1/source/clean.mgl", Body=CLEAN)
+    seen = []
+
+    def answer(job, ctx):
+        seen.append(ctx.source)
+        return Progress(job={})
+
+    s.fake.polls = [answer]
+    staged = {"key": "work/job-1/source/clean.mgl", "size": 7, "name": "clean.mgl"}
+    s.run("poll", job={**POLLED, "wait_seconds": 30, "staged": staged})
+    (source,) = seen
+    assert (source.bucket, source.key, source.version_id, source.size, source.name) == (
+        account.bucket, "work/job-1/source/clean.mgl", None, 7, "clean.mgl")
