@@ -112,7 +112,9 @@ def test_slots_are_granted_up_to_the_limit_then_imports_queue_with_growing_check
     assert item["next_ticket"] == 6
     # j1's execution failed without releasing: j4 reclaims the slot, but j3 was queued first
     w.status[arn("j1")] = "FAILED"
+    w.described.clear()
     assert w.acquire("j4") == Decision(False, 30, 1, 3)
+    assert w.described == [arn("j1"), arn("j2")]  # full: the holders only, not j3 ahead
     assert sorted(w.item()["holders"]) == ["j2"]
     assert w.acquire("j3") == Decision(True, 0, 0, 2)
     item = w.item()
@@ -185,6 +187,14 @@ def test_with_two_free_slots_the_second_waiter_may_start_but_not_the_third(w):
     assert w.acquire("b", limit=3) == Decision(True, 0, 0, 4)  # one ahead of two free slots
     assert w.acquire("c", limit=3) == Decision(False, 30, 1, 5)
     assert sorted(w.item()["holders"]) == ["b", "h3"]
+
+
+def test_at_most_50_waiters_ahead_are_checked_per_acquire(w):
+    waiters = {f"w{i:02d}": {"arn": arn(f"w{i:02d}"), "ticket": i, "lane": "", "since": 0, "order": f"a|{i:012d}"}
+               for i in range(51)}
+    w.table.write(KEY, {"holders": {}, "waiters": waiters, "next_ticket": 51, "breaker": {}, "version": 0})
+    assert w.acquire("me", limit=100) == Decision(True, 0, 0, 51)  # 51 ahead of 100 free slots: room for all
+    assert w.described == [arn(f"w{i:02d}") for i in range(50)]
 
 
 def test_an_import_of_a_burst_waits_for_earlier_uploads_to_register_first(w):
