@@ -190,8 +190,8 @@ def test_with_two_free_slots_the_second_waiter_may_start_but_not_the_third(w):
 
 
 def test_at_most_50_waiters_ahead_are_checked_per_acquire(w):
-    waiters = {f"w{i:02d}": {"arn": arn(f"w{i:02d}"), "ticket": i, "lane": "", "since": 0, "order": f"a|{i:012d}"}
-               for i in range(51)}
+    waiters = {f"w{i:02d}": {"arn": arn(f"w{i:02d}"), "ticket": i, "lane": "", "since": 0,
+                             "order": f"2000-01-01T00:00:00.000Z|{i:012d}"} for i in range(51)}
     w.table.write(KEY, {"holders": {}, "waiters": waiters, "next_ticket": 51, "breaker": {}, "version": 0})
     assert w.acquire("me", limit=100) == Decision(True, 0, 0, 51)  # 51 ahead of 100 free slots: room for all
     assert w.described == [arn(f"w{i:02d}") for i in range(50)]
