@@ -370,6 +370,7 @@ def test_describer_asks_step_functions(aws):
     assert describe(started) == "RUNNING"
     assert describe(started.replace(":e1", ":e2")) is None
     assert describe("") is None
+    assert Guard(table=None, describe=describe)._current("j", {}) is None  # no ARN: not asked
 
 
 # -- circuit breaker -------------------------------------------------------------------------------------------
@@ -420,6 +421,7 @@ def test_an_open_target_lets_one_probe_through_after_a_whole_cool_down(w):
     assert w.item()["breaker"]["probe"] == {"job_id": "a", "until": NOW + 900}
     assert gate(w, "a", seen=1, waited=60) == Gate("probe", 0, 1, 60)  # the probe asks again (a retry)
     assert gate(w, "b", seen=1, waited=61) == Gate("wait", 60, 1, 60)  # a live probe: b waits
+    assert gate(w, "b", seen=1, waited=60) == Gate("wait", 60, 1, 60)
     w.now += 900
     assert gate(w, "b", seen=1, waited=61) == Gate("probe", 0, 1, 60)  # a's lease ran out
     assert w.item()["breaker"]["probe"] == {"job_id": "b", "until": NOW + 1800}
@@ -546,8 +548,11 @@ def test_a_slow_rate_leases_one_token_at_a_time(table):
     rate = SharedRate(table, "r", 5, clock=clock, sleep=clock.sleep)  # 4.5 a second: a tenth holds 0.45
     assert (rate.rate, rate.lease) == (4.5, 1)
     assert rate.acquire(0) == 0  # at least one token
-    assert round(rate.acquire(1), 6) == 0.222222  # the next starts 1 / 4.5 s later
+    assert round(rate.acquire(), 6) == 0.222222  # one token by default: the next starts 1 / 4.5 s later
     assert tat(table, "r") == 1_000_444_444
+    assert round(rate.acquire(9), 6) == 0.222222  # 9 tokens: 2 s of the budget
+    assert tat(table, "r") == 1_002_444_444
+    assert SharedRate(table, "r1", 1).rate == 0.9
 
 
 def test_a_request_larger_than_a_lease_reserves_all_its_tokens(table):
@@ -580,6 +585,7 @@ def test_a_lease_lost_to_rivals_25_times_fails(table):
     rate = SharedRate(RivalLeases(table), "r", 100, clock=clock, sleep=clock.sleep)
     with pytest.raises(Conflict, match="r changed 25 times during one lease"):
         rate.acquire(1)
+    assert rate.table.reads == 25
 
 
 class RivalLeases:
@@ -587,8 +593,10 @@ class RivalLeases:
 
     def __init__(self, table):
         self.table, self.meta = table, table.meta
+        self.reads = 0
 
     def get_item(self, **kw):
+        self.reads += 1
         got = self.table.get_item(**kw)
         n = int(got.get("Item", {}).get("tat", 0)) + 1
         self.table.put_item(Item={"job_id": kw["Key"]["job_id"], "tat": n})
@@ -617,6 +625,8 @@ def test_a_shared_pacer_paces_this_import_then_the_targets_budgets(table):
     per_call = SharedRate(table, "calls", 10, clock=clock, sleep=clock.sleep)  # 9/s, leases of 1
     per_unit = SharedRate(table, "units", 100, clock=clock, sleep=clock.sleep)  # 90/s, leases of 9
     pacer = SharedPacer(local, per_call, per_unit)
+    alone = LocalPacer()
+    assert SharedPacer(alone, None, None).acquire() == 0.25 and alone.asked == [1]  # one unit by default
     assert pacer.acquire(5) == 0.25
     assert round(pacer.acquire(5), 6) == 0.361111  # 0.25 + the next call 1/9 s on; units: a new lease
     assert local.asked == [5, 5]
@@ -626,6 +636,9 @@ def test_a_shared_pacer_paces_this_import_then_the_targets_budgets(table):
     assert local.busy == 1
     bare = SharedPacer(None, None, SharedRate(table, "other", 100, clock=clock, sleep=clock.sleep))
     assert bare.acquire(3) == 0
+    slow = SharedPacer(None, None, SharedRate(table, "slow", 5, clock=clock, sleep=clock.sleep))
+    assert slow.acquire(1) == 0
+    assert round(slow.acquire(1), 6) == 0.222222
     bare.assume_busy()  # no local pacer: nothing to tell
     assert SharedPacer(object(), None, None).assume_busy() is None
 
@@ -645,6 +658,7 @@ def test_share_rates_wraps_the_pacer_of_vendors_with_documented_rates_only(table
     assert g.share_rates("aep", "t", aep, {"max_requests_per_second": 1000, "max_messages_per_second": 10000},
                          table) is True
     assert (aep._pacer.per_call.key, aep._pacer.per_call.rate) == ("rate#aep#t#max_requests_per_second", 900.0)
+    assert aep._pacer.per_call.table is table
     assert (aep._pacer.per_unit.key, aep._pacer.per_unit.rate) == ("rate#aep#t#max_messages_per_second", 9000.0)
     only = SimpleNamespace(_pacer=own)
     assert g.share_rates("aep", "t", only, {"max_requests_per_second": 0, "max_messages_per_second": 50}, table)
@@ -653,3 +667,79 @@ def test_share_rates_wraps_the_pacer_of_vendors_with_documented_rates_only(table
     assert g.share_rates("aep", "t", none, {"max_requests_per_second": 0, "max_messages_per_second": 0},
                          table) is False
     assert none._pacer is own
+
+
+def test_a_holder_found_running_on_is_not_written_again(w):
+    w.guard.acquire("hopex", "default", "job-1", arn("job-1"), limit=1, index=2)
+    w.acquire("j2", limit=1)
+    version = w.item()["version"]
+    assert w.acquire("j2", limit=1) == Decision(False, 30, 0, 1)
+    assert w.item()["version"] == version
+
+
+def test_a_holder_moved_to_its_continuation_by_a_queued_check_is_written(w):
+    first = f"{PREFIX}:job-1"
+    w.guard.acquire("hopex", "default", "job-1", first, limit=1)
+    w.acquire("j2", limit=1)
+    w.status[first] = "SUCCEEDED"
+    w.acquire("j2", limit=1)
+    assert w.item()["holders"]["job-1"]["arn"] == f"{PREFIX}:{next_name('job-1', 1)}"
+
+
+def test_an_open_target_without_an_epoch_counts_a_failed_probe_as_epoch_1(w):
+    w.table.write(KEY, {"holders": {}, "waiters": {}, "next_ticket": 0, "version": 0,
+                        "breaker": {"state": "OPEN", "probe": {"job_id": "a", "until": NOW + 900}}})
+    assert fail(w, "a") is True
+    assert (w.item()["breaker"]["epoch"], w.item()["breaker"]["cooldown"]) == (1, 120)
+
+
+def test_a_target_paused_again_opens_a_new_epoch(w):
+    for job in ("a", "b", "c"):
+        fail(w, job)
+    w.breaker.succeeded("hopex", "default")
+    for job in ("a", "b", "c"):
+        fail(w, job)
+    assert w.item()["breaker"]["epoch"] == 2
+
+
+class ProbeRace(GuardTable):
+    """Another import claims the probe between the gate's read and its claim."""
+
+    def __init__(self, table):
+        super().__init__(table)
+        self.reads = 0
+
+    def read(self, key):
+        self.reads += 1
+        state = super().read(key)
+        if self.reads == 2:  # the claim's read: the rival's claim landed just before
+            rival = super().read(key)
+            rival["breaker"]["probe"] = {"job_id": "rival", "until": NOW + 900}
+            GuardTable.write(self, key, rival)
+            state = super().read(key)
+        return state
+
+
+def test_a_probe_claimed_by_another_import_meanwhile_makes_this_one_wait(table):
+    GuardTable(table).write(KEY, {"holders": {}, "waiters": {}, "next_ticket": 0, "version": 0,
+                                  "breaker": {"state": "OPEN", "epoch": 3, "cooldown": 50}})
+    breaker = Breaker(Guard(ProbeRace(table), describe=lambda a: None, clock=lambda: NOW))
+    got = breaker.gate("hopex", "default", "me", seen_epoch=3, waited_in_epoch=50, cooldown_default=60)
+    assert got == Gate("wait", 50, 3, 50)
+    assert GuardTable(table).read(KEY)["breaker"]["probe"] == {"job_id": "rival", "until": NOW + 900}
+
+
+def test_a_target_resumed_meanwhile_is_not_probed(table):
+    class Resumed(ProbeRace):
+        def read(self, key):
+            self.reads += 1
+            state = GuardTable.read(self, key)
+            if self.reads == 2:
+                state["breaker"] = {"state": "CLOSED", "epoch": 3}
+            return state
+
+    GuardTable(table).write(KEY, {"holders": {}, "waiters": {}, "next_ticket": 0, "version": 0,
+                                  "breaker": {"state": "OPEN", "epoch": 3, "cooldown": 50}})
+    breaker = Breaker(Guard(Resumed(table), describe=lambda a: None, clock=lambda: NOW))
+    got = breaker.gate("hopex", "default", "me", seen_epoch=3, waited_in_epoch=50, cooldown_default=60)
+    assert got == Gate("wait", 50, 3, 50)

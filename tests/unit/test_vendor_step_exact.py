@@ -11,7 +11,7 @@ import json
 import pytest
 from vendor_import.connectors import load_settings
 from vendor_import.dal.guard_table import GuardTable
-from vendor_import.errors import VendorOutage, VendorUnavailableError
+from vendor_import.errors import InputError, VendorOutage, VendorUnavailableError
 from vendor_import.logic.guard import Breaker, Guard
 from vendor_import.logic.record_count import RecordTally
 from vendor_import.logic.vendor_step import VendorStep
@@ -530,3 +530,208 @@ def test_a_poll_reads_the_decompressed_copy_at_the_size_submit_staged(account):
     (source,) = seen
     assert (source.bucket, source.key, source.version_id, source.size, source.name) == (
         account.bucket, "work/job-1/source/clean.mgl", None, 7, "clean.mgl")
+
+
+# -- the cases the second mutation run left --------------------------------------------------------------------
+
+class Refuses(ScriptedConnector):
+    """Stands where a step must not look: the connector of another target."""
+
+    def validate(self, ctx):
+        raise AssertionError("the connector of another target was used")
+
+    poll = submit = settle = validate
+
+
+def only_prod(s):
+    s.step._connectors[("hopex", "default", id(s.settings))] = Refuses(s.settings)
+
+
+def test_every_step_uses_the_connector_of_the_jobs_own_target(account):
+    s = Setup(account, Settling)
+    only_prod(s)
+    account.s3.put_object(Bucket=account.bucket, Key=KEY, Body=CLEAN, Metadata={"target": "prod"})
+    s.fake.submit_progress = Progress(job={"n": 1}, message="sent")
+    assert s.run("submit")["target"] == "prod"
+    s.fake.polls = [Progress(job={"n": 2}, message="running")]
+    assert s.run("poll", job={**POLLED, "target": "prod", "wait_seconds": 30})["connector"] == {"n": 2}
+    s.asked.clear()
+    out = s.run("settle", job={**POLLED, "target": "prod"}, error=ERROR)
+    assert (out["settled"], s.asked) == ("1 record not sent", ["prod"])
+
+
+def test_a_step_without_a_guard_keeps_the_queue_counters_it_was_given(account):
+    s = Setup(account)
+    s.step.guard = s.step.breaker = None
+    s.fake.submit_progress = Progress(job={}, message="sent")
+    job = queued({"checks": 1, "queued_seconds": 30, "paused_seconds": 0, "position": 0}, FULL, 30)
+    assert s.run("submit", job=job)["guard"] == {"checks": 2, "queued_seconds": 60, "paused_seconds": 0,
+                                                 "suspected": None}
+
+
+def test_a_requeued_import_registers_with_its_upload_time_and_execution(account):
+    s = Setup(account, max_concurrent_imports=1)
+    s.guard.acquire("hopex", "default", "other", "arn:sfn:other", limit=1)
+    job = {**queued({"checks": 1, "queued_seconds": 30, "paused_seconds": 0, "position": 3}, FULL, 30),
+           "execution": {"index": 2, "name": "job-1-c-2", "polls": 1}}
+    out = s.run("submit", job=job, name="job-1-c-2", uploaded_at="2026-01-01T00:00:04.000Z")
+    assert out["wait_seconds"] == 2  # uploaded 1 s before: a burst, earlier uploads may register first
+    waiter = s.item()["waiters"]["job-1"]
+    assert (waiter["index"], waiter["arn"], waiter["order"]) == (2, "arn:sfn:job-1-c-2",
+                                                                 "2026-01-01T00:00:04.000Z|000000000001")
+    # its place changed (3 ahead before, none now): the jobs row names this execution
+    assert s.row()["current_execution"] == "job-1-c-2"
+
+
+def test_a_limited_target_paused_by_its_breaker_queues_as_paused(account):
+    s = Setup(account, max_concurrent_imports=1)
+    s.step.breaker.set_state("hopex", "default", "PAUSED")
+    out = s.run("submit")
+    assert out["guard"] == {"checks": 0, "queued_seconds": 0, "paused_seconds": 0, "paused": True,
+                            "pause_epoch": None, "pause_waited": 0, "position": 0}
+    assert (out["message"], out["wait_seconds"]) == (PAUSED, 60)
+    again = s.run("submit", job={**out, "guard": {**out["guard"], "pause_epoch": 1}})
+    assert again["guard"]["pause_epoch"] == 1 and again["guard"]["paused_seconds"] == 60
+
+
+def test_a_new_pause_epoch_restarts_the_imports_pause_wait(account):
+    s = Setup(account)
+    for state in ("PAUSED", "RESUMED", "PAUSED"):
+        s.step.breaker.set_state("hopex", "default", state)
+    job = queued({"checks": 1, "queued_seconds": 30, "paused_seconds": 30, "paused": True, "pause_epoch": 1,
+                  "pause_waited": 30, "position": None}, PAUSED, 30)
+    out = s.run("submit", job=job)
+    assert out["guard"] == {"checks": 2, "queued_seconds": 60, "paused_seconds": 60, "paused": True,
+                            "pause_epoch": 2, "pause_waited": 0, "position": None}
+    assert out["wait_seconds"] == 60
+
+
+def test_an_import_paused_by_its_own_failure_waits_the_cool_down_of_the_epoch_it_then_sees(account):
+    s = Setup(account, Down, breaker_failures=1, breaker_cooldown_seconds=40)
+    out = s.run("submit")  # pause_epoch None: the failure opened epoch 1
+    s.now += 40
+    again = s.run("submit", job=out)
+    assert again["guard"] == {"checks": 1, "queued_seconds": 40, "paused_seconds": 40, "paused": True,
+                              "pause_epoch": 1, "pause_waited": 40, "position": None}
+    assert again["wait_seconds"] == 40 and s.fake.calls == ["validate", "submit"]
+
+
+def test_an_open_breaker_without_a_cool_down_uses_the_targets_setting(account):
+    s = Setup(account, breaker_cooldown_seconds=40)
+    GuardTable(account.dynamodb.Table(JOBS_TABLE)).write("guard#hopex#default", {
+        "holders": {}, "waiters": {}, "next_ticket": 0, "version": 0, "breaker": {"state": "OPEN", "epoch": 1}})
+    assert s.run("submit")["wait_seconds"] == 40
+
+
+def test_the_probe_is_claimed_by_this_import(account):
+    s = Setup(account)
+    s.step.breaker.set_state("hopex", "default", "PAUSED")
+    seen = {}
+
+    def submit(ctx):
+        seen["probe"] = s.item()["breaker"]["probe"]["job_id"]
+        return Progress(job={}, message="sent")
+
+    s.fake.submit = submit
+    job = queued({"checks": 1, "queued_seconds": 60, "paused_seconds": 60, "paused": True, "pause_epoch": 1,
+                  "pause_waited": 60, "position": None}, PAUSED, 0)
+    s.run("submit", job=job)
+    assert seen == {"probe": "job-1"}
+
+
+def test_a_paused_poll_adds_this_wait_to_what_it_waited_in_the_epoch(account):
+    s = Setup(account)
+    s.step.breaker.set_state("hopex", "default", "PAUSED")
+    job = {**POLLED, "paused": True, "paused_seconds": 20, "pause_epoch": 1, "pause_waited": 25, "wait_seconds": 5}
+    out = s.run("poll", job=job)
+    # 25 + 5 s waited in epoch 1 of a 60 s cool-down: 30 s more
+    assert (out["paused_seconds"], out["pause_waited"], out["waited_seconds"], out["wait_seconds"]) == (25, 30, 90, 30)
+    no_wait = s.run("poll", job={**job, "wait_seconds": None})
+    assert (no_wait["paused_seconds"], no_wait["waited_seconds"]) == (20, 90)
+
+
+def test_a_poll_failure_counts_for_this_import_and_a_suspected_one_fails(account):
+    s = Setup(account, Down, breaker_failures=3)
+    s.fake.poll = lambda job, ctx: (_ for _ in ()).throw(VendorUnavailableError("down"))
+    with pytest.raises(VendorUnavailableError):
+        s.run("poll", job={**POLLED, "wait_seconds": 30})
+    assert s.item()["breaker"]["failing"] == ["job-1"]
+    with pytest.raises(VendorUnavailableError):  # others fail too, but this import waited once already
+        s.run("poll", job={**POLLED, "job_id": "job-2", "wait_seconds": 30, "suspected": True}, name="job-2")
+
+
+class Mismatched(ScriptedConnector):
+    """A record connector whose tally never adds up: only a finished step may be checked."""
+
+    def record_tally(self, job):
+        return RecordTally(read=9, accepted=1, refused_by_vendor=0, refused_locally=0)
+
+
+def test_an_unfinished_step_is_not_held_to_the_record_count(account):
+    s = Setup(account, Mismatched)
+    s.fake.polls = [Progress(job={"n": 4}, message="running")]
+    out = s.run("poll", job={**POLLED, "wait_seconds": 30})
+    assert out["done"] is False and out["error_type"] is None
+
+
+def test_a_continued_execution_without_an_index_is_the_second(account):
+    s = Setup(account, max_concurrent_imports=1)
+    s.guard.acquire("hopex", "default", "job-1", "arn:sfn:job-1", limit=1)
+    job = {**POLLED, "wait_seconds": 30, "continue_in_new_execution": True, "next_execution_name": "job-1-c-1",
+           "execution": {"name": "job-1"}}
+    s.run("submit", job=job, name="job-1-c-1")
+    assert s.item()["holders"]["job-1"]["index"] == 1
+
+
+def test_settle_reads_the_upload_and_checkpoints_at_the_failed_poll(account):
+    class Reads(Settling):
+        def settle(self, job, ctx, reason):
+            self.ctx = ctx
+            ctx.checkpoint({"n": 9})
+            return super().settle(job, ctx, reason)
+
+        def record_tally(self, job):
+            assert job["settled"] is True
+            return None
+
+    s = Setup(account, Reads)
+    account.s3.put_object(Bucket=account.bucket, Key=KEY, Body=CLEAN, Metadata={"validate": "AtEnd"})
+    account.jobs.save_checkpoint("job-1", "hopex", 1, {"n": 0}, "2026-01-01T00:00:00.000000Z")
+    job = {k: v for k, v in POLLED.items() if k != "polls"}  # failed at its first poll
+    s.run("settle", job=job, error=ERROR)
+    assert s.fake.seen_jobs == [{"n": 0}]
+    assert (s.fake.ctx.source.size, s.fake.ctx.options) == (len(CLEAN), {"validate": "AtEnd"})
+    assert account.jobs.load_checkpoint("job-1", 1) == {"n": 9}
+
+
+def test_an_unfinished_settle_is_not_held_to_the_record_count(account):
+    class Unfinished(Mismatched):
+        def settle(self, job, ctx, reason):
+            return Progress(job={"n": 5}, message="partly settled")
+
+    s = Setup(account, Unfinished)
+    out = s.run("settle", job=POLLED, error=ERROR)
+    assert out["settled"] == "partly settled" and "error_type" not in out
+
+
+def test_a_gzip_upload_is_staged_under_its_job_and_held_to_the_vendors_limit(account):
+    import gzip
+
+    s = Setup(account)
+    account.s3.put_object(Bucket=account.bucket, Key=KEY + ".gz", Body=gzip.compress(CLEAN))
+    s.fake.submit_progress = Progress(job={}, message="sent")
+    out = s.run("submit", key=KEY + ".gz")
+    assert out["staged"] == {"key": "work/job-1/source/clean.mgl", "size": len(CLEAN), "name": "clean.mgl"}
+    s.fake.max_file_bytes = 10
+    with pytest.raises(InputError) as exc:
+        s.run("submit", key=KEY + ".gz", name="job-2")
+    assert str(exc.value) == ("clean.mgl.gz decompresses to more than HOPEX's limit of 10 bytes: split the file and "
+                              "upload the parts (each gzip-compressed if you like)")
+
+
+def test_an_upload_said_to_be_gzip_by_its_content_encoding_is_read_as_gzip(account):
+    s = Setup(account)
+    account.s3.put_object(Bucket=account.bucket, Key=KEY, Body=CLEAN, ContentEncoding="gzip")
+    with pytest.raises(InputError):  # not a gzip stream after all
+        s.run("submit")
+    assert s.fake.calls == []
