@@ -735,3 +735,27 @@ def test_an_upload_said_to_be_gzip_by_its_content_encoding_is_read_as_gzip(accou
     with pytest.raises(InputError):  # not a gzip stream after all
         s.run("submit")
     assert s.fake.calls == []
+
+
+def test_a_campaign_import_waits_for_its_mapping_named_in_the_uploads_metadata_or_options(account):
+    """Campaign runs one ingestion per XDM mapping (seed 001): the lane comes from the upload's
+    options (metadata, console), read before the file."""
+    doc = {"vendor": "campaign", "base_url": "https://mc.example.test", "organization": "acme",
+           "ims": {"token_url": "https://ims.example.test/ims/token/v3", "client_id": "cid",
+                   "client_secret": "unit-secret-77", "scopes": "openid"}}
+    settings = load_settings("campaign", doc)
+    fake = ScriptedConnector(settings, submit=Progress(job={}, message="sent"))
+    guard = Guard(GuardTable(account.dynamodb.Table(JOBS_TABLE)), describe=lambda arn: "RUNNING", clock=lambda: T0)
+    step = VendorStep(vendor="campaign", settings_loader=lambda: settings, s3_client=account.s3, store=account.store,
+                      jobs=account.jobs, clock=lambda: T0, guard=guard,
+                      connector_cache={("campaign", "default", id(settings)): fake})
+    guard.acquire("campaign", "default", "other", "arn:sfn:other", limit=0, lane="mapping=M7")
+    key = "inbox/campaign/profiles.json"
+    account.s3.put_object(Bucket=account.bucket, Key=key, Body=b'{"a": 1}\n', Metadata={"mapping": "M7"})
+    out = step.run({"action": "submit", "input": {"bucket": account.bucket, "key": key}, "execution_name": "job-1"})
+    assert out["queued"] is True and fake.calls == []
+    assert guard.snapshot("campaign", "default")["waiters"]["job-1"]["lane"] == "mapping=M7"
+    other = step.run({"action": "submit", "execution_name": "job-2",
+                      "input": {"bucket": account.bucket, "key": key, "options": {"mapping": "M8"}}})
+    assert other["queued"] is False and fake.calls == ["validate", "submit"]
+    assert guard.snapshot("campaign", "default")["holders"]["job-2"]["lane"] == "mapping=M8"
