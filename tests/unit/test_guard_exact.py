@@ -702,21 +702,15 @@ def test_a_target_paused_again_opens_a_new_epoch(w):
     assert w.item()["breaker"]["epoch"] == 2
 
 
-class ProbeRace(GuardTable):
+class ProbeRace(RivalWrites):
     """Another import claims the probe between the gate's read and its claim."""
-
-    def __init__(self, table):
-        super().__init__(table)
-        self.reads = 0
 
     def read(self, key):
         self.reads += 1
-        state = super().read(key)
+        state = GuardTable.read(self, key)
         if self.reads == 2:  # the claim's read: the rival's claim landed just before
-            rival = super().read(key)
-            rival["breaker"]["probe"] = {"job_id": "rival", "until": NOW + 900}
-            GuardTable.write(self, key, rival)
-            state = super().read(key)
+            state["breaker"]["probe"] = {"job_id": "rival", "until": NOW + 900}
+            GuardTable.write(self, key, state)
         return state
 
 
