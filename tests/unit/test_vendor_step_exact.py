@@ -12,6 +12,7 @@ import pytest
 from vendor_import.connectors import load_settings
 from vendor_import.dal.guard_table import GuardTable
 from vendor_import.errors import InputError, VendorOutage, VendorUnavailableError
+from vendor_import.logic.continuation import next_name
 from vendor_import.logic.guard import Breaker, Guard
 from vendor_import.logic.record_count import RecordTally
 from vendor_import.logic.vendor_step import VendorStep
@@ -759,3 +760,33 @@ def test_a_campaign_import_waits_for_its_mapping_named_in_the_uploads_metadata_o
                       "input": {"bucket": account.bucket, "key": key, "options": {"mapping": "M8"}}})
     assert other["queued"] is False and fake.calls == ["validate", "submit"]
     assert guard.snapshot("campaign", "default")["holders"]["job-2"]["lane"] == "mapping=M8"
+
+
+def test_a_poll_near_the_executions_six_day_budget_goes_on_in_a_new_execution(account):
+    """An execution may run 7 days (statemachines/import.asl.json); the loop moves to a new one
+    once this one's age plus the next wait would pass 6 days (518,400 s)."""
+    s = Setup(account, deadline_seconds=2_000_000)
+    job = {**POLLED, "waited_seconds": 517_900, "wait_seconds": 100, "executions": ["job-1", "job-1-c"],
+           "executions_count": 2, "execution": {"index": 1, "name": "job-1-c", "polls": 3, "invocations_before": 0,
+                                                "waited_at_start": 0}}
+    s.fake.polls = [Progress(job={}, next_wait_seconds=401), Progress(job={}, next_wait_seconds=400),
+                    Progress(job={}, done=True, state=FinalState.SUCCEEDED)]
+    out = s.run("poll", job=job, name="job-1-c")  # 518,000 s waited + 401 > 518,400
+    assert (out["continue_in_new_execution"], out["next_execution_name"]) == (True, next_name("job-1", 2))
+    assert (out["executions"], out["executions_count"]) == (["job-1", "job-1-c"], 2)
+    assert out["execution"] == {"index": 1, "name": "job-1-c", "polls": 4, "invocations_before": 0,
+                                "waited_at_start": 0}
+    stay = s.run("poll", job=job, name="job-1-c")  # + 400: exactly the budget, not past it
+    assert stay["continue_in_new_execution"] is False and "next_execution_name" not in stay
+    done = s.run("poll", job=job, name="job-1-c")
+    assert done["continue_in_new_execution"] is False and "next_execution_name" not in done
+
+
+def test_an_executions_own_age_counts_too(account):
+    s = Setup(account)
+    s.fake.polls = [Progress(job={}, next_wait_seconds=1), Progress(job={}, next_wait_seconds=1)]
+    ev = {**event("poll", account, job={**POLLED, "wait_seconds": 30}), "execution_arn": "arn:sfn:job-1"}
+    old = s.step.run({**ev, "started_at": "2025-12-26T00:00:00Z"})  # 6 days before T0: + 1 s passes it
+    assert old["continue_in_new_execution"] is True
+    young = s.step.run({**ev, "started_at": "2025-12-26T00:00:01Z"})
+    assert young["continue_in_new_execution"] is False
