@@ -73,6 +73,8 @@ TESTS = [
     "tests/unit/test_record_count_exact.py",
     "tests/unit/test_settle.py",  # the vendor step's settle action's readers (not_sent in the tally)
     "tests/unit/test_guard.py",  # the vendor guard (logic/guard.py): limits, lanes, shared rates, reclaim
+    "tests/unit/test_guard_exact.py",  # the guard's slots, queue, breaker and shared rates to exact values
+    "tests/unit/test_vendor_step_exact.py",  # the vendor step's admission, QUEUED payload, pauses, settle
     "tests/contract/test_cursor_labels.py",  # the cursors over HTTP; the other contract suites cost
     # a quarter of the run for the few reader mutants only they reach
 ]
@@ -91,6 +93,24 @@ STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests"
           None: "not checked"}
 
 
+# Appended to the staged tests/conftest.py: a mutant's session runs the tests that reach the mutated
+# function and stops at the first failure (-x), in the order of mutmut's set of names (arbitrary);
+# cheapest first (the durations mutmut recorded), a killed mutant costs its cheapest failing test.
+# The verdicts are the same in any order: a mutant is killed when any of its tests fails.
+CHEAPEST_FIRST = """
+
+def pytest_collection_modifyitems(session, config, items):  # bench/mutation.py: cheapest tests first
+    import json
+
+    try:
+        with open("mutmut-stats.json") as stats:
+            durations = json.load(stats)["duration_by_test"]
+    except (OSError, ValueError, KeyError):
+        return
+    items.sort(key=lambda item: durations.get(item.nodeid, 0.0))
+"""
+
+
 def stage(scope: list[str], *, keep_results: bool = False) -> None:
     """Stage the package, the tests and mutmut's configuration in out/mutation. ``keep_results``:
     refresh the tests and the configuration only (mutmut's mutants and verdicts stay)."""
@@ -107,6 +127,8 @@ def stage(scope: list[str], *, keep_results: bool = False) -> None:
             shutil.copytree(src, STAGE / name, ignore=ignore)
         elif src.exists():
             shutil.copy2(src, STAGE / name)
+    with open(STAGE / "tests" / "conftest.py", "a") as conftest:  # the staged copy only
+        conftest.write(CHEAPEST_FIRST)
     toml = (ROOT / "pyproject.toml").read_text()
     toml = toml.replace('pythonpath = ["layers/common", "."]', 'pythonpath = ["."]')
     deselect = [arg for test in DESELECT for arg in ("--deselect", test)]

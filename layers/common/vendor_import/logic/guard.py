@@ -430,7 +430,8 @@ class Breaker:
                 transition["paused"] = dict(b)
             return True
 
-        self._update(vendor, target, change)
+        if self._update(vendor, target, change) is None:
+            transition.clear()  # every write lost to other writers: no transition was made
         if transition.get("paused") and self.announce:
             self.announce("PAUSED", vendor, target, transition["paused"])
         return transition.get("paused") is not None or self.is_open(vendor, target)
@@ -448,7 +449,8 @@ class Breaker:
             b.update({"state": "CLOSED", "failures": 0, "failing": [], "probe": None})
             return True
 
-        self._update(vendor, target, change)
+        if self._update(vendor, target, change) is None:
+            resumed.clear()  # every write lost to other writers: still open
         if resumed and self.announce:
             self.announce("RESUMED", vendor, target, resumed)
 
@@ -469,7 +471,8 @@ class Breaker:
             made.update(b)
             return True
 
-        self._update(vendor, target, change)
+        if self._update(vendor, target, change) is None:
+            made.clear()  # every write lost to other writers: nothing was changed
         if made and self.announce:
             self.announce(state, vendor, target, made)
         return bool(made)
