@@ -54,6 +54,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import pickle
 import sys
 import threading
 import time
@@ -367,6 +368,19 @@ class _KeyPairOnFirstUse:
             if self._key is None:
                 self._key = self._generate(self._key_spec)
         return getattr(self._key, name)
+
+    def __reduce__(self):
+        """Pickled (local/deploy_snapshot.py) as the key spec while the pair is not made yet."""
+        if self._key is not None:
+            raise pickle.PicklingError("a KMS key pair already made is not saved")
+        return _key_pair_on_first_use, (self._key_spec,)
+
+
+_generate_key_pair = kms_models.generate_private_key  # moto's own, before seam 10 replaces it
+
+
+def _key_pair_on_first_use(key_spec: str) -> _KeyPairOnFirstUse:
+    return _KeyPairOnFirstUse(_generate_key_pair, key_spec)
 
 
 def _on_first_use(generate):

@@ -22,14 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import moto_seams
+from . import deploy_snapshot, moto_seams
 from .template_deploy import (
     ACCOUNT,
     REGION,
     ROOT,
-    Deployer,
     function_code_dirs,
     translated_template,
+    translation_key,
     vendor_stems,
 )
 
@@ -106,9 +106,11 @@ class LocalPipeline:
         _reset_library_caches()
         self._start_s3_endpoint()
         # the translation is cached on the hashes of what it reads; the deployment is done in full
+        # through the API once per key, then restored from its snapshot (local/deploy_snapshot.py)
         sam, self.cfn, _hit = translated_template(parameters=self.parameters)
         self.stems = vendor_stems(sam)
-        self.deployment = Deployer(self.cfn, self.parameters).deploy()
+        self.deployment, self.restored = deploy_snapshot.deployed(
+            self.cfn, self.parameters, translation_key(parameters=self.parameters))
         code = function_code_dirs(sam)
         by_name = {self.deployment.functions[logical]: spec for logical, spec in code.items()}
         self.lambdas = moto_seams.InProcessLambdas(by_name, [ROOT / "layers" / "common"])

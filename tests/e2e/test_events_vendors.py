@@ -167,7 +167,8 @@ def observed(pipe, monkeypatch, capsys):
     probe = Logger(service="s3-vendor-import")
     handler = probe.registered_handler
     stream = io.StringIO()
-    old_stream = handler.setStream(stream)
+    # not setStream: it flushes the old stream, which may be the capture of an earlier test, closed since
+    old_stream, handler.stream = handler.stream, stream
     shared = logging.getLogger("s3-vendor-import")
     old_level = shared.level
     shared.setLevel(logging.INFO)
@@ -176,7 +177,7 @@ def observed(pipe, monkeypatch, capsys):
         yield lambda: ([json.loads(line) for line in stream.getvalue().splitlines() if line.strip()],
                        [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line])
     finally:
-        handler.setStream(old_stream)
+        handler.stream = old_stream
         shared.setLevel(old_level)
 
 

@@ -276,6 +276,36 @@ def test_object_elements_and_namespaces_are_read():
     assert cx.parse_results(body)[0] == [cx.RecordResult(False, "", "bad"), cx.RecordResult(True, "7", "")]
 
 
+def test_an_indented_answer_reads_the_same_as_a_compact_one():
+    # the answer parser drops the whitespace between elements: texts, blank ones included, stay
+    compact = (b"<Data><Account><Email>a@b.fr</Email><Success>TRUE</Success><GUID>1</GUID><ErrorMessage/></Account>"
+               b"<Account><Email> </Email><Success>FALSE</Success><GUID> </GUID>"
+               b"<ErrorMessage>bad  lookup</ErrorMessage></Account></Data>")
+    indented = (b"<Data>\r\n  <Account>\r\n    <Email>a@b.fr</Email>\r\n    <Success>\r\n TRUE\r\n </Success>\r\n"
+                b"    <GUID>1</GUID>\r\n    <ErrorMessage>   </ErrorMessage>\r\n  </Account>\r\n  <Account>\r\n"
+                b"    <Email>\t</Email>\r\n    <Success>FALSE</Success>\r\n    <GUID />\r\n"
+                b"    <ErrorMessage>\r\n bad\r\n lookup\r\n </ErrorMessage>\r\n  </Account>\r\n</Data>\r\n")
+    expected = [cx.RecordResult(True, "1", ""), cx.RecordResult(False, "", "bad lookup")]
+    assert cx.parse_results(compact)[0] == expected
+    assert cx.parse_results(indented)[0] == expected
+    message_only = b"<Data>\n  <Message>\n    Invalid   token\n  </Message>\n</Data>"
+    assert cx.parse_results(message_only) == (None, "Invalid token")
+
+
+@pytest.mark.parametrize("odd", [b"SUCCESS", b"success", b"Guid", b"guid", b"errorMessage", b"ERRORMESSAGE"])
+def test_a_result_field_spelled_another_way_is_still_read(odd):
+    # beside a field starting with the same letter (Email, Guarantor, Status): only the result names count
+    fields = {b"SUCCESS": b"Success", b"success": b"Success", b"Guid": b"GUID", b"guid": b"GUID",
+              b"errorMessage": b"ErrorMessage", b"ERRORMESSAGE": b"ErrorMessage"}
+    values = {b"Success": b"TRUE", b"GUID": b"8", b"ErrorMessage": b""}
+    parts = [b"<Email>e</Email><Guarantor>g</Guarantor><Status>s</Status>"]
+    for name, value in values.items():
+        tag = odd if fields[odd] == name else name
+        parts.append(b"<" + tag + b">" + value + b"</" + tag + b">")
+    body = b"<Data><Account>" + b"".join(parts) + b"</Account></Data>"
+    assert cx.parse_results(body)[0] == [cx.RecordResult(True, "8", "")]
+
+
 def test_single_record_answer_without_data_wrapper():
     body = b"<Object><Success>TRUE</Success><GUID>9</GUID></Object>"
     assert cx.parse_results(body)[0] == [cx.RecordResult(True, "9", "")]
