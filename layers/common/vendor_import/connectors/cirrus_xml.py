@@ -73,12 +73,7 @@ _local = threading.local()
 def safe_parser() -> etree.XMLParser:
     """A parser that never expands entities, loads a DTD or touches the network (one per thread:
     lxml parsers are not thread-safe)."""
-    parser = getattr(_local, "parser", None)
-    if parser is None:
-        parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
-                                 huge_tree=False, remove_comments=True, remove_pis=True)
-        _local.parser = parser
-    return parser
+    return _hardened_parser("parser")
 
 
 def _answer_parser() -> etree.XMLParser:
@@ -86,11 +81,16 @@ def _answer_parser() -> etree.XMLParser:
     answers, whose texts are read whitespace-normalised (records keep their layout: they are sent
     and written back as they were). libxml2 then makes no node for that whitespace (about a tenth
     of the parse, bench/RESULTS.md)."""
-    parser = getattr(_local, "answer_parser", None)
+    return _hardened_parser("answer_parser", remove_blank_text=True)
+
+
+def _hardened_parser(name: str, **extra: bool) -> etree.XMLParser:
+    """This thread's parser ``name``: the hardening flags, plus ``extra``."""
+    parser = getattr(_local, name, None)
     if parser is None:
-        parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
-                                 remove_comments=True, remove_pis=True, remove_blank_text=True)
-        _local.answer_parser = parser
+        parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
+                                 huge_tree=False, remove_comments=True, remove_pis=True, **extra)
+        setattr(_local, name, parser)
     return parser
 
 
