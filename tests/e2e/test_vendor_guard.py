@@ -31,10 +31,7 @@ def guard_item(pipe, vendor="hopex", target="default"):
 
 
 def burst(pipe, keys):
-    for i, key in enumerate(keys):
-        pipe.upload(CLEAN % i, key)
-    outcomes = {o["key"]: o for o in pipe.pump_queue()}
-    return [pipe._result_for(key, outcomes.get(key)) for key in keys]
+    return pipe.import_many([(CLEAN % i, key) for i, key in enumerate(keys)])
 
 
 def test_a_burst_queues_at_the_limit_and_starts_in_upload_order(pipe, hopex):
