@@ -44,6 +44,10 @@ The others only save time; what moto and botocore do stays the same (README, "Pe
    the runner's, moto's, X-Ray's, each powertools provider's) lists and stats every service
    folder again; here once per search path and type (installed packages do not change while
    the process runs). Each caller gets its own copy of the list.
+13. ``moto.sns.models.Subscription.private_key``: moto makes an RSA 2048-bit key pair for each SNS
+   subscription on its first delivery, to sign the message envelope (~50 ms of CPU each, paid by
+   every test that subscribes a queue to a topic); here one pair per process signs for all of them.
+   Each message is still signed, with a certificate of its own; nothing here checks SNS signatures.
 """
 
 from __future__ import annotations
@@ -100,6 +104,7 @@ import moto.core.utils as moto_utils  # noqa: E402
 from moto.awslambda import models as lambda_models  # noqa: E402
 from moto.kms import models as kms_models  # noqa: E402
 from moto.s3 import notifications as s3_notifications  # noqa: E402
+from moto.sns import models as sns_models  # noqa: E402
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl  # noqa: E402
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils  # noqa: E402
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_sfn  # noqa: E402
@@ -405,7 +410,17 @@ def _listed_once(list_available_services):
     return list_services
 
 
-# seams 6, 8-12 at import: the runner deploys (CreateStateMachine...) before it installs the others
+def _one_signing_key(private_key):
+    """Seam 13: Subscription.private_key(self), one key pair per process (moto's method ignores self)."""
+    make = functools.cache(private_key.__wrapped__)
+
+    def shared_private_key(self):
+        return make(None)
+
+    return shared_private_key
+
+
+# seams 6, 8-13 at import: the runner deploys (CreateStateMachine...) before it installs the others
 StepFunctionsParserBackend._validate_definition = staticmethod(
     _validated_once(StepFunctionsParserBackend._validate_definition))
 moto_utils.create_loader = _shared(moto_utils.create_loader)
@@ -413,6 +428,7 @@ botocore_loaders.JSONFileLoader.load_file = _parsed_once(botocore_loaders.JSONFi
 kms_models.generate_private_key = _on_first_use(kms_models.generate_private_key)
 moto_responses.method_names_from_class = functools.cache(moto_responses.method_names_from_class)
 botocore_loaders.Loader.list_available_services = _listed_once(botocore_loaders.Loader.list_available_services)
+sns_models.Subscription.private_key = _one_signing_key(sns_models.Subscription.private_key)
 
 
 def s3_endpoint_server(ip_address: str = "127.0.0.1", port: int = 0):

@@ -28,9 +28,13 @@ def _clients() -> dict[str, Any]:
     """One boto3 session (fake credentials) and its clients per process: creating them is the slow
     part of a moto test (half a second), and clients made after moto is imported are mocked whenever
     it is on. Cached in the module, not only per pytest session: mutation testing (bench/mutation.py)
-    starts a pytest session for each mutant in a process forked from one that made them already."""
+    starts a pytest session for each mutant in a process forked from one that made them already.
+    moto gets the local runner's seams that only save time (local/moto_seams.py): each SNS
+    subscription would make its own RSA key pair (~50 ms), every API call list its handler's methods."""
     import boto3
     import moto  # noqa: F401 - registers moto's botocore hook before any client exists
+
+    import local.moto_seams  # noqa: F401 - the runner's time-only seams (5, 6, 8-13) for these tests too
 
     session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
                             aws_session_token="testing", region_name=REGION)

@@ -355,6 +355,31 @@ def test_an_outage_that_pauses_the_inlet_part_way_resumes_from_the_records_alrea
     assert aep.sim.accepted_ids() == Counter(f"S{n:05d}" for n in range(1, 31))
 
 
+def test_an_outage_that_outlasts_the_pause_deadline_lists_every_record_not_sent(aep, no_wait):
+    # 10 records land, then the inlet answers 503 for good: the poll that sent them fails into the
+    # breaker (1 failure opens it), the probes after each cool-down fail too, and once the import has
+    # waited pause_deadline_seconds paused it ends FAILED (VendorOutage) at a poll, without the Catch:
+    # the 20 records after its cursor must still be in the rejects file, NOT_SENT
+    aep.settings(single_concurrency=1, retry_base_seconds=0.01, retry_max_seconds=0.02, breaker_failures=1,
+                 breaker_cooldown_seconds=30, pause_deadline_seconds=60)
+    aep.sim.fail_from(10, Fault(status=503, match="/collection/"))
+    try:
+        result = aep.pipe.import_file(profile_file("ndjson", 30)[0], aep.key(".ndjson"))
+    finally:  # the PAUSED messages name no import: later tests read every message as an import's
+        aep.pipe.messages[:] = [m for m in aep.pipe.drain_messages() if "job_id" in m["body"]]
+    record = aep.one_outcome(result, state="FAILED")
+    assert record["error"]["type"] == "VendorOutage"
+    counts = record["counts"]
+    assert (counts["records"], counts["accepted"], counts["not_sent"]) == (10, 10, 20)
+    assert record["message"].endswith(
+        "; 20 records not sent (NOT_SENT in the rejects file: upload it again once the cause is fixed)")
+    rows, raw = rejects(result)
+    assert [(r[0], r[1]) for r in rows] == [(f"record {n} (line {n})", "NOT_SENT") for n in range(11, 31)]
+    assert all(r[2].startswith("not sent: the import stopped before this record (VendorOutage: ") for r in rows)
+    assert ids_in(raw) == [f"S{n:05d}" for n in range(11, 31)]
+    assert aep.sim.accepted_ids() == Counter(f"S{n:05d}" for n in range(1, 11))
+
+
 @pytest.mark.parametrize("fmt", ["ndjson", "csv", "json"])
 def test_an_inlet_down_part_way_leaves_every_unsent_record_in_the_rejects_file_to_upload_again(aep, no_wait, fmt):
     aep.settings(single_concurrency=1, retry_base_seconds=0.01, retry_max_seconds=0.02)

@@ -347,6 +347,32 @@ def test_an_outage_that_pauses_cirrus_part_way_resumes_from_the_batches_already_
     assert Counter(cirrus.sim.received_values("Name")) == Counter({f"Acct {n:05d}": 1 for n in range(1, 31)})
 
 
+def test_an_outage_that_outlasts_the_pause_deadline_lists_every_record_not_sent(cirrus, no_wait):
+    # 3 batches of 5 land, then Cirrus Shield answers 503 for good: the poll that sent them fails into
+    # the breaker (1 failure opens it), the probes after each cool-down fail too, and once the import
+    # has waited pause_deadline_seconds paused it ends FAILED (VendorOutage) at a poll, without the
+    # Catch: the 15 records after its cursor must still be in the rejects file, NOT_SENT
+    cirrus.pipe.set_settings("cirrus", {**cirrus.sim.settings(), "breaker_failures": 1,
+                                        "breaker_cooldown_seconds": 30, "pause_deadline_seconds": 60})
+    cirrus.sim.fail_from(3, Fault(status=503, match="/RestApi/DataAction/"))
+    try:
+        result = cirrus.pipe.import_file(accounts_xml(30), cirrus.key())
+    finally:  # the PAUSED messages name no import: later tests read every message as an import's
+        cirrus.pipe.messages[:] = [m for m in cirrus.pipe.drain_messages() if "job_id" in m["body"]]
+    record, _ = cirrus.one_outcome(result, state="FAILED")
+    assert record["error"]["type"] == "VendorOutage"
+    counts = record["counts"]
+    assert (counts["records"], counts["accepted"], counts["not_sent"]) == (15, 15, 15)
+    assert record["message"].endswith(
+        "(pause_deadline_seconds = 60); 15 Account records not sent (NOT_SENT in the rejects file: upload it "
+        "again once the cause is fixed)")
+    rows, xml = rejects(result)
+    assert [(r[0], r[1]) for r in rows] == [(f"{n} Name=Acct {n:05d}", "NOT_SENT") for n in range(16, 31)]
+    assert all(r[2].startswith("not sent: the import stopped before this record (VendorOutage: ") for r in rows)
+    assert names_in(xml) == [f"Acct {n:05d}" for n in range(16, 31)]
+    assert sorted(cirrus.sim.store["Account"]) == [f"Acct {n:05d}" for n in range(1, 16)]
+
+
 def test_answers_lost_until_the_retries_run_out_leave_no_record_unreported(cirrus, no_wait):
     # every answer from the 4th batch on is lost: each retry reports the batch in flight UNCONFIRMED and
     # sends the next; after the 5 retries of VendorOutcomeUnknownError (6 runs), the import fails with a

@@ -338,3 +338,117 @@ def test_rows_of_a_vendor_whose_rejects_are_messages_are_not_counted_as_records(
     record = account.finalizer(clock).from_state(state_event(done_job(rejects_are_records=False)))
     assert record["rejects"]["rows"] == 1
     assert "rejected" not in record["counts"]
+
+
+# -- the vendor guard's slot: whatever ends an import frees it (Finalizer._release) ------------------------------
+
+def _guarded(account):
+    """A finalizer with a real guard (moto DynamoDB); ``holders(target)`` lists who holds a slot."""
+    from vendor_import.dal.guard_table import GuardTable
+    from vendor_import.logic.guard import Guard
+
+    from ..conftest import JOBS_TABLE
+
+    finalizer = account.finalizer(clock)
+    table = GuardTable(account.dynamodb.Table(JOBS_TABLE))
+    finalizer.guard = Guard(table, describe=lambda arn: "RUNNING", clock=clock)
+
+    def holders(target="default", vendor="hopex"):
+        return sorted(table.read(f"guard#{vendor}#{target}")["holders"])
+
+    return finalizer, holders
+
+
+def test_an_ended_execution_frees_its_slot_on_the_target_named_in_its_key(account):
+    finalizer, holders = _guarded(account)
+    finalizer.guard.acquire("hopex", "prod", JOB, ARN, limit=2)
+    finalizer.guard.acquire("hopex", "default", JOB, ARN, limit=2)  # the same job id on another target stays
+    event = execution_event("ABORTED", key="inbox/hopex/target=prod/clean.mgl")
+    assert finalizer.from_execution_event(event)["state"] == "FAILED"
+    assert (holders("prod"), holders("default")) == ([], [JOB])
+
+
+def test_an_ended_execution_without_a_usable_key_frees_the_slot_of_its_state_machines_vendor(account):
+    finalizer, holders = _guarded(account)
+    finalizer.guard.acquire("hopex", "default", JOB, ARN, limit=2)
+    record = finalizer.from_execution_event(execution_event("ABORTED", key="typo/clean.mgl"))
+    assert record["vendor"] == "hopex" and holders() == []
+
+
+def test_an_ended_execution_does_not_free_a_slot_its_continued_execution_holds(account):
+    finalizer, holders = _guarded(account)
+    finalizer.guard.acquire("hopex", "default", JOB, ARN + "-c-1", limit=2)  # the poll loop went on
+    finalizer.from_execution_event(execution_event("ABORTED"))
+    assert holders() == [JOB]
+
+
+def test_an_ended_continued_execution_frees_the_slot_it_holds_under_the_first_executions_job_id(account):
+    finalizer, holders = _guarded(account)
+    arn = ARN.rsplit(":", 1)[0] + ":next-execution"
+    finalizer.guard.acquire("hopex", "default", JOB, arn, limit=2)
+    event = execution_event("TIMED_OUT", name="next-execution")
+    event["detail"]["executionArn"] = arn
+    event["detail"]["input"] = json.dumps({"bucket": "unit-import-bucket", "key": "inbox/hopex/clean.mgl",
+                                           "job": {"job_id": JOB, "executions": [JOB, "next-execution"],
+                                                   "executions_count": 150}})
+    record = finalizer.from_execution_event(event)
+    assert holders() == []
+    # the count carried wins over the names kept (an execution keeps the last 100 names only)
+    assert (record["job_id"], record["executions_count"]) == (JOB, 150)
+    assert record["error"] == {"type": "DeadlineExceeded", "message": "the execution ended TIMED_OUT before finalizing"}
+
+
+def test_finalize_frees_the_slot_on_the_steps_target_for_the_steps_job(account):
+    finalizer, holders = _guarded(account)
+    for target in ("prod", "default"):
+        finalizer.guard.acquire("hopex", target, JOB, ARN, limit=2)
+    finalizer.from_state(state_event(done_job(target="prod")))
+    assert (holders("prod"), holders("default")) == ([], [JOB])
+
+
+def test_finalize_of_a_failed_submit_frees_the_slot_on_the_target_the_jobs_table_noted(account):
+    # the submit chose "prod" from the upload's metadata, queued (the jobs table says so), then failed:
+    # $.job is empty, the input names no target
+    finalizer, holders = _guarded(account)
+    for target in ("prod", "default"):
+        finalizer.guard.acquire("hopex", target, JOB, ARN, limit=2)
+    account.jobs.mark_running(JOB, "hopex", {"state": "QUEUED", "target": "prod"})
+    record = finalizer.from_state(state_event(error={"Error": "VendorAuthError", "Cause": "denied"}))
+    assert record["state"] == "FAILED"
+    assert (holders("prod"), holders("default")) == ([], [JOB])
+
+
+def test_finalize_without_a_noted_target_frees_the_slot_on_the_inputs_target(account):
+    finalizer, holders = _guarded(account)
+    for target in ("prod", "default"):
+        finalizer.guard.acquire("hopex", target, JOB, ARN, limit=2)
+    finalizer.from_state(state_event(error={"Error": "InputError", "Cause": "bad"}, target="prod"))
+    assert (holders("prod"), holders("default")) == ([], [JOB])
+
+
+def test_finalize_whose_jobs_table_cannot_be_read_still_frees_the_inputs_target(account):
+    finalizer, holders = _guarded(account)
+    finalizer.guard.acquire("hopex", "prod", JOB, ARN, limit=2)
+
+    def unreadable(job_id):
+        raise RuntimeError("DynamoDB is throttling")
+
+    finalizer.jobs.get = unreadable
+    with pytest.raises(RuntimeError):  # the record itself needs the table: the state's Retry runs it again
+        finalizer.from_state(state_event(error={"Error": "InputError", "Cause": "bad"},
+                                         key="inbox/hopex/target=prod/clean.mgl"))
+    assert holders("prod") == []  # but the slot was freed first
+
+
+def test_finalize_of_an_input_without_a_job_id_frees_the_slot_of_the_execution_name(account):
+    finalizer, holders = _guarded(account)
+    finalizer.guard.acquire("hopex", "default", JOB, ARN, limit=2)
+    finalizer.from_state(state_event(error={"Error": "InputError", "Cause": "bad"}))  # no $.job at all
+    assert holders() == []
+
+
+def test_finalize_of_a_key_without_a_vendor_frees_the_slot_of_its_state_machines_vendor(account):
+    finalizer, holders = _guarded(account)
+    finalizer.guard.acquire("hopex", "default", JOB, ARN, limit=2)
+    finalizer.from_state(state_event(error={"Error": "InputError", "Cause": "bad"}, key="typo/clean.mgl"))
+    assert holders() == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import inspect
+import json
 import os
 import re
 import subprocess
@@ -287,3 +288,40 @@ def test_service_folders_are_listed_once_per_search_path(monkeypatch):
     monkeypatch.setattr(os, "listdir", no_listing)
     second = botocore.session.Session().get_component("data_loader").list_available_services("service-2")
     assert second == first and second is not first
+
+
+def test_sns_subscriptions_sign_with_one_key_pair_per_process_and_every_message_is_still_signed():
+    """Seam 13: a queue subscribed to a topic gets each message signed, with its own certificate;
+    the key pair behind the signatures is made once per process, not once per subscription."""
+    import base64
+
+    import boto3
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from cryptography.x509 import load_pem_x509_certificate
+    from moto import mock_aws
+    from moto.sns import models as sns_models
+
+    with mock_aws():
+        sns, sqs = (boto3.client(n, region_name="us-east-1") for n in ("sns", "sqs"))
+        topic = sns.create_topic(Name="t")["TopicArn"]
+        envelopes = []
+        for name in ("a", "b"):
+            url = sqs.create_queue(QueueName=name)["QueueUrl"]
+            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+            envelopes.append(url)
+        sns.publish(TopicArn=topic, Message="hello")
+        bodies = [json.loads(sqs.receive_message(QueueUrl=u)["Messages"][0]["Body"]) for u in envelopes]
+        backend = sns_models.sns_backends["123456789012"]["us-east-1"]
+        subscriptions = list(backend.subscriptions.values())
+        assert len(subscriptions) == 2 and subscriptions[0].private_key() is subscriptions[1].private_key()
+        certificates = set()
+        for body in bodies:
+            assert body["SignatureVersion"] == "2" and body["Message"] == "hello"
+            pem = backend._message_public_keys[body["SigningCertURL"].rsplit("/", 1)[-1]]
+            certificates.add(pem)
+            signed = "".join(f"{k}\n{body[k]}\n" for k in ("Message", "MessageId", "Timestamp", "TopicArn", "Type"))
+            load_pem_x509_certificate(pem).public_key().verify(  # raises InvalidSignature if it does not match
+                base64.b64decode(body["Signature"]), signed.encode(), padding.PKCS1v15(), hashes.SHA256())
+        assert len(certificates) == 2

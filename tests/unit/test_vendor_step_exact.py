@@ -434,6 +434,65 @@ def test_settle_cuts_a_long_reason_and_masks_secrets(account):
     assert s.fake.reason.startswith("not sent: the import stopped before this record (VendorProtocolError: ")
 
 
+# -- a record import a poll ends without the vendor: settled there, not by the Catch's Settle step --------------
+
+RECORD_POLLED = {**POLLED, "record_import": True}
+
+
+def test_a_record_import_past_deadline_seconds_lists_what_it_did_not_send(account):
+    s = Setup(account, Settling, deadline_seconds=100)
+    s.fake.tally = RecordTally(read=5, accepted=4, refused_by_vendor=0, refused_locally=0, not_sent=1)
+    out = s.run("poll", job={**RECORD_POLLED, "wait_seconds": 10})
+    assert s.fake.calls == ["settle"] and s.fake.seen_jobs == [{"n": 3}]  # no poll: settled from the cursor
+    assert s.fake.reason == ("not sent: the import stopped before this record (DeadlineExceeded: the vendor job "
+                             "was still running after 100 s of polling (deadline_seconds = 100); last vendor "
+                             "status: running)")
+    assert {k: out[k] for k in ("done", "state", "error_type", "connector", "counts", "message", "raw_format",
+                                "wait_seconds")} == {
+        "done": True, "state": FinalState.TIMED_OUT.value, "error_type": "DeadlineExceeded",
+        "connector": {"n": 3, "settled": True}, "counts": {"sent": 4, "not_sent": 1},
+        "message": "the vendor job was still running after 100 s of polling (deadline_seconds = 100); last vendor "
+                   "status: running; 1 record not sent",
+        "raw_format": {"name": "x.rejects.txt", "content_type": "text/plain", "header": "", "footer": ""},
+        "wait_seconds": 0}
+    assert "settled" not in out  # no Settle step ran: Finalize counts none in the cost
+    assert account.keys("work/job-1/rejects/") == ["work/job-1/rejects/part-settle.csv",
+                                                   "work/job-1/rejects/part-settle.raw"]
+
+
+def test_a_record_import_paused_past_the_pause_deadline_lists_what_it_did_not_send(account):
+    s = Setup(account, Settling, pause_deadline_seconds=100)
+    s.fake.tally = RecordTally(read=5, accepted=4, refused_by_vendor=0, refused_locally=0, not_sent=1)
+    account.jobs.save_checkpoint("job-1", "hopex", 4, {"n": 4}, "2026-01-01T00:00:00.000000Z")
+    job = {**RECORD_POLLED, "paused": True, "wait_seconds": 40, "paused_seconds": 60, "pause_epoch": 2}
+    out = s.run("poll", job=job)
+    assert s.fake.calls == ["settle"] and s.fake.seen_jobs == [{"n": 4}]  # this poll's checkpoint is newer
+    assert (out["state"], out["error_type"], out["counts"]) == (FinalState.FAILED.value, "VendorOutage",
+                                                                {"sent": 4, "not_sent": 1})
+    assert out["message"] == ("the vendor stayed unavailable: this import waited 100 s while hopex/default was "
+                              "paused (pause_deadline_seconds = 100); 1 record not sent")
+
+
+def test_a_record_import_ended_at_a_poll_whose_records_do_not_add_up_fails_loudly(account):
+    s = Setup(account, Settling, deadline_seconds=100)
+    s.fake.tally = RecordTally(read=6, accepted=4, refused_by_vendor=0, refused_locally=0, not_sent=1)
+    out = s.run("poll", job={**RECORD_POLLED, "wait_seconds": 10})
+    assert (out["done"], out["state"], out["error_type"]) == (True, FinalState.FAILED.value, "RecordCountMismatch")
+    assert out["message"] == (f"{s.fake.tally.mismatch()} (the import had failed: the vendor job was still running "
+                              "after 100 s of polling (deadline_seconds = 100); last vendor status: running)")
+
+
+def test_a_record_import_ended_at_a_poll_with_nothing_left_ends_as_it_would_have(account):
+    s = Setup(account, Settling, deadline_seconds=100)
+    job = {**RECORD_POLLED, "wait_seconds": 10, "connector": {"nothing_left": 1}}
+    out = s.run("poll", job=job)
+    assert s.fake.calls == ["settle"]
+    assert (out["state"], out["connector"], out["counts"]) == (FinalState.TIMED_OUT.value, {"nothing_left": 1},
+                                                               {"sent": 3})
+    assert out["message"] == ("the vendor job was still running after 100 s of polling (deadline_seconds = 100); "
+                              "last vendor status: running")
+
+
 # -- submit: the target, the pace, a dry run's rejects ------------------------------------------------------------
 
 def test_a_submit_takes_the_target_from_the_uploads_metadata_unless_the_input_names_one(account):

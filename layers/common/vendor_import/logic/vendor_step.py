@@ -261,21 +261,22 @@ class VendorStep:
 
             deadline = breaker_settings(settings)[3]
             if paused_seconds >= deadline:
-                return {**base, "done": True, "state": FinalState.FAILED.value, "wait_seconds": 0,
-                        "connector": job.get("connector") or {}, "counts": job.get("counts") or {},
-                        "vendor_ref": job.get("vendor_ref"), "error_type": "VendorOutage",
-                        "message": f"the vendor stayed unavailable: this import waited {paused_seconds} s "
-                                   f"while {self.vendor}/{target} was "
-                                   f"paused (pause_deadline_seconds = {deadline})"}
+                return self._ended_at_poll(job_id, request, job, {
+                    **base, "done": True, "state": FinalState.FAILED.value, "wait_seconds": 0,
+                    "connector": job.get("connector") or {}, "counts": job.get("counts") or {},
+                    "vendor_ref": job.get("vendor_ref"), "error_type": "VendorOutage",
+                    "message": f"the vendor stayed unavailable: this import waited {paused_seconds} s "
+                               f"while {self.vendor}/{target} was paused (pause_deadline_seconds = {deadline})"})
             base["pause_epoch"] = job.get("pause_epoch")
             base["pause_waited"] = int(job.get("pause_waited") or 0) + int(job.get("wait_seconds") or 0)
         if waited >= settings["deadline_seconds"]:
-            return {**base, "done": True, "state": FinalState.TIMED_OUT.value, "wait_seconds": 0,
-                    "connector": job.get("connector") or {}, "counts": job.get("counts") or {},
-                    "vendor_ref": job.get("vendor_ref"), "error_type": "DeadlineExceeded",
-                    "message": f"the vendor job was still running after {waited} s of polling "
-                               f"(deadline_seconds = {settings['deadline_seconds']})"
-                               + (f"; last vendor status: {job['message']}" if job.get("message") else "")}
+            return self._ended_at_poll(job_id, request, job, {
+                **base, "done": True, "state": FinalState.TIMED_OUT.value, "wait_seconds": 0,
+                "connector": job.get("connector") or {}, "counts": job.get("counts") or {},
+                "vendor_ref": job.get("vendor_ref"), "error_type": "DeadlineExceeded",
+                "message": f"the vendor job was still running after {waited} s of polling "
+                           f"(deadline_seconds = {settings['deadline_seconds']})"
+                           + (f"; last vendor status: {job['message']}" if job.get("message") else "")})
         connector = self._connector(settings, target)
         head, source = self._job_source(request, job)
         ctx = self._context(job_id, request, source, head.get("Metadata") or {}, poll=polls, settings=settings)
@@ -294,6 +295,28 @@ class VendorStep:
         # records read = accepted + refused + unconfirmed, or the import ends FAILED
         progress = record_count.enforce(progress, connector.record_tally(progress.job) if progress.done else None)
         return self._payload(base, progress, job_id, part_id=f"step-{polls:06d}", settings=settings)
+
+    def _ended_at_poll(self, job_id: str, request: ImportRequest, job: dict[str, Any],
+                       end: dict[str, Any]) -> dict[str, Any]:
+        """``end``: the done payload of an import a poll ends without asking the vendor
+        (deadline_seconds, or pause_deadline_seconds while paused). The Choice sends it straight to
+        Finalize, past the Settle step a failed poll's Catch reaches, so a record import (AEP, Cirrus
+        Shield) settles here: every record after its cursor goes to the rejects file (NOT_SENT, or
+        UNCONFIRMED for a batch whose answer was lost) and the records read still add up; a
+        mismatch fails the import as RecordCountMismatch. File vendors: ``end`` as it is."""
+        if not job.get("record_import"):
+            return end
+        settled = self.settle(job_id, request, job, {"Error": end["error_type"], "Cause": end["message"]})
+        if not settled.get("settled"):
+            return end  # nothing was left to settle
+        out = {**end, "connector": settled["connector"], "counts": settled["counts"],
+               "raw_format": settled.get("raw_format") or end.get("raw_format"),
+               "message": f"{end['message']}; {settled['settled']}"}
+        if settled.get("error_type"):
+            out.update(state=FinalState.FAILED.value, error_type=settled["error_type"],
+                       message=f"{settled['settled']} (the import had failed: {end['message']})")
+        message, message_extra = self._state_message(job_id, out["message"])
+        return {**out, "message": message, **message_extra}
 
     def settle(self, job_id: str, request: ImportRequest, job: dict[str, Any],
                error: dict[str, Any] | None) -> dict[str, Any]:
