@@ -452,3 +452,60 @@ def test_finalize_of_a_key_without_a_vendor_frees_the_slot_of_its_state_machines
     finalizer.guard.acquire("hopex", "default", JOB, ARN, limit=2)
     finalizer.from_state(state_event(error={"Error": "InputError", "Cause": "bad"}, key="typo/clean.mgl"))
     assert holders() == []
+
+
+def test_the_keys_vendor_wins_over_the_state_machines(account):
+    # a console start of the hopex state machine with a cirrus key: the record and its message say cirrus,
+    # the key's vendor (the vendor step refuses such an input; this is the record of how it ended)
+    record = account.finalizer(clock).from_execution_event(execution_event("ABORTED", key="inbox/cirrus/a.xml"))
+    assert (record["vendor"], record["job_id"]) == ("cirrus", JOB)
+
+
+# -- texts too long for the state: the step kept them whole in S3 --------------------------------------------------
+
+LONG_REASON = "HOPEX refused the file: " + "; ".join(["the object type is unknown"] * 400)  # 11,222 characters
+
+
+def _status_json(account, vendor="hopex"):
+    return json.loads(account.read(f"status/{vendor}/{JOB}.json"))
+
+
+def test_a_caught_error_cut_for_the_state_is_read_whole_from_s3(account):
+    from vendor_import import limits
+
+    account.s3.put_object(Bucket=account.bucket, Key=f"work/{JOB}/error.txt", Body=LONG_REASON.encode())
+    cut = limits.cut(LONG_REASON, 1_000)
+    error = {"Error": "VendorRejectedError", "Cause": json.dumps({"errorMessage": cut})}
+    account.finalizer(clock).from_state(state_event(done_job(), error=error))
+    status = _status_json(account)
+    assert status["error"] == {"type": "VendorRejectedError", "message": LONG_REASON}
+    assert status["message"] == LONG_REASON
+
+
+def test_a_cut_error_whose_whole_text_is_gone_keeps_the_cut_text(account):
+    from vendor_import import limits
+
+    cut = limits.cut(LONG_REASON, 1_000)
+    error = {"Error": "VendorRejectedError", "Cause": json.dumps({"errorMessage": cut})}
+    account.finalizer(clock).from_state(state_event(done_job(), error=error))
+    assert _status_json(account)["error"] == {"type": "VendorRejectedError", "message": cut}
+
+
+def test_an_error_that_only_mentions_the_marker_elsewhere_is_not_looked_up(account):
+    # only a text that ends with the marker was cut; S3 is not read for another
+    account.s3.put_object(Bucket=account.bucket, Key=f"work/{JOB}/error.txt", Body=b"another text")
+    text = "characters cut: the whole text is in the status JSON in S3] said the vendor, oddly"
+    account.finalizer(clock).from_state(state_event(done_job(), error={"Error": "VendorRejectedError", "Cause": text}))
+    assert _status_json(account)["error"] == {"type": "VendorRejectedError", "message": text}
+
+
+def test_a_final_message_kept_in_s3_is_the_records_message(account):
+    from vendor_import import limits
+
+    account.s3.put_object(Bucket=account.bucket, Key=f"work/{JOB}/message.txt", Body=LONG_REASON.encode())
+    job = done_job("FAILED", message=limits.cut(LONG_REASON, 1_000), message_key=f"work/{JOB}/message.txt",
+                   error_type="VendorRejectedError")
+    account.finalizer(clock).from_state(state_event(job))
+    status = _status_json(account)
+    assert status["message"] == LONG_REASON
+    assert status["error"] == {"type": "VendorRejectedError", "message": LONG_REASON}

@@ -84,3 +84,22 @@ def test_a_started_and_a_duplicate_outcome_name_the_key_and_the_target(router):
     assert (first.key, first.action, first.target) == (key, "started", "eu")
     assert (second.key, second.action, second.job_id, second.detail) == (
         key, "duplicate", first.job_id, "an execution for this object version already exists")
+
+
+def test_the_upload_time_of_the_event_reaches_the_execution_input_for_the_guards_queue_order(router):
+    # the vendor guard serves its queue in upload order (logic/guard.py): the execution input carries
+    # S3's eventTime as uploaded_at; an event without one starts an execution without it
+    import json
+
+    for name, event_time in (("a.mgl", "2026-03-01T10:00:00.123Z"), ("b.mgl", None)):
+        key = f"inbox/hopex/{name}"
+        record = s3_record(router, key, upload(router, key))
+        if event_time:
+            record["eventTime"] = event_time
+        (outcome,) = router.handle_message_body(body(record))
+        assert outcome.action == "started"
+    inputs = {e["name"]: json.loads(router.sfn.describe_execution(executionArn=e["executionArn"])["input"])
+              for e in executions(router)}
+    assert sorted(i["key"] for i in inputs.values() if i.get("uploaded_at") == "2026-03-01T10:00:00.123Z") == [
+        "inbox/hopex/a.mgl"]
+    assert [i["key"] for i in inputs.values() if "uploaded_at" not in i] == ["inbox/hopex/b.mgl"]
