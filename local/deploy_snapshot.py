@@ -99,11 +99,43 @@ def _backend_dicts() -> list[tuple[str, str, Any]]:
     return found
 
 
+def _state() -> list[tuple[str, str, dict]]:
+    """(module, global name, {account id: AccountSpecificBackend}) of every moto service in use: per
+    account, the AccountSpecificBackend itself (its regions are listed at creation, through a
+    botocore session: kept too), holding the backend of each region."""
+    return [(module, name, dict(backend_dict)) for module, name, backend_dict in _backend_dicts()]
+
+
+def _restore(state: list[tuple[str, str, dict]]) -> None:
+    from moto.core.base_backend import BackendDict
+
+    for module, name, accounts in state:
+        backend_dict = getattr(importlib.import_module(module), name)
+        backend_dict.update(accounts)  # as BackendDict._create_account_specific_backend stores them
+        if backend_dict not in BackendDict._instances:  # so that moto's reset clears it
+            BackendDict._instances.append(backend_dict)
+
+
+def moto_state() -> bytes | None:
+    """What moto holds now, pickled (None if something in it cannot be): ``restore_moto_state``
+    puts a copy of it into a freshly reset moto. The unit tests' ``account`` fixture makes its
+    bucket, table and topic through the API once per process, then restores them for each test."""
+    try:
+        buffer = io.BytesIO()
+        _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(_state())
+    except (pickle.PicklingError, TypeError, AttributeError, LookupError, RecursionError):
+        return None
+    return buffer.getvalue()
+
+
+def restore_moto_state(data: bytes) -> None:
+    """A copy of the state ``moto_state`` saved, into moto (freshly reset: nothing created yet)."""
+    _restore(pickle.loads(data))
+
+
 def _save(path: Path, key: str, deployer: Deployer) -> None:
     try:
-        # per account: the AccountSpecificBackend itself (its regions are listed at creation, through
-        # a botocore session: kept too), holding the backend of each region
-        state = [(module, name, dict(backend_dict)) for module, name, backend_dict in _backend_dicts()]
+        state = _state()
         record = {k: v for k, v in vars(deployer).items() if k not in ("_c", "template")}
         buffer = io.BytesIO()
         _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump((key, record, state))
@@ -131,14 +163,7 @@ def _load(path: Path, key: str, template: dict[str, Any]) -> Deployer | None:
         return None
     if saved_key != key:
         return None
-    # everything is loaded before moto is touched: a failure above leaves it as it was
-    from moto.core.base_backend import BackendDict
-
-    for module, name, accounts in state:
-        backend_dict = getattr(importlib.import_module(module), name)
-        backend_dict.update(accounts)  # as BackendDict._create_account_specific_backend stores them
-        if backend_dict not in BackendDict._instances:  # so that moto's reset clears it
-            BackendDict._instances.append(backend_dict)
+    _restore(state)  # everything is loaded before moto is touched: a failure above leaves it as it was
     deployer = Deployer.__new__(Deployer)
     vars(deployer).update(record, template=template, _c={})
     return deployer
