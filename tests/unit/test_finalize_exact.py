@@ -299,6 +299,16 @@ def test_a_caught_error_reports_the_counts_the_failed_step_checkpointed(account)
     assert record["counts"] == {"sent": 50, "accepted": 48, "polls": 3, "rejected": 0}
 
 
+def test_a_continued_executions_caught_error_reports_the_counts_checkpointed_under_its_job(account):
+    # the vendor step checkpoints under the job id (the first execution's name), whichever execution runs
+    account.jobs.save_checkpoint(JOB, "hopex", 4, {"cursor": 120, "counts": {"sent": 50, "accepted": 48}},
+                                 "2024-05-01T10:00:30.000Z")
+    job = done_job(done=False, state=None, counts={"sent": 40, "polls": 3})
+    record = account.finalizer(clock).from_state({**caught(job), "execution_name": f"{JOB}-c-2"})
+    assert record["job_id"] == JOB
+    assert record["counts"] == {"sent": 50, "accepted": 48, "polls": 3, "rejected": 0}
+
+
 def test_a_checkpoint_without_counts_leaves_the_last_steps_counts(account):
     account.jobs.save_checkpoint(JOB, "hopex", 4, {"cursor": 120}, "2024-05-01T10:00:30.000Z")
     job = done_job(done=False, state=None, counts={"sent": 40})
@@ -455,10 +465,45 @@ def test_finalize_of_a_key_without_a_vendor_frees_the_slot_of_its_state_machines
 
 
 def test_the_keys_vendor_wins_over_the_state_machines(account):
-    # a console start of the hopex state machine with a cirrus key: the record and its message say cirrus,
-    # the key's vendor (the vendor step refuses such an input; this is the record of how it ended)
-    record = account.finalizer(clock).from_execution_event(execution_event("ABORTED", key="inbox/cirrus/a.xml"))
+    # a console start of the hopex state machine with a cirrus key: the record, its message and the slot
+    # freed are the key's vendor's (the vendor step refuses such an input; this is the record of how it ended)
+    finalizer, holders = _guarded(account)
+    finalizer.guard.acquire("cirrus", "default", JOB, ARN, limit=2)
+    record = finalizer.from_execution_event(execution_event("ABORTED", key="inbox/cirrus/a.xml"))
     assert (record["vendor"], record["job_id"]) == ("cirrus", JOB)
+    assert holders(vendor="cirrus") == []
+
+
+@pytest.mark.parametrize("arn, vendor", [
+    ("arn:aws:states:us-east-1:123456789012:stateMachine:s3-vendor-import-hopex-import", "hopex"),
+    # a stack name without a dash: the name alone is read, not the ARN's region (us-east-1)
+    ("arn:aws:states:us-east-1:123456789012:stateMachine:cirrus-import", "cirrus"),
+    ("arn:aws:states:us-east-1:123456789012:stateMachine:-import", "unknown"),
+    ("arn:aws:states:us-east-1:123456789012:stateMachine:s3-vendor-import-aep", "unknown"),
+    (None, "unknown"),
+])
+def test_without_a_usable_key_the_vendor_is_the_state_machines(arn, vendor):
+    from vendor_import.logic.finalize import _vendor_from
+
+    assert _vendor_from("typo/a.xml", arn) == vendor
+    assert _vendor_from("inbox/simplemente/a.txt", arn) == "simplemente"
+
+
+def test_a_continued_executions_finalize_frees_the_slot_of_the_first_executions_job_id(account):
+    finalizer, holders = _guarded(account)
+    finalizer.guard.acquire("hopex", "default", JOB, ARN, limit=2)
+    event = {**state_event(done_job()), "execution_name": "next-execution"}
+    finalizer.from_state(event)
+    assert holders() == []
+
+
+def test_finalize_frees_the_slot_of_the_jobs_vendor_when_nothing_else_names_it(account):
+    finalizer, holders = _guarded(account)
+    finalizer.guard.acquire("hopex", "default", JOB, ARN, limit=2)
+    event = state_event(done_job(), key="typo/clean.mgl")
+    del event["state_machine_arn"]
+    record = finalizer.from_state(event)
+    assert record["vendor"] == "hopex" and holders() == []
 
 
 # -- texts too long for the state: the step kept them whole in S3 --------------------------------------------------
@@ -480,6 +525,15 @@ def test_a_caught_error_cut_for_the_state_is_read_whole_from_s3(account):
     status = _status_json(account)
     assert status["error"] == {"type": "VendorRejectedError", "message": LONG_REASON}
     assert status["message"] == LONG_REASON
+
+
+def test_a_continued_executions_cut_error_is_read_whole_from_its_jobs_text(account):
+    from vendor_import import limits
+
+    account.s3.put_object(Bucket=account.bucket, Key=f"work/{JOB}/error.txt", Body=LONG_REASON.encode())
+    error = {"Error": "VendorRejectedError", "Cause": json.dumps({"errorMessage": limits.cut(LONG_REASON, 1_000)})}
+    account.finalizer(clock).from_state({**state_event(done_job(), error=error), "execution_name": f"{JOB}-c-2"})
+    assert _status_json(account)["error"] == {"type": "VendorRejectedError", "message": LONG_REASON}
 
 
 def test_a_cut_error_whose_whole_text_is_gone_keeps_the_cut_text(account):

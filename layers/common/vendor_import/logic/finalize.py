@@ -65,15 +65,18 @@ class Finalizer:
         """Finalize called by the state machine (success, vendor failure or caught error)."""
         inp = event.get("input") or {}
         job = inp.get("job") or {}
-        self._release(job.get("job_id") or event.get("execution_name"),
-                      job.get("vendor") or _vendor_from(inp.get("key"), event.get("state_machine_arn")), inp)
+        # a continued execution has its own name: the job id is the first execution's, under which
+        # the vendor step keeps the slot, the checkpoint and the whole text of a long error
+        job_id = job.get("job_id") or event.get("execution_name") or "unknown"
+        vendor = job.get("vendor") or _vendor_from(inp.get("key"), event.get("state_machine_arn"))
+        self._release(job_id, vendor, inp)
         err_type, err_msg = error_from_catch(inp.get("error"))
         if err_type:
             state = FinalState.TIMED_OUT if err_type in _TIMEOUT_ERRORS else FinalState.FAILED
             if err_msg and err_msg.endswith(limits.MARKER_TAIL):  # cut for the state: whole in S3
-                err_msg = self.store.get_text(error_key(event.get("execution_name") or "")) or err_msg
+                err_msg = self.store.get_text(error_key(job_id)) or err_msg
             message = err_msg
-            job = self._with_checkpoint_counts(event.get("execution_name") or job.get("job_id"), job)
+            job = self._with_checkpoint_counts(job_id, job)
             if job.get("error_type") == RECORD_COUNT_MISMATCH:  # found when the rest was settled
                 err_type, err_msg = RECORD_COUNT_MISMATCH, f"{job.get('settled')} (the import had failed: {err_msg})"
                 message = err_msg
@@ -90,20 +93,17 @@ class Finalizer:
             if job.get("error_type"):
                 err_type, err_msg = job["error_type"], message
         return self.record(
-            # a continued execution has its own name: the job id is the first execution's
-            job_id=job.get("job_id") or event.get("execution_name") or "unknown",
-            vendor=job.get("vendor") or _vendor_from(inp.get("key"), event.get("state_machine_arn")),
-            inp=inp, job=job, state=state, message=message, error_type=err_type,
+            job_id=job_id, vendor=vendor, inp=inp, job=job, state=state, message=message, error_type=err_type,
             error_message=err_msg, execution_arn=event.get("execution_arn"),
             started_at=event.get("started_at"), caught_error=bool(inp.get("error")),
         )
 
-    def _release(self, job_id: str | None, vendor: str, inp: dict[str, Any], arn: str | None = None) -> None:
+    def _release(self, job_id: str, vendor: str, inp: dict[str, Any], arn: str | None = None) -> None:
         """Free the import's vendor-guard slot or queue place (logic/guard.py), first thing: with
         ``arn`` only if it is still that execution's. The target is the step's, else the one the
         jobs table noted when the import queued or started (a Submit that failed after choosing a
         target from the upload's metadata), else the input's."""
-        if self.guard is None or not job_id or not vendor:
+        if self.guard is None:
             return
         job = inp.get("job") if isinstance(inp.get("job"), dict) else {}
         target = job.get("target")
@@ -114,14 +114,13 @@ class Finalizer:
                 target = None
         self.guard.release(vendor, target or _target_of(job, inp), job_id, arn=arn)
 
-    def _with_checkpoint_counts(self, job_id: str | None, job: dict[str, Any]) -> dict[str, Any]:
+    def _with_checkpoint_counts(self, job_id: str, job: dict[str, Any]) -> dict[str, Any]:
         """A step that failed after checkpointing progress (a record vendor's cursor): the counts
         it saved are newer than those of the last step that returned. The status record must say
         what reached the vendor."""
-        if not job_id:
-            return job
+        raw = (self.jobs.get(job_id) or {}).get("checkpoint_job")
         try:
-            saved = json.loads((self.jobs.get(job_id) or {}).get("checkpoint_job") or "null")
+            saved = json.loads(raw) if raw else None
         except (ValueError, TypeError):
             return job
         counts = saved.get("counts") if isinstance(saved, dict) else None
@@ -156,9 +155,10 @@ class Finalizer:
         state = FinalState.TIMED_OUT if status == "TIMED_OUT" else FinalState.FAILED
         err_type = detail.get("error") or f"Execution{status.title().replace('_', '')}"
         # a Lambda error's cause is JSON with a stack trace: the message is its errorMessage
-        _type, message = error_from_catch({"Error": err_type, "Cause": detail.get("cause") or ""})
-        message = message if detail.get("cause") else f"the execution ended {status} before finalizing"
-        err_type = _type or err_type
+        if detail.get("cause"):
+            err_type, message = error_from_catch({"Error": err_type, "Cause": detail["cause"]})
+        else:
+            err_type, message = scrub(err_type), f"the execution ended {status} before finalizing"
         if not isinstance(inp, dict) and status == "FAILED":
             # a console start with a JSON string or array: the first state's Catch cannot add
             # $.error to it, so the execution fails there; say what was wrong with the input
@@ -171,9 +171,8 @@ class Finalizer:
                       arn=detail.get("executionArn"))
         return self.record(
             job_id=job_id, vendor=_vendor_from(inp.get("key"), detail.get("stateMachineArn")), inp=inp,
-            job={k: carried[k] for k in ("job_id", "executions", "executions_count") if k in carried},
-            state=state, message=message, error_type=err_type, error_message=message,
-            execution_arn=detail.get("executionArn"),
+            job={k: carried[k] for k in ("executions", "executions_count") if k in carried},
+            state=state, message=message, error_type=err_type, execution_arn=detail.get("executionArn"),
             started_at=iso(started / 1000) if isinstance(started, (int, float)) else started,
         )
 
