@@ -563,3 +563,56 @@ def test_a_final_message_kept_in_s3_is_the_records_message(account):
     status = _status_json(account)
     assert status["message"] == LONG_REASON
     assert status["error"] == {"type": "VendorRejectedError", "message": LONG_REASON}
+
+
+# -- the record's fields that a test had not pinned (make mutation, run 13) ---------------------------------------
+
+@pytest.mark.parametrize("inp_dry, job_dry, expected", [(True, None, True), (None, True, True), (None, None, False),
+                                                        (False, False, False)])
+def test_a_dry_run_is_one_the_input_or_the_job_says_so(account, inp_dry, job_dry, expected):
+    event = state_event(done_job(state="VALIDATED", dry_run=job_dry), dry_run=inp_dry)
+    assert account.finalizer(clock).from_state(event)["dry_run"] is expected
+
+
+def test_without_a_start_or_submit_time_the_record_starts_now_on_its_clock(account):
+    event = state_event(done_job(submitted_at=None))
+    event["started_at"] = None
+    record = account.finalizer(clock).from_state(event)
+    assert (record["started_at"], record["finished_at"], record["duration_seconds"]) == (
+        "2024-05-01T10:01:00.000000Z", "2024-05-01T10:01:00.000000Z", 0.0)
+    assert _status_json(account)["updated_at"] == "2024-05-01T10:01:00.000000Z"
+
+
+def test_a_job_without_polls_records_none(account):
+    job = done_job()
+    del job["polls"]
+    assert account.finalizer(clock).from_state(state_event(job))["polls"] == 0
+
+
+def test_an_invocation_count_that_fails_costs_no_retry_and_keeps_the_record(account):
+    finalizer = account.finalizer(clock)
+
+    def throttled(job_id, vendor):
+        raise RuntimeError("ProvisionedThroughputExceededException")
+
+    finalizer.jobs.count_invocation = throttled
+    job = done_job(usage={"lambda_invocations": 3, "lambda_gb_seconds": 1.5})
+    record = finalizer.from_state(state_event(job, error={"Error": "VendorUnavailableError", "Cause": "down"}))
+    assert record["state"] == "FAILED"
+    assert (record["cost"]["retries"], record["cost"]["lambda_invocations"]) == (0, 4)
+
+
+def test_a_caught_error_at_the_only_attempt_is_no_retry(account):
+    # the table counted exactly the payload's steps and this Finalize: the failed attempt was the last one
+    for _ in range(4):
+        account.jobs.count_invocation(JOB, "hopex")
+    job = done_job(usage={"lambda_invocations": 4, "lambda_gb_seconds": 1.5}, counts={"polls": 3})
+    record = account.finalizer(clock).from_state(
+        state_event(job, error={"Error": "VendorUnavailableError", "Cause": "down"}))
+    assert record["cost"]["retries"] == 0
+
+
+def test_a_connector_that_counted_no_requests_keeps_zero_when_the_table_saw_none(account):
+    account.jobs.add_usage(JOB, 1.0, requests=0, retries=0)
+    job = done_job(counts={"polls": 3, "requests": 0})
+    assert account.finalizer(clock).from_state(state_event(job))["counts"]["requests"] == 0
