@@ -193,8 +193,8 @@ class VendorStep:
         source = self._source(request, head["ContentLength"])
         staged = self._decompress(job_id, source, head, connector)
         if staged:
-            source = self._staged_source(request, staged)
-        ctx = self._context(job_id, request, source, head.get("Metadata") or {}, poll=0, settings=settings)
+            source = self._staged_source(staged)
+        ctx = self._context(job_id, request, source, head.get("Metadata") or {}, poll=0)
         _check_size(connector, source)
         rows = connector.validate(ctx)
         base = {"job_id": job_id, "vendor": self.vendor, "target": request.target, "source_name": source.name,
@@ -279,7 +279,7 @@ class VendorStep:
                            + (f"; last vendor status: {job['message']}" if job.get("message") else "")})
         connector = self._connector(settings, target)
         head, source = self._job_source(request, job)
-        ctx = self._context(job_id, request, source, head.get("Metadata") or {}, poll=polls, settings=settings)
+        ctx = self._context(job_id, request, source, head.get("Metadata") or {}, poll=polls)
         # a retried poll resumes from what the failed attempt already checkpointed
         connector_job = self.jobs.load_checkpoint(job_id, polls) or job.get("connector") or {}
         progress = self._through_breaker(job_id, request, settings, {**base, "suspected": job.get("suspected")},
@@ -335,7 +335,7 @@ class VendorStep:
         if not connector_job:
             return {**job, "settled": ""}  # nothing was left to settle
         head, source = self._job_source(request, job)
-        ctx = self._context(job_id, request, source, head.get("Metadata") or {}, poll=failed_poll, settings=settings)
+        ctx = self._context(job_id, request, source, head.get("Metadata") or {}, poll=failed_poll)
         err_type, err_msg = error_from_catch(error)
         reason = limits.cut(f"not sent: the import stopped before this record ({err_type}: {err_msg})",
                             _SETTLE_REASON_CHARS)
@@ -539,11 +539,11 @@ class VendorStep:
         upload's copy that submit decompressed, else the upload at the size submit saw."""
         head = self._head(request)
         if job.get("staged"):
-            return head, self._staged_source(request, job["staged"])
+            return head, self._staged_source(job["staged"])
         return head, self._source(request, job.get("size") or head["ContentLength"])
 
-    def _staged_source(self, request: ImportRequest, staged: dict[str, Any]) -> S3Source:
-        source = S3Source(self.s3, self.store.bucket, staged["key"], None, size=staged["size"])
+    def _staged_source(self, staged: dict[str, Any]) -> S3Source:
+        source = S3Source(self.s3, self.store.bucket, staged["key"], size=staged["size"])
         source.name = staged["name"]
         return source
 
@@ -565,7 +565,7 @@ class VendorStep:
             raise
 
     def _context(self, job_id: str, request: ImportRequest, source: S3Source, metadata: dict[str, str], *,
-                 poll: int, settings: dict[str, Any]) -> StepContext:
+                 poll: int) -> StepContext:
         merged = build_request(request.bucket, request.key, metadata=metadata,
                                console_options=request.options).options
         options = validate_options(self.vendor, merged)
