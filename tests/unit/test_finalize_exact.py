@@ -616,3 +616,42 @@ def test_a_connector_that_counted_no_requests_keeps_zero_when_the_table_saw_none
     account.jobs.add_usage(JOB, 1.0, requests=0, retries=0)
     job = done_job(counts={"polls": 3, "requests": 0})
     assert account.finalizer(clock).from_state(state_event(job))["counts"]["requests"] == 0
+
+
+@pytest.mark.parametrize("guard, transitions", [
+    ({"checks": 2, "queued_seconds": 60}, 12 + 3 * 2),  # each check: Wait in queue, Submit, Choice
+    ({"queued_seconds": 0}, 12),  # never queued
+    ("checks=2", 12),  # not the step's counters: nothing counted
+    (None, 12),
+])
+def test_each_check_of_a_queued_import_costs_three_states(account, guard, transitions):
+    record = account.finalizer(clock).from_state(state_event(done_job(guard=guard)))
+    assert record["cost"]["state_transitions"] == transitions  # 2 + 3 x 3 polls + 1, then the queue's
+
+
+@pytest.mark.parametrize("extra, settle_error, transitions", [
+    ({"settled": "2 records not sent"}, None, 12 + 3 + 1),  # the failed poll's Wait, Poll, Choice; Settle
+    ({"settled": ""}, None, 12 + 3 + 1),  # Settle ran and found nothing left
+    ({}, {"Error": "Lambda.Unknown", "Cause": "out of memory"}, 12 + 3 + 1),  # Settle ran and failed
+    ({}, None, 12 + 3),  # a file vendor: no Settle step
+])
+def test_a_settle_step_costs_one_state(account, extra, settle_error, transitions):
+    job = done_job(done=False, state=None, **extra)
+    error = {"Error": "VendorUnavailableError", "Cause": "down"}
+    event = state_event(job, error=error, **({"settle_error": settle_error} if settle_error else {}))
+    assert account.finalizer(clock).from_state(event)["cost"]["state_transitions"] == transitions
+
+
+def test_the_retries_a_connector_counted_below_the_tables_become_the_tables(account):
+    account.jobs.add_usage(JOB, 1.0, requests=5, retries=3)
+    record = account.finalizer(clock).from_state(state_event(done_job(counts={"polls": 3, "retries": 0})))
+    assert record["counts"]["retries"] == 3 and record["cost"]["retries"] == 3
+
+
+def test_the_steps_target_wins_over_the_one_the_jobs_table_noted(account):
+    finalizer, holders = _guarded(account)
+    for target in ("prod", "eu"):
+        finalizer.guard.acquire("hopex", target, JOB, ARN, limit=2)
+    account.jobs.mark_running(JOB, "hopex", {"state": "RUNNING", "target": "eu"})
+    finalizer.from_state(state_event(done_job(target="prod")))
+    assert (holders("prod"), holders("eu")) == ([], [JOB])
