@@ -226,15 +226,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mutation scope: {', '.join(scope)}; {len(TESTS)} test files; {children} workers", flush=True)
     started = time.monotonic()
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    run = subprocess.run([str(mutmut), "run", "--max-children", children, *rechecked], cwd=STAGE, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    (STAGE / "mutmut-run.log").write_text(run.stdout)
+    # mutmut's progress line goes to the terminal as it runs (a whole run takes the best part of an
+    # hour) and, whole, to out/mutation/mutmut-run.log
+    with open(STAGE / "mutmut-run.log", "wb") as log:
+        run = subprocess.Popen([str(mutmut), "run", "--max-children", children, *rechecked], cwd=STAGE, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        while chunk := run.stdout.read1(65536):
+            log.write(chunk)
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
+        run.wait()
+    output = (STAGE / "mutmut-run.log").read_text(errors="replace")
     elapsed = time.monotonic() - started
     status = results()
     if previous:  # mutmut reset every verdict (new configuration) and ran the named ones only
         status = {**previous, **{n: status[n] for n in rechecked if status.get(n, "not checked") != "not checked"}}
     if not status:
-        print(run.stdout[-5000:])
+        print(output[-5000:])
         print("mutmut produced no results (log: out/mutation/mutmut-run.log)")
         return 1
     (STAGE / "verdicts.json").write_text(json.dumps(status))
