@@ -678,7 +678,7 @@ def _dry_run_message(n: int) -> str:
     return "dry run: the file passed every local check; nothing was sent to the vendor"
 
 
-def precheck(vendor: str, size: int, options: dict[str, Any], compressed: bool = False) -> None:
+def precheck(vendor: str, size: int, options: dict[str, Any], compressed: bool) -> None:
     """Cheap checks the submit function runs before starting an execution. A compressed upload's
     size says nothing of its decompressed size, which the vendor step checks."""
     cls = connector_class(vendor)
