@@ -94,20 +94,63 @@ STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests"
 
 
 # Appended to the staged tests/conftest.py: a mutant's session runs the tests that reach the mutated
-# function and stops at the first failure (-x), in the order of mutmut's set of names (arbitrary);
-# cheapest first (the durations mutmut recorded), a killed mutant costs its cheapest failing test.
-# The verdicts are the same in any order: a mutant is killed when any of its tests fails.
-CHEAPEST_FIRST = """
+# function and stops at the first failure (-x), in the order of mutmut's set of names (arbitrary).
+# The order here: first the tests that killed earlier mutants of the same function (most recent
+# first: the test that pins a line usually pins its neighbours), then the tests of the mutated
+# module's own test files, each group cheapest first (the durations mutmut recorded). A killed
+# mutant then costs about one test. The verdicts are the same in any order: a mutant is killed when
+# any of its tests fails. The killers are kept in out/mutation/killers/<function> (a line a kill).
+KILLERS_FIRST = """
 
-def pytest_collection_modifyitems(session, config, items):  # bench/mutation.py: cheapest tests first
+def _mutant_function():  # bench/mutation.py
+    import os
+
+    name = os.environ.get("MUTANT_UNDER_TEST", "")
+    return name.rsplit("__mutmut_", 1)[0] if "__mutmut_" in name else ""
+
+
+def _killers_file(function):
+    import hashlib
+    import pathlib
+
+    return pathlib.Path("killers") / hashlib.sha256(function.encode()).hexdigest()[:24]
+
+
+def pytest_collection_modifyitems(session, config, items):  # bench/mutation.py: likely killers first
     import json
 
     try:
         with open("mutmut-stats.json") as stats:
             durations = json.load(stats)["duration_by_test"]
     except (OSError, ValueError, KeyError):
+        durations = {}
+    function = _mutant_function()
+    killers = {}
+    if function:
+        try:
+            lines = _killers_file(function).read_text().split()
+        except OSError:
+            lines = []
+        for rank, nodeid in enumerate(reversed(lines)):
+            killers.setdefault(nodeid, rank)
+    module = function.rsplit(".", 1)[0].rsplit(".", 1)[-1] if function else ""
+
+    def order(item):
+        own = bool(module) and ("test_" + module) in item.nodeid.split("::", 1)[0]
+        return (killers.get(item.nodeid, len(killers)), not own, durations.get(item.nodeid, 0.0))
+
+    items.sort(key=order)
+
+
+def pytest_runtest_logreport(report):  # bench/mutation.py: remember which test killed this function's mutant
+    if not report.failed:
         return
-    items.sort(key=lambda item: durations.get(item.nodeid, 0.0))
+    function = _mutant_function()
+    if function:
+        path = _killers_file(function)
+        path.parent.mkdir(exist_ok=True)
+        with open(path, "a") as killers:  # one short line per write: appends do not interleave
+            killers.write(report.nodeid + "\\n")
 """
 
 
@@ -128,7 +171,7 @@ def stage(scope: list[str], *, keep_results: bool = False) -> None:
         elif src.exists():
             shutil.copy2(src, STAGE / name)
     with open(STAGE / "tests" / "conftest.py", "a") as conftest:  # the staged copy only
-        conftest.write(CHEAPEST_FIRST)
+        conftest.write(KILLERS_FIRST)
     toml = (ROOT / "pyproject.toml").read_text()
     toml = toml.replace('pythonpath = ["layers/common", "."]', 'pythonpath = ["."]')
     deselect = [arg for test in DESELECT for arg in ("--deselect", test)]
