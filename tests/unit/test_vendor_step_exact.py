@@ -849,3 +849,144 @@ def test_an_executions_own_age_counts_too(account):
     assert old["continue_in_new_execution"] is True
     young = s.step.run({**ev, "started_at": "2025-12-26T00:00:01Z"})
     assert young["continue_in_new_execution"] is False
+
+
+# -- submit's payloads and row, whole ---------------------------------------------------------------------------
+
+def test_a_submit_returns_its_whole_payload_and_marks_the_job_running(account):
+    s = Setup(account)
+    s.fake.submit_progress = Progress(job={"n": 1}, message="sent", vendor_ref="J-1")
+    s.now += 5  # the submit's times are the clock's, not the upload's
+    out = s.run("submit")
+    assert out == {"job_id": "job-1", "vendor": "hopex", "target": "default", "source_name": "clean.mgl",
+                   "size": len(CLEAN), "polls": 0, "waited_seconds": 0, "dry_run": False,
+                   "submitted_at": "2026-01-01T00:00:05.000000Z", "pace": None, "done": False, "state": None,
+                   "wait_seconds": 5, "connector": {"n": 1}, "counts": {}, "vendor_ref": "J-1", "message": "sent",
+                   "error_type": None, "raw_format": None, "queued": False, **FIRST_EXECUTION}
+    row = s.row()
+    assert {k: row[k] for k in ("state", "updated_at", "source_key", "current_execution", "target")} == {
+        "state": "RUNNING", "updated_at": "2026-01-01T00:00:05.000000Z", "source_key": KEY,
+        "current_execution": "job-1", "target": "default"}
+
+
+def test_a_dry_run_returns_its_whole_payload(account):
+    s = Setup(account)
+    out = s.run("submit", dry_run=True)
+    assert out == {"job_id": "job-1", "vendor": "hopex", "target": "default", "source_name": "clean.mgl",
+                   "size": len(CLEAN), "polls": 0, "waited_seconds": 0, "dry_run": True,
+                   "submitted_at": "2026-01-01T00:00:00.000000Z", "done": True, "state": "VALIDATED",
+                   "wait_seconds": 0, "connector": {}, "counts": {"would_reject": 0},
+                   "message": "dry run: the file passed every local check; nothing was sent to the vendor",
+                   "vendor_ref": None, "raw_format": None, "queued": False, **FIRST_EXECUTION}
+    assert s.fake.calls == ["validate"] and "state" not in s.row()  # a dry run writes no RUNNING row (usage only)
+
+
+def test_an_import_that_queued_then_paused_the_target_at_submit_keeps_its_queue_counters(account):
+    s = Setup(account, Down, max_concurrent_imports=1, queue_check_seconds=20, breaker_failures=1,
+              breaker_cooldown_seconds=40)
+    s.guard.acquire("hopex", "default", "other", "arn:sfn:other", limit=1)
+    out = s.run("submit")
+    s.guard.release("hopex", "default", "other")
+    s.now += 20
+    paused = s.run("submit", job=out)  # its slot now, and its own failure opens the breaker
+    assert s.fake.calls == ["validate", "submit"]
+    assert paused == {**queued({"checks": 1, "queued_seconds": 20, "paused_seconds": 0, "paused": True,
+                                "pause_epoch": None, "pause_waited": 0, "position": None}, PAUSED, 40),
+                      **FIRST_EXECUTION, "execution": {**FIRST_EXECUTION["execution"], "polls": 1}}
+
+
+class Checkpoints(ScriptedConnector):
+    """Keeps the context it was given and checkpoints its cursor at submit."""
+
+    def submit(self, ctx):
+        self.ctx = ctx
+        ctx.checkpoint({"n": 1})
+        return super().submit(ctx)
+
+
+def test_a_submits_context_names_its_job_and_checkpoints_at_the_steps_time(account):
+    s = Setup(account, Checkpoints)
+    s.step.time_left = lambda: 42.0  # the Lambda's remaining time, as the handler gives it
+    s.fake.submit_progress = Progress(job={"n": 1}, message="sent")
+    s.now += 7
+    s.run("submit")
+    ctx = s.fake.ctx
+    assert (ctx.job_id, ctx.dry_run, ctx.time_left()) == ("job-1", False, 42.0)
+    row = s.row()
+    assert (row["checkpoint_poll"], json.loads(row["checkpoint_job"]), row["updated_at"]) == (
+        0, {"n": 1}, "2026-01-01T00:00:07.000000Z")
+    assert s.fake.calls == ["validate", "submit"]
+
+
+class KeepsContext(ScriptedConnector):
+    def validate(self, ctx):
+        self.ctx = ctx
+        return super().validate(ctx)
+
+
+def test_a_dry_runs_context_says_dry_run(account):
+    s = Setup(account, KeepsContext)
+    s.run("submit", dry_run=True)
+    assert (s.fake.ctx.job_id, s.fake.ctx.dry_run) == ("job-1", True)
+
+
+def test_a_third_execution_counts_on_from_the_second(account):
+    s = Setup(account)
+    job = {**POLLED, "wait_seconds": 30, "continue_in_new_execution": True, "next_execution_name": "job-1-c-2",
+           "execution": {"index": 1, "name": "job-1-c-1", "polls": 4, "invocations_before": 5,
+                         "waited_at_start": 40},
+           "executions": ["job-1", "job-1-c-1"], "executions_count": 2}
+    out = s.run("submit", job=job, name="job-1-c-2")
+    assert s.fake.calls == []  # a resume asks the vendor nothing
+    assert out == {**POLLED, "wait_seconds": 30, "continue_in_new_execution": False, "queued": False,
+                   "execution": {"index": 2, "name": "job-1-c-2", "polls": 0, "invocations_before": 0,
+                                 "waited_at_start": 90},
+                   "executions": ["job-1", "job-1-c-1", "job-1-c-2"], "executions_count": 3}
+    assert s.row()["current_execution"] == "job-1-c-2"
+
+
+# -- the paused part of a poll's payload, whole ------------------------------------------------------------------
+
+def _poll_fails(s):
+    s.fake.poll = lambda job, ctx: (_ for _ in ()).throw(VendorUnavailableError("down"))
+
+
+def test_a_poll_whose_failure_pauses_the_target_waits_its_cool_down(account):
+    s = Setup(account, Down, breaker_failures=1, breaker_cooldown_seconds=40)
+    _poll_fails(s)
+    out = s.run("poll", job={**POLLED, "wait_seconds": 30})
+    assert out == {**POLLED, "polls": 4, "waited_seconds": 120, "raw_format": None, "pace": None, "staged": None,
+                   "rejects_are_records": None, "record_import": None, "paused": True, "done": False,
+                   "state": None, "wait_seconds": 40, "pause_epoch": None, "pause_waited": 0, "queued": False,
+                   **FIRST_EXECUTION, "execution": {**FIRST_EXECUTION["execution"], "polls": 1}}
+
+
+def test_a_poll_failing_while_others_fail_waits_one_cool_down_as_suspected(account):
+    s = Setup(account, Down, breaker_failures=3, breaker_cooldown_seconds=40)
+    s.step.breaker.failed("hopex", "default", threshold=3, cooldown=40, max_cooldown=900, job_id="other")
+    _poll_fails(s)
+    out = s.run("poll", job={**POLLED, "wait_seconds": 30})
+    assert out == {**POLLED, "polls": 4, "waited_seconds": 120, "raw_format": None, "pace": None, "staged": None,
+                   "rejects_are_records": None, "record_import": None, "paused": True, "done": False,
+                   "state": None, "wait_seconds": 40, "pause_epoch": None, "pause_waited": 0, "suspected": True,
+                   "queued": False, **FIRST_EXECUTION, "execution": {**FIRST_EXECUTION["execution"], "polls": 1}}
+
+
+def test_a_failed_probe_doubles_the_cool_down_up_to_its_maximum(account):
+    s = Setup(account, Down, breaker_cooldown_seconds=60, breaker_max_cooldown_seconds=90)
+    s.step.breaker.set_state("hopex", "default", "PAUSED")
+    _poll_fails(s)
+    # waited the whole 60 s cool-down of epoch 1: this poll is the probe, and it fails
+    out = s.run("poll", job={**POLLED, "paused": True, "pause_epoch": 1, "pause_waited": 30, "wait_seconds": 30})
+    b = s.item()["breaker"]
+    assert (b["state"], b["epoch"], b["cooldown"]) == ("OPEN", 2, 90)  # 2 x 60, at most 90
+    assert (out["paused"], out["wait_seconds"]) == (True, 60)
+
+
+def test_a_paused_poll_that_waited_nothing_yet_waits_the_whole_default_cool_down(account):
+    s = Setup(account, breaker_cooldown_seconds=40)
+    GuardTable(account.dynamodb.Table(JOBS_TABLE)).write("guard#hopex#default", {
+        "holders": {}, "waiters": {}, "next_ticket": 0, "version": 0, "breaker": {"state": "OPEN", "epoch": 1}})
+    out = s.run("poll", job={**POLLED, "paused": True, "pause_epoch": 1, "pause_waited": 0, "wait_seconds": None})
+    assert s.fake.calls == []
+    assert (out["wait_seconds"], out["pause_epoch"], out["pause_waited"]) == (40, 1, 0)
