@@ -990,3 +990,15 @@ def test_a_paused_poll_that_waited_nothing_yet_waits_the_whole_default_cool_down
     out = s.run("poll", job={**POLLED, "paused": True, "pause_epoch": 1, "pause_waited": 0, "wait_seconds": None})
     assert s.fake.calls == []
     assert (out["wait_seconds"], out["pause_epoch"], out["pause_waited"]) == (40, 1, 0)
+
+
+def test_a_submit_learns_its_pace_from_jobs_of_a_similar_size_and_probes_for_its_own_job(account):
+    s = Setup(account)
+    history = ((len(CLEAN), 40), (len(CLEAN), 60), (len(CLEAN), 80), (100_000, 900), (100_000, 900), (100_000, 900))
+    for n, (size, seconds) in enumerate(history):
+        account.jobs.put_status({"job_id": f"old-{n}", "vendor": "hopex", "state": "SUCCEEDED", "target": "default",
+                                 "updated_at": f"2026-01-0{n + 1}T00:00:00.000000Z", "vendor_seconds": seconds,
+                                 "source": {"size": size}})
+    s.fake.submit_progress = Progress(job={}, message="sent")
+    out = s.run("submit", name="job-7")  # job-7: one of the 1 in 5 job ids that probe an early end
+    assert out["pace"] == {"expected_seconds": 40, "step_seconds": 2, "samples": 3, "probe_seconds": 32}
