@@ -1002,3 +1002,21 @@ def test_a_submit_learns_its_pace_from_jobs_of_a_similar_size_and_probes_for_its
     s.fake.submit_progress = Progress(job={}, message="sent")
     out = s.run("submit", name="job-7")  # job-7: one of the 1 in 5 job ids that probe an early end
     assert out["pace"] == {"expected_seconds": 40, "step_seconds": 2, "samples": 3, "probe_seconds": 32}
+
+
+def test_a_cirrus_step_behind_a_guard_paces_its_connector_under_the_targets_shared_rate(account):
+    from vendor_import.logic.guard import SharedPacer
+
+    settings = load_settings("cirrus", {"vendor": "cirrus", "base_url": "https://cirrus.invalid", "username": "u",
+                                        "password": "offline-password", "max_calls_per_second": 10})
+    guard = Guard(GuardTable(account.dynamodb.Table(JOBS_TABLE)), describe=lambda arn: "RUNNING")
+    step = VendorStep(vendor="cirrus", settings_loader=lambda *a: settings, s3_client=account.s3,
+                      store=account.store, jobs=account.jobs, guard=guard)
+    conn = step._connector(settings, "prod")
+    assert isinstance(conn.pacer, SharedPacer)
+    assert (conn.pacer.per_unit.key, conn.pacer.per_unit.rate) == ("rate#cirrus#prod#max_calls_per_second", 9.0)
+    assert conn.pacer.per_unit.table.name == JOBS_TABLE  # the guard's table holds the shared budget
+    assert step._connector(settings, "prod") is conn  # cached while the settings are unchanged
+    other = step._connector(settings, "test")
+    fresh = step._connector(dict(settings), "prod")  # new settings: prod's old connector (and token) dropped
+    assert fresh is not conn and list(step._connectors.values()) == [other, fresh]
