@@ -1020,3 +1020,39 @@ def test_a_cirrus_step_behind_a_guard_paces_its_connector_under_the_targets_shar
     other = step._connector(settings, "test")
     fresh = step._connector(dict(settings), "prod")  # new settings: prod's old connector (and token) dropped
     assert fresh is not conn and list(step._connectors.values()) == [other, fresh]
+
+
+class DoneAtSubmit(Settling):
+    """A record import small enough to end in its submit, one record refused."""
+
+    def submit(self, ctx):
+        self.calls.append("submit")
+        return Progress(job={"n": 2}, done=True, state=FinalState.SUCCEEDED_WITH_REJECTS,
+                        rejects=[RejectRow("2", "bad date")], counts={"sent": 2, "rejected": 1}, message="done")
+
+    def record_tally(self, job):
+        self.seen_jobs.append(job)
+        return self.tally
+
+
+def test_a_record_import_finished_at_submit_is_tallied_and_stages_its_rejects_as_the_first_step(account):
+    s = Setup(account, DoneAtSubmit)
+    s.fake.tally = RecordTally(read=2, accepted=1, refused_by_vendor=1, refused_locally=0)
+    out = s.run("submit")
+    assert s.fake.seen_jobs == [{"n": 2}]  # the finished job's own tally
+    assert account.keys("work/job-1/rejects/") == ["work/job-1/rejects/step-000000.csv"]
+    assert out == {"job_id": "job-1", "vendor": "hopex", "target": "default", "source_name": "clean.mgl",
+                   "size": len(CLEAN), "polls": 0, "waited_seconds": 0, "dry_run": False,
+                   "submitted_at": "2026-01-01T00:00:00.000000Z", "pace": None, "record_import": True, "done": True,
+                   "state": "SUCCEEDED_WITH_REJECTS", "wait_seconds": 0, "connector": {"n": 2},
+                   "counts": {"sent": 2, "rejected": 1}, "vendor_ref": None, "message": "done", "error_type": None,
+                   "raw_format": None, "queued": False, **FIRST_EXECUTION}
+
+
+def test_a_paused_poll_that_finds_a_new_epoch_starts_its_wait_again(account):
+    s = Setup(account)
+    GuardTable(account.dynamodb.Table(JOBS_TABLE)).write("guard#hopex#default", {
+        "holders": {}, "waiters": {}, "next_ticket": 0, "version": 0,
+        "breaker": {"state": "OPEN", "epoch": 2, "cooldown": 60}})
+    out = s.run("poll", job={**POLLED, "paused": True, "pause_epoch": 1, "pause_waited": 25, "wait_seconds": 5})
+    assert (out["wait_seconds"], out["pause_epoch"], out["pause_waited"]) == (60, 2, 0)  # epoch 1's 30 s don't count
