@@ -849,3 +849,210 @@ def test_an_executions_own_age_counts_too(account):
     assert old["continue_in_new_execution"] is True
     young = s.step.run({**ev, "started_at": "2025-12-26T00:00:01Z"})
     assert young["continue_in_new_execution"] is False
+
+
+# -- submit's payloads and row, whole ---------------------------------------------------------------------------
+
+def test_a_submit_returns_its_whole_payload_and_marks_the_job_running(account):
+    s = Setup(account)
+    s.fake.submit_progress = Progress(job={"n": 1}, message="sent", vendor_ref="J-1")
+    s.now += 5  # the submit's times are the clock's, not the upload's
+    out = s.run("submit")
+    assert out == {"job_id": "job-1", "vendor": "hopex", "target": "default", "source_name": "clean.mgl",
+                   "size": len(CLEAN), "polls": 0, "waited_seconds": 0, "dry_run": False,
+                   "submitted_at": "2026-01-01T00:00:05.000000Z", "pace": None, "done": False, "state": None,
+                   "wait_seconds": 5, "connector": {"n": 1}, "counts": {}, "vendor_ref": "J-1", "message": "sent",
+                   "error_type": None, "raw_format": None, "queued": False, **FIRST_EXECUTION}
+    row = s.row()
+    assert {k: row[k] for k in ("state", "updated_at", "source_key", "current_execution", "target")} == {
+        "state": "RUNNING", "updated_at": "2026-01-01T00:00:05.000000Z", "source_key": KEY,
+        "current_execution": "job-1", "target": "default"}
+
+
+def test_a_dry_run_returns_its_whole_payload(account):
+    s = Setup(account)
+    out = s.run("submit", dry_run=True)
+    assert out == {"job_id": "job-1", "vendor": "hopex", "target": "default", "source_name": "clean.mgl",
+                   "size": len(CLEAN), "polls": 0, "waited_seconds": 0, "dry_run": True,
+                   "submitted_at": "2026-01-01T00:00:00.000000Z", "done": True, "state": "VALIDATED",
+                   "wait_seconds": 0, "connector": {}, "counts": {"would_reject": 0},
+                   "message": "dry run: the file passed every local check; nothing was sent to the vendor",
+                   "vendor_ref": None, "raw_format": None, "queued": False, **FIRST_EXECUTION}
+    assert s.fake.calls == ["validate"] and "state" not in s.row()  # a dry run writes no RUNNING row (usage only)
+
+
+def test_an_import_that_queued_then_paused_the_target_at_submit_keeps_its_queue_counters(account):
+    s = Setup(account, Down, max_concurrent_imports=1, queue_check_seconds=20, breaker_failures=1,
+              breaker_cooldown_seconds=40)
+    s.guard.acquire("hopex", "default", "other", "arn:sfn:other", limit=1)
+    out = s.run("submit")
+    s.guard.release("hopex", "default", "other")
+    s.now += 20
+    paused = s.run("submit", job=out)  # its slot now, and its own failure opens the breaker
+    assert s.fake.calls == ["validate", "submit"]
+    assert paused == {**queued({"checks": 1, "queued_seconds": 20, "paused_seconds": 0, "paused": True,
+                                "pause_epoch": None, "pause_waited": 0, "position": None}, PAUSED, 40),
+                      **FIRST_EXECUTION, "execution": {**FIRST_EXECUTION["execution"], "polls": 1}}
+
+
+class Checkpoints(ScriptedConnector):
+    """Keeps the context it was given and checkpoints its cursor at submit."""
+
+    def submit(self, ctx):
+        self.ctx = ctx
+        ctx.checkpoint({"n": 1})
+        return super().submit(ctx)
+
+
+def test_a_submits_context_names_its_job_and_checkpoints_at_the_steps_time(account):
+    s = Setup(account, Checkpoints)
+    s.step.time_left = lambda: 42.0  # the Lambda's remaining time, as the handler gives it
+    s.fake.submit_progress = Progress(job={"n": 1}, message="sent")
+    s.now += 7
+    s.run("submit")
+    ctx = s.fake.ctx
+    assert (ctx.job_id, ctx.dry_run, ctx.time_left()) == ("job-1", False, 42.0)
+    row = s.row()
+    assert (row["checkpoint_poll"], json.loads(row["checkpoint_job"]), row["updated_at"]) == (
+        0, {"n": 1}, "2026-01-01T00:00:07.000000Z")
+    assert s.fake.calls == ["validate", "submit"]
+
+
+class KeepsContext(ScriptedConnector):
+    def validate(self, ctx):
+        self.ctx = ctx
+        return super().validate(ctx)
+
+
+def test_a_dry_runs_context_says_dry_run(account):
+    s = Setup(account, KeepsContext)
+    s.run("submit", dry_run=True)
+    assert (s.fake.ctx.job_id, s.fake.ctx.dry_run) == ("job-1", True)
+
+
+def test_a_third_execution_counts_on_from_the_second(account):
+    s = Setup(account)
+    job = {**POLLED, "wait_seconds": 30, "continue_in_new_execution": True, "next_execution_name": "job-1-c-2",
+           "execution": {"index": 1, "name": "job-1-c-1", "polls": 4, "invocations_before": 5,
+                         "waited_at_start": 40},
+           "executions": ["job-1", "job-1-c-1"], "executions_count": 2}
+    out = s.run("submit", job=job, name="job-1-c-2")
+    assert s.fake.calls == []  # a resume asks the vendor nothing
+    assert out == {**POLLED, "wait_seconds": 30, "continue_in_new_execution": False, "queued": False,
+                   "execution": {"index": 2, "name": "job-1-c-2", "polls": 0, "invocations_before": 0,
+                                 "waited_at_start": 90},
+                   "executions": ["job-1", "job-1-c-1", "job-1-c-2"], "executions_count": 3}
+    assert s.row()["current_execution"] == "job-1-c-2"
+
+
+# -- the paused part of a poll's payload, whole ------------------------------------------------------------------
+
+def _poll_fails(s):
+    s.fake.poll = lambda job, ctx: (_ for _ in ()).throw(VendorUnavailableError("down"))
+
+
+def test_a_poll_whose_failure_pauses_the_target_waits_its_cool_down(account):
+    s = Setup(account, Down, breaker_failures=1, breaker_cooldown_seconds=40)
+    _poll_fails(s)
+    out = s.run("poll", job={**POLLED, "wait_seconds": 30})
+    assert out == {**POLLED, "polls": 4, "waited_seconds": 120, "raw_format": None, "pace": None, "staged": None,
+                   "rejects_are_records": None, "record_import": None, "paused": True, "done": False,
+                   "state": None, "wait_seconds": 40, "pause_epoch": None, "pause_waited": 0, "queued": False,
+                   **FIRST_EXECUTION, "execution": {**FIRST_EXECUTION["execution"], "polls": 1}}
+
+
+def test_a_poll_failing_while_others_fail_waits_one_cool_down_as_suspected(account):
+    s = Setup(account, Down, breaker_failures=3, breaker_cooldown_seconds=40)
+    s.step.breaker.failed("hopex", "default", threshold=3, cooldown=40, max_cooldown=900, job_id="other")
+    _poll_fails(s)
+    out = s.run("poll", job={**POLLED, "wait_seconds": 30})
+    assert out == {**POLLED, "polls": 4, "waited_seconds": 120, "raw_format": None, "pace": None, "staged": None,
+                   "rejects_are_records": None, "record_import": None, "paused": True, "done": False,
+                   "state": None, "wait_seconds": 40, "pause_epoch": None, "pause_waited": 0, "suspected": True,
+                   "queued": False, **FIRST_EXECUTION, "execution": {**FIRST_EXECUTION["execution"], "polls": 1}}
+
+
+def test_a_failed_probe_doubles_the_cool_down_up_to_its_maximum(account):
+    s = Setup(account, Down, breaker_cooldown_seconds=60, breaker_max_cooldown_seconds=90)
+    s.step.breaker.set_state("hopex", "default", "PAUSED")
+    _poll_fails(s)
+    # waited the whole 60 s cool-down of epoch 1: this poll is the probe, and it fails
+    out = s.run("poll", job={**POLLED, "paused": True, "pause_epoch": 1, "pause_waited": 30, "wait_seconds": 30})
+    b = s.item()["breaker"]
+    assert (b["state"], b["epoch"], b["cooldown"]) == ("OPEN", 2, 90)  # 2 x 60, at most 90
+    assert (out["paused"], out["wait_seconds"]) == (True, 60)
+
+
+def test_a_paused_poll_that_waited_nothing_yet_waits_the_whole_default_cool_down(account):
+    s = Setup(account, breaker_cooldown_seconds=40)
+    GuardTable(account.dynamodb.Table(JOBS_TABLE)).write("guard#hopex#default", {
+        "holders": {}, "waiters": {}, "next_ticket": 0, "version": 0, "breaker": {"state": "OPEN", "epoch": 1}})
+    out = s.run("poll", job={**POLLED, "paused": True, "pause_epoch": 1, "pause_waited": 0, "wait_seconds": None})
+    assert s.fake.calls == []
+    assert (out["wait_seconds"], out["pause_epoch"], out["pause_waited"]) == (40, 1, 0)
+
+
+def test_a_submit_learns_its_pace_from_jobs_of_a_similar_size_and_probes_for_its_own_job(account):
+    s = Setup(account)
+    history = ((len(CLEAN), 40), (len(CLEAN), 60), (len(CLEAN), 80), (100_000, 900), (100_000, 900), (100_000, 900))
+    for n, (size, seconds) in enumerate(history):
+        account.jobs.put_status({"job_id": f"old-{n}", "vendor": "hopex", "state": "SUCCEEDED", "target": "default",
+                                 "updated_at": f"2026-01-0{n + 1}T00:00:00.000000Z", "vendor_seconds": seconds,
+                                 "source": {"size": size}})
+    s.fake.submit_progress = Progress(job={}, message="sent")
+    out = s.run("submit", name="job-7")  # job-7: one of the 1 in 5 job ids that probe an early end
+    assert out["pace"] == {"expected_seconds": 40, "step_seconds": 2, "samples": 3, "probe_seconds": 32}
+
+
+def test_a_cirrus_step_behind_a_guard_paces_its_connector_under_the_targets_shared_rate(account):
+    from vendor_import.logic.guard import SharedPacer
+
+    settings = load_settings("cirrus", {"vendor": "cirrus", "base_url": "https://cirrus.invalid", "username": "u",
+                                        "password": "offline-password", "max_calls_per_second": 10})
+    guard = Guard(GuardTable(account.dynamodb.Table(JOBS_TABLE)), describe=lambda arn: "RUNNING")
+    step = VendorStep(vendor="cirrus", settings_loader=lambda *a: settings, s3_client=account.s3,
+                      store=account.store, jobs=account.jobs, guard=guard)
+    conn = step._connector(settings, "prod")
+    assert isinstance(conn.pacer, SharedPacer)
+    assert (conn.pacer.per_unit.key, conn.pacer.per_unit.rate) == ("rate#cirrus#prod#max_calls_per_second", 9.0)
+    assert conn.pacer.per_unit.table.name == JOBS_TABLE  # the guard's table holds the shared budget
+    assert step._connector(settings, "prod") is conn  # cached while the settings are unchanged
+    other = step._connector(settings, "test")
+    fresh = step._connector(dict(settings), "prod")  # new settings: prod's old connector (and token) dropped
+    assert fresh is not conn and list(step._connectors.values()) == [other, fresh]
+
+
+class DoneAtSubmit(Settling):
+    """A record import small enough to end in its submit, one record refused."""
+
+    def submit(self, ctx):
+        self.calls.append("submit")
+        return Progress(job={"n": 2}, done=True, state=FinalState.SUCCEEDED_WITH_REJECTS,
+                        rejects=[RejectRow("2", "bad date")], counts={"sent": 2, "rejected": 1}, message="done")
+
+    def record_tally(self, job):
+        self.seen_jobs.append(job)
+        return self.tally
+
+
+def test_a_record_import_finished_at_submit_is_tallied_and_stages_its_rejects_as_the_first_step(account):
+    s = Setup(account, DoneAtSubmit)
+    s.fake.tally = RecordTally(read=2, accepted=1, refused_by_vendor=1, refused_locally=0)
+    out = s.run("submit")
+    assert s.fake.seen_jobs == [{"n": 2}]  # the finished job's own tally
+    assert account.keys("work/job-1/rejects/") == ["work/job-1/rejects/step-000000.csv"]
+    assert out == {"job_id": "job-1", "vendor": "hopex", "target": "default", "source_name": "clean.mgl",
+                   "size": len(CLEAN), "polls": 0, "waited_seconds": 0, "dry_run": False,
+                   "submitted_at": "2026-01-01T00:00:00.000000Z", "pace": None, "record_import": True, "done": True,
+                   "state": "SUCCEEDED_WITH_REJECTS", "wait_seconds": 0, "connector": {"n": 2},
+                   "counts": {"sent": 2, "rejected": 1}, "vendor_ref": None, "message": "done", "error_type": None,
+                   "raw_format": None, "queued": False, **FIRST_EXECUTION}
+
+
+def test_a_paused_poll_that_finds_a_new_epoch_starts_its_wait_again(account):
+    s = Setup(account)
+    GuardTable(account.dynamodb.Table(JOBS_TABLE)).write("guard#hopex#default", {
+        "holders": {}, "waiters": {}, "next_ticket": 0, "version": 0,
+        "breaker": {"state": "OPEN", "epoch": 2, "cooldown": 60}})
+    out = s.run("poll", job={**POLLED, "paused": True, "pause_epoch": 1, "pause_waited": 25, "wait_seconds": 5})
+    assert (out["wait_seconds"], out["pause_epoch"], out["pause_waited"]) == (60, 2, 0)  # epoch 1's 30 s don't count
