@@ -482,6 +482,32 @@ def test_a_record_import_ended_at_a_poll_whose_records_do_not_add_up_fails_loudl
                               "after 100 s of polling (deadline_seconds = 100); last vendor status: running)")
 
 
+def test_a_record_import_ended_at_a_poll_keeps_its_rejects_format_when_settling_emits_none(account):
+    class SettlingWithoutFormat(Settling):
+        def settle(self, job, ctx, reason):
+            self.calls.append("settle")
+            return Progress(job={**job, "settled": True}, done=True, counts={"sent": 3, "not_sent": 0},
+                            message="0 records not sent")
+
+    s = Setup(account, SettlingWithoutFormat, deadline_seconds=100)
+    fmt = {"name": "x.rejects.txt", "content_type": "text/plain", "header": "", "footer": ""}
+    out = s.run("poll", job={**RECORD_POLLED, "wait_seconds": 10, "raw_format": fmt})
+    assert (out["raw_format"], out["state"]) == (fmt, FinalState.TIMED_OUT.value)
+
+
+def test_a_record_import_ended_at_a_poll_with_a_long_message_keeps_it_whole_in_s3(account):
+    s = Setup(account, Settling, deadline_seconds=100)
+    s.fake.tally = RecordTally(read=5, accepted=4, refused_by_vendor=0, refused_locally=0, not_sent=1)
+    status = "still importing; " * 2_000  # the vendor's last words: 34,000 characters
+    out = s.run("poll", job={**RECORD_POLLED, "wait_seconds": 10, "message": status})
+    whole = (f"the vendor job was still running after 100 s of polling (deadline_seconds = 100); last vendor "
+             f"status: {status}; 1 record not sent")
+    assert out["message_key"] == "work/job-1/message.txt"
+    assert account.read("work/job-1/message.txt").decode() == whole
+    assert len(out["message"]) < len(whole) and out["message"].endswith("characters cut: the whole text is in the "
+                                                                       "status JSON in S3]")
+
+
 def test_a_record_import_ended_at_a_poll_with_nothing_left_ends_as_it_would_have(account):
     s = Setup(account, Settling, deadline_seconds=100)
     job = {**RECORD_POLLED, "wait_seconds": 10, "connector": {"nothing_left": 1}}
